@@ -1,0 +1,104 @@
+// benchmarks/dense_baselines.hpp — the uncompressed baselines every scheme's benchmark
+// registers beside itself, so that speed is always a ratio against a baseline timed in
+// the same process.
+//
+//   dense_gemv/<in>x<out>            reference dense layer at batch 1 (Eigen GEMV)
+//   dense_gemm/<in>x<out>/b<B>       the same layer at batch B (Eigen GEMM)
+//   dense_conv/<cin>x<cout>/<h>x<w>/b<B>   reference conv2d 3x3, pad 1 (im2col + GEMM)
+// Counters: GFLOP/s (2 flops per MAC) and GB/s of parameters plus activations read.
+// Every benchmark runs single-threaded. bench::run defaults to 5 repetitions with
+// aggregates only (pass --benchmark_repetitions to change it), so the names stay exact
+// and the median is the "<name>_median" row.
+#pragma once
+
+#include <benchmark/benchmark.h>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "slimnn/layers/conv2d.hpp"
+#include "slimnn/layers/dense.hpp"
+
+namespace bench {
+
+using namespace slimnn;
+
+inline matrix<float> random_input(index_t rows, index_t cols, std::uint64_t seed = 3) {
+  rng_t rng(seed);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  matrix<float> x(rows, cols);
+  for (index_t i = 0; i < x.size(); ++i) x.data()[i] = u(rng);
+  return x;
+}
+
+/// Sets the FLOP rate (2 per MAC) and byte rate (parameters once, activations per
+/// sample) of one forward pass over `batch` samples; shown as e.g. "FLOPs=32.7G/s".
+inline void set_counters(benchmark::State& state, const cost& c, index_t batch) {
+  using counter = benchmark::Counter;
+  state.counters["FLOPs"] = counter(2.0 * double(c.macs) * double(batch), counter::kIsIterationInvariantRate,
+                                    counter::OneK::kIs1000);
+  const double bytes = double(c.param_bytes) + double(c.bytes_read - c.param_bytes) * double(batch);
+  state.counters["bytes"] = counter(bytes, counter::kIsIterationInvariantRate, counter::OneK::kIs1000);
+}
+
+/// Registers a benchmark of layer.forward on a random batch; the layer is built once.
+template <class Layer>
+benchmark::internal::Benchmark* register_forward(const std::string& name, Layer layer, index_t batch) {
+  return benchmark::RegisterBenchmark(
+             name.c_str(),
+             [layer = std::move(layer), batch](benchmark::State& state) {
+               const auto x = random_input(layer.input_shape().size(), batch);
+               matrix<float> y;
+               layer.forward(x, y);
+               for (auto _ : state) {
+                 layer.forward(x, y);
+                 benchmark::DoNotOptimize(y.data());
+                 benchmark::ClobberMemory();
+               }
+               set_counters(state, layer.cost(), batch);
+             })
+      ->Unit(benchmark::kMicrosecond);
+}
+
+inline void register_dense_gemv(index_t inputs, index_t outputs) {
+  rng_t rng(1);
+  register_forward(detail::cat("dense_gemv/", inputs, 'x', outputs), dense<float>(inputs, outputs, rng), 1);
+}
+
+inline void register_dense_gemm(index_t inputs, index_t outputs, index_t batch) {
+  rng_t rng(1);
+  register_forward(detail::cat("dense_gemm/", inputs, 'x', outputs, "/b", batch),
+                   dense<float>(inputs, outputs, rng), batch);
+}
+
+inline void register_dense_conv(index_t in_channels, index_t out_channels, index_t size, index_t batch) {
+  rng_t rng(1);
+  register_forward(detail::cat("dense_conv/", in_channels, 'x', out_channels, '/', size, 'x', size, "/b", batch),
+                   conv2d<float>(shape{in_channels, size, size}, {.out_channels = out_channels, .kernel = 3, .padding = 1},
+                                 rng),
+                   batch);
+}
+
+/// Runs the registered benchmarks; adds --benchmark_repetitions=5 and
+/// --benchmark_report_aggregates_only=true unless the command line sets them.
+inline int run(int argc, char** argv) {
+  std::vector<char*> args(argv, argv + argc);
+  auto given = [&](std::string_view flag) {
+    for (int i = 1; i < argc; ++i)
+      if (std::string_view(argv[i]).starts_with(flag)) return true;
+    return false;
+  };
+  static char repetitions[] = "--benchmark_repetitions=5";
+  static char aggregates[] = "--benchmark_report_aggregates_only=true";
+  if (!given("--benchmark_repetitions")) args.push_back(repetitions);
+  if (!given("--benchmark_report_aggregates_only")) args.push_back(aggregates);
+  int count = int(args.size());
+  benchmark::Initialize(&count, args.data());
+  if (benchmark::ReportUnrecognizedArguments(count, args.data())) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
+
+}  // namespace bench

@@ -1,0 +1,148 @@
+// examples/baselines.hpp — the two reference networks every example trains on
+// Fashion-MNIST, their training recipes, and a small parameter cache.
+//
+//   mlp: 784 -> dense 1024 -> relu -> dense 1024 -> relu -> dense 10
+//   cnn: 1x28x28 -> conv 3x3 32 (pad 1) -> relu -> max_pool 2
+//                -> conv 3x3 64 (pad 1) -> relu -> max_pool 2 -> flatten 3136
+//                -> dense 128 -> relu -> dense 10
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "slimnn/slimnn.hpp"
+
+namespace examples {
+
+using namespace slimnn;
+
+inline network<float> make_mlp(rng_t& rng) {
+  network<float> net;
+  net << dense<float>(784, 1024, rng) << relu<float>(shape::flat(1024)) << dense<float>(1024, 1024, rng)
+      << relu<float>(shape::flat(1024)) << dense<float>(1024, 10, rng);
+  return net;
+}
+
+inline network<float> make_cnn(rng_t& rng) {
+  network<float> net;
+  conv2d<float> conv1(shape{1, 28, 28}, {.out_channels = 32, .kernel = 3, .padding = 1}, rng);
+  const shape a = conv1.output_shape();
+  max_pool2d<float> pool1(a, 2);
+  conv2d<float> conv2(pool1.output_shape(), {.out_channels = 64, .kernel = 3, .padding = 1}, rng);
+  const shape b = conv2.output_shape();
+  max_pool2d<float> pool2(b, 2);
+  net << conv1 << relu<float>(a) << pool1 << conv2 << relu<float>(b) << pool2
+      << flatten<float>(pool2.output_shape()) << dense<float>(pool2.output_shape().size(), 128, rng)
+      << relu<float>(shape::flat(128)) << dense<float>(128, 10, rng);
+  return net;
+}
+
+/// How each baseline is trained (Adam with cosine decay; see README for the numbers).
+struct recipe {
+  int epochs;
+  index_t batch_size;
+  float learning_rate;
+  float weight_decay;
+};
+inline recipe mlp_recipe() { return {8, 128, 1e-3f, 1e-4f}; }
+inline recipe cnn_recipe() { return {4, 64, 2e-3f, 1e-4f}; }
+
+/// Trains `net` with `r`; in quick mode only a few batches per epoch.
+inline std::vector<epoch_report> train_with(network<float>& net, const recipe& r, const dataset<float>& train,
+                                            const dataset<float>& test, const std::string& label,
+                                            std::uint64_t seed, index_t max_batches = 0) {
+  adam<float> opt({.learning_rate = r.learning_rate, .weight_decay = r.weight_decay});
+  return fit(net, opt, train, &test,
+             {.epochs = r.epochs, .batch_size = r.batch_size, .seed = seed, .max_batches = max_batches,
+              .label = label});
+}
+
+// --- parameter cache: "SLIMNNP1", count, then per array: name, size, float values ---
+
+inline void save_parameters(network<float>& net, const std::filesystem::path& path) {
+  std::ofstream out(path, std::ios::binary);
+  detail::require<format_error>(bool(out), path.string(), ": cannot open for writing");
+  const auto params = net.parameters();
+  const std::uint64_t count = params.size();
+  out.write("SLIMNNP1", 8);
+  out.write(reinterpret_cast<const char*>(&count), 8);
+  for (const auto& p : params) {
+    const std::uint64_t name_size = p.name.size(), size = std::uint64_t(p.size);
+    out.write(reinterpret_cast<const char*>(&name_size), 8);
+    out.write(p.name.data(), std::streamsize(name_size));
+    out.write(reinterpret_cast<const char*>(&size), 8);
+    out.write(reinterpret_cast<const char*>(p.value), std::streamsize(size * sizeof(float)));
+  }
+  detail::require<format_error>(bool(out), path.string(), ": write failed");
+}
+
+/// Loads parameters saved by save_parameters into a network of the same architecture.
+inline void load_parameters(network<float>& net, const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  detail::require<format_error>(bool(in), path.string(), ": cannot open file");
+  auto read_u64 = [&](const char* what) {
+    std::uint64_t v = 0;
+    in.read(reinterpret_cast<char*>(&v), 8);
+    detail::require<format_error>(bool(in), path.string(), ": truncated while reading ", what);
+    return v;
+  };
+  char magic[8] = {};
+  in.read(magic, 8);
+  detail::require<format_error>(bool(in) && std::string(magic, 8) == "SLIMNNP1", path.string(),
+                                ": not a slimnn parameter file");
+  const auto params = net.parameters();
+  detail::require<format_error>(read_u64("the count") == params.size(), path.string(),
+                                ": holds a different number of parameter arrays than the network");
+  for (const auto& p : params) {
+    const auto name_size = read_u64("a name length");
+    detail::require<format_error>(name_size == p.name.size(), path.string(), ": expected array '", p.name, "'");
+    std::string name(name_size, '\0');
+    in.read(name.data(), std::streamsize(name_size));
+    detail::require<format_error>(bool(in) && name == p.name, path.string(), ": expected array '", p.name,
+                                  "', found '", name, "'");
+    detail::require<format_error>(read_u64("a size") == std::uint64_t(p.size), path.string(), ": array '",
+                                  p.name, "' has the wrong size");
+    in.read(reinterpret_cast<char*>(p.value), std::streamsize(p.size * sizeof(float)));
+    detail::require<format_error>(bool(in), path.string(), ": truncated in array '", p.name, "'");
+  }
+  detail::require<format_error>(in.peek() == std::char_traits<char>::eof(), path.string(),
+                                ": trailing bytes after the last array");
+}
+
+/// Arguments shared by the examples: --data DIR --out DIR --seed N --quick --threads N.
+struct options {
+  std::filesystem::path data = fashion_mnist_default_dir;
+  std::filesystem::path out = ".";
+  std::uint64_t seed = 1;
+  bool quick = false;
+  bool retrain = false;
+  int threads = 2;
+};
+
+inline options parse_options(int argc, char** argv, const char* usage) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      detail::require<config_error>(i + 1 < argc, a, " needs a value\n", usage);
+      return argv[++i];
+    };
+    if (a == "--data") o.data = value();
+    else if (a == "--out") o.out = value();
+    else if (a == "--seed") o.seed = std::stoull(value());
+    else if (a == "--threads") o.threads = std::stoi(value());
+    else if (a == "--quick") o.quick = true;
+    else if (a == "--retrain") o.retrain = true;
+    else if (a == "--help" || a == "-h") {
+      std::printf("%s", usage);
+      std::exit(0);
+    } else {
+      throw config_error(detail::cat("unknown option '", a, "'\n", usage));
+    }
+  }
+  return o;
+}
+
+}  // namespace examples

@@ -1,0 +1,160 @@
+// compare_schemes — the main job: train (or load) the baseline MLP and CNN on
+// Fashion-MNIST, convert them with every registered compression scheme and setting,
+// optionally fine-tune, then report accuracy, stored bytes, MACs and single-thread
+// latency at batch 1 and batch 64, side by side. Writes <out>/compare_schemes.csv.
+//
+//   compare_schemes [--data DIR] [--out DIR] [--seed N] [--threads N] [--quick] [--retrain]
+//
+// A scheme registers one function: given the network kind ("mlp" or "cnn") and the
+// trained baseline, it returns the converted networks, one per setting.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+
+#include "baselines.hpp"
+
+namespace {
+
+using namespace examples;
+
+struct context {
+  const fashion_mnist<float>& data;
+  const options& opt;
+  /// Fine-tunes a converted network (a short run in --quick mode).
+  void fine_tune(network<float>& net, const recipe& r, const std::string& label) const {
+    train_with(net, r, data.train, data.test, label, opt.seed + 1, opt.quick ? 5 : 0);
+  }
+};
+
+struct variant {
+  std::string setting;  ///< "k64", "s8-seg25", ...; "-" for the uncompressed network
+  network<float> net;
+};
+
+struct scheme {
+  std::string name;
+  std::function<std::vector<variant>(const std::string& kind, const network<float>& baseline, const context&)>
+      convert;
+};
+
+std::vector<scheme> registered_schemes() {
+  return {
+      {"dense", [](const std::string&, const network<float>& baseline,
+                   const context&) { return std::vector<variant>{{"-", baseline}}; }},
+  };
+}
+
+/// Median single-thread time of net.forward on `x`, in microseconds.
+double median_latency_us(const network<float>& net, const matrix<float>& x, bool quick) {
+  matrix<float> y;
+  net.forward(x, y);  // warm up buffers
+  std::vector<double> times;
+  const auto budget = std::chrono::milliseconds(quick ? 20 : 300);
+  const auto start = std::chrono::steady_clock::now();
+  while (times.size() < 5 || (std::chrono::steady_clock::now() - start < budget && times.size() < 2000)) {
+    const auto t0 = std::chrono::steady_clock::now();
+    net.forward(x, y);
+    times.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::nth_element(times.begin(), times.begin() + long(times.size() / 2), times.end());
+  return times[times.size() / 2];
+}
+
+struct row {
+  std::string network, scheme, setting;
+  double accuracy;
+  std::uint64_t param_bytes;
+  double compression_ratio;
+  std::uint64_t macs;
+  double latency_b1_us, latency_b64_us;
+};
+
+network<float> baseline(const std::string& kind, const context& ctx) {
+  rng_t rng(ctx.opt.seed);
+  auto net = kind == "mlp" ? make_mlp(rng) : make_cnn(rng);
+  const auto cache = ctx.opt.out / ("baseline_" + kind + "_seed" + std::to_string(ctx.opt.seed) + ".params");
+  if (!ctx.opt.quick && !ctx.opt.retrain && std::filesystem::exists(cache)) {
+    load_parameters(net, cache);
+    std::printf("%s: loaded cached weights from %s\n", kind.c_str(), cache.c_str());
+    return net;
+  }
+  auto r = kind == "mlp" ? mlp_recipe() : cnn_recipe();
+  if (ctx.opt.quick) r.epochs = 1;
+  std::printf("%s: training the baseline (%d epochs)\n", kind.c_str(), r.epochs);
+  std::fflush(stdout);
+  train_with(net, r, ctx.data.train, ctx.data.test, kind, ctx.opt.seed, ctx.opt.quick ? 20 : 0);
+  if (!ctx.opt.quick) save_parameters(net, cache);
+  return net;
+}
+
+void print_table(const std::vector<row>& rows) {
+  std::printf("\n%-4s %-16s %-10s %9s %12s %8s %12s %12s %13s\n", "net", "scheme", "setting", "accuracy",
+              "param bytes", "ratio", "MACs/sample", "b1 us", "b64 us");
+  for (const auto& r : rows)
+    std::printf("%-4s %-16s %-10s %8.2f%% %12llu %7.1fx %12llu %12.1f %13.1f\n", r.network.c_str(),
+                r.scheme.c_str(), r.setting.c_str(), 100 * r.accuracy, (unsigned long long)r.param_bytes,
+                r.compression_ratio, (unsigned long long)r.macs, r.latency_b1_us, r.latency_b64_us);
+}
+
+void write_csv(const std::vector<row>& rows, const std::filesystem::path& path) {
+  std::ofstream out(path);
+  detail::require<format_error>(bool(out), path.string(), ": cannot open for writing");
+  out << "network,scheme,setting,accuracy,param_bytes,compression_ratio,macs_per_sample,latency_b1_us,"
+         "latency_b64_us\n";
+  for (const auto& r : rows)
+    out << r.network << ',' << r.scheme << ',' << r.setting << ',' << r.accuracy << ',' << r.param_bytes << ','
+        << r.compression_ratio << ',' << r.macs << ',' << r.latency_b1_us << ',' << r.latency_b64_us << '\n';
+  detail::require<format_error>(bool(out), path.string(), ": write failed");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  const char* usage =
+      "usage: compare_schemes [--data DIR] [--out DIR] [--seed N] [--threads N] [--quick] [--retrain]\n"
+      "  --data DIR   Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)\n"
+      "  --out DIR    where compare_schemes.csv and cached baseline weights go (default .)\n"
+      "  --quick      a few batches of training only: a smoke test, not a measurement\n"
+      "  --retrain    ignore cached baseline weights\n";
+  const auto opt = parse_options(argc, argv, usage);
+  std::filesystem::create_directories(opt.out);
+  const auto data = load_fashion_mnist<float>(opt.data, opt.quick ? 2000 : 0);
+  std::printf("Fashion-MNIST: %ld training, %ld test images (CPU only, %d training threads)\n",
+              long(data.train.size()), long(data.test.size()), opt.threads);
+  const context ctx{data, opt};
+  const auto schemes = registered_schemes();
+
+  std::vector<row> rows;
+  for (const std::string kind : {"mlp", "cnn"}) {
+    set_threads(opt.threads);
+    const auto base = baseline(kind, ctx);
+    const double dense_bytes = double(base.cost().param_bytes);
+    for (const auto& s : schemes) {
+      set_threads(opt.threads);
+      std::printf("%s / %s: converting\n", kind.c_str(), s.name.c_str());
+      std::fflush(stdout);
+      for (auto& v : s.convert(kind, base, ctx)) {
+        set_threads(1);  // latency is single-thread, as in the benchmarks
+        const auto c = v.net.cost();
+        row r{kind, s.name, v.setting, evaluate(v.net, data.test).accuracy, c.param_bytes,
+              dense_bytes / double(c.param_bytes), c.macs,
+              median_latency_us(v.net, data.test.x.leftCols(1), opt.quick),
+              median_latency_us(v.net, data.test.x.leftCols(64), opt.quick)};
+        std::printf("  %-10s accuracy %.2f %%, %.1fx smaller, b1 %.1f us, b64 %.1f us\n", r.setting.c_str(),
+                    100 * r.accuracy, r.compression_ratio, r.latency_b1_us, r.latency_b64_us);
+        std::fflush(stdout);
+        rows.push_back(std::move(r));
+      }
+    }
+  }
+  print_table(rows);
+  const auto csv = opt.out / "compare_schemes.csv";
+  write_csv(rows, csv);
+  std::printf("\nwrote %s\n", csv.c_str());
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "%s\n", e.what());
+  return 1;
+}

@@ -1,0 +1,34 @@
+// slimnn/core/types.hpp — the matrix types every layer speaks.
+//
+// Activations are column-major Eigen matrices with one sample per column
+// (features x batch). Inputs are taken as Eigen::Ref<const matrix<T>> so that
+// blocks, maps and plain matrices all work without copies.
+#pragma once
+
+#include <Eigen/Core>
+#include <cstdint>
+#include <random>
+
+namespace slimnn {
+
+using index_t = Eigen::Index;
+
+template <class T>
+using matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+template <class T>
+using vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+template <class T>
+using const_matrix_ref = Eigen::Ref<const matrix<T>>;
+
+/// The random engine used for initialisation and shuffling (seeded, reproducible).
+using rng_t = std::mt19937_64;
+
+/// Human-readable scalar name, used in layer names ("dense<float>").
+template <class T>
+constexpr const char* scalar_name() {
+  if constexpr (std::is_same_v<T, float>) return "float";
+  else if constexpr (std::is_same_v<T, double>) return "double";
+  else return "scalar";
+}
+
+}  // namespace slimnn

@@ -1,0 +1,97 @@
+// slimnn/detail/im2col.hpp — convolution geometry and the (transposed) im2col kernels.
+//
+// For an input image x (C x H x W, CHW order) and a k x k kernel with stride s and
+// zero padding p, output position q = (oh, ow) reads x[c][oh*s + i - p][ow*s + j - p].
+// im2col_rows writes, for a batch of images, the matrix
+//   cols(q + P*b, c*k*k + i*k + j)        (P = Ho*Wo rows per image)
+// so that cols * W (W: C*k*k x N) gives every output channel of every image in one GEMM.
+// col2im_rows is its adjoint (accumulates). Both are O(P * C * k * k) per image.
+#pragma once
+
+#include "slimnn/core/error.hpp"
+#include "slimnn/core/shape.hpp"
+#include "slimnn/core/types.hpp"
+
+namespace slimnn::detail {
+
+struct conv_geometry {
+  shape in;
+  index_t kernel = 1, stride = 1, padding = 0;
+
+  index_t out_h() const { return (in.h + 2 * padding - kernel) / stride + 1; }
+  index_t out_w() const { return (in.w + 2 * padding - kernel) / stride + 1; }
+  index_t positions() const { return out_h() * out_w(); }
+  index_t patch() const { return in.c * kernel * kernel; }
+
+  /// Throws config_error naming `who` unless the geometry is realisable.
+  void validate(const std::string& who) const {
+    require_valid(in, who);
+    require<config_error>(kernel >= 1, who, ": kernel must be >= 1, got ", kernel);
+    require<config_error>(stride >= 1, who, ": stride must be >= 1, got ", stride);
+    require<config_error>(padding >= 0, who, ": padding must be >= 0, got ", padding);
+    require<config_error>(kernel <= in.h + 2 * padding && kernel <= in.w + 2 * padding, who,
+                          ": kernel ", kernel, " does not fit input ", in.str(), " with padding ",
+                          padding);
+  }
+};
+
+/// cols.block(P*b, 0, P, C*k*k) = im2col of image column x.col(first + b), b < count.
+template <class T, class In, class Cols>
+void im2col_rows(const conv_geometry& g, const In& x, index_t first, index_t count, Cols& cols) {
+  const index_t ho = g.out_h(), wo = g.out_w(), P = ho * wo, k = g.kernel;
+  for (index_t b = 0; b < count; ++b) {
+    const T* img = x.col(first + b).data();
+    for (index_t c = 0; c < g.in.c; ++c)
+      for (index_t i = 0; i < k; ++i)
+        for (index_t j = 0; j < k; ++j) {
+          T* out = &cols(P * b, (c * k + i) * k + j);
+          for (index_t oh = 0; oh < ho; ++oh) {
+            const index_t ih = oh * g.stride + i - g.padding;
+            T* row = out + oh * wo;
+            if (ih < 0 || ih >= g.in.h) {
+              for (index_t ow = 0; ow < wo; ++ow) row[ow] = T(0);
+              continue;
+            }
+            const T* src = img + (c * g.in.h + ih) * g.in.w;
+            for (index_t ow = 0; ow < wo; ++ow) {
+              const index_t iw = ow * g.stride + j - g.padding;
+              row[ow] = (iw >= 0 && iw < g.in.w) ? src[iw] : T(0);
+            }
+          }
+        }
+  }
+}
+
+/// Adjoint of im2col_rows: dx.col(first + b) += col2im of cols.block(P*b, 0, P, C*k*k).
+template <class T, class Cols, class Out>
+void col2im_rows(const conv_geometry& g, const Cols& cols, index_t first, index_t count, Out& dx) {
+  const index_t ho = g.out_h(), wo = g.out_w(), P = ho * wo, k = g.kernel;
+  for (index_t b = 0; b < count; ++b) {
+    T* img = dx.col(first + b).data();
+    for (index_t c = 0; c < g.in.c; ++c)
+      for (index_t i = 0; i < k; ++i)
+        for (index_t j = 0; j < k; ++j) {
+          const T* in = &cols(P * b, (c * k + i) * k + j);
+          for (index_t oh = 0; oh < ho; ++oh) {
+            const index_t ih = oh * g.stride + i - g.padding;
+            if (ih < 0 || ih >= g.in.h) continue;
+            T* dst = img + (c * g.in.h + ih) * g.in.w;
+            const T* row = in + oh * wo;
+            for (index_t ow = 0; ow < wo; ++ow) {
+              const index_t iw = ow * g.stride + j - g.padding;
+              if (iw >= 0 && iw < g.in.w) dst[iw] += row[ow];
+            }
+          }
+        }
+  }
+}
+
+/// Samples per im2col chunk so that the chunk's cols matrix stays near `budget` values.
+inline index_t im2col_chunk(const conv_geometry& g, index_t batch, index_t budget = index_t(1) << 22) {
+  const index_t per_sample = g.positions() * g.patch();
+  index_t n = budget / (per_sample > 0 ? per_sample : 1);
+  if (n < 1) n = 1;
+  return n < batch ? n : batch;
+}
+
+}  // namespace slimnn::detail

@@ -1,0 +1,146 @@
+// slimnn/layers/conv2d.hpp — the reference 2-D convolution (cross-correlation).
+//
+//   y[n][oh][ow] = b[n] + sum_{c,i,j} W[n][c][i][j] * x[c][oh*s+i-p][ow*s+j-p]
+// Shapes: x (C*H*W x batch, CHW) -> y (N*Ho*Wo x batch), Ho = (H + 2p - k)/s + 1.
+// Weights are stored as a (C*k*k) x N column-major matrix, i.e. exactly the memory
+// layout of PyTorch's [N, C, k, k] tensor. Forward is im2col + one Eigen GEMM per chunk
+// of samples: N*C*k*k*Ho*Wo MACs per sample.
+// Thread safety: forward is const and reentrant (per-thread scratch); training members
+// are single-threaded.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "slimnn/core/layer.hpp"
+#include "slimnn/detail/im2col.hpp"
+#include "slimnn/detail/scratch.hpp"
+
+namespace slimnn {
+
+struct conv2d_config {
+  index_t out_channels = 1;
+  index_t kernel = 3;
+  index_t stride = 1;
+  index_t padding = 0;
+};
+
+template <class T>
+class conv2d {
+ public:
+  using scalar_type = T;
+
+  /// All-zero weights and bias.
+  conv2d(shape input, conv2d_config config)
+      : geometry_{input, config.kernel, config.stride, config.padding}, out_channels_(config.out_channels) {
+    const std::string who = std::string("conv2d<") + scalar_name<T>() + ">";
+    geometry_.validate(who);
+    detail::require<config_error>(out_channels_ >= 1, who, ": out_channels must be >= 1, got ",
+                                  out_channels_);
+    weight_ = matrix<T>::Zero(geometry_.patch(), out_channels_);
+    weight_grad_ = weight_;
+    bias_ = vector<T>::Zero(out_channels_);
+    bias_grad_ = bias_;
+  }
+  /// He-uniform weights (fan-in C*k*k), zero bias.
+  conv2d(shape input, conv2d_config config, rng_t& rng) : conv2d(input, config) {
+    const double bound = std::sqrt(6.0 / double(geometry_.patch()));
+    std::uniform_real_distribution<double> u(-bound, bound);
+    for (index_t i = 0; i < weight_.size(); ++i) weight_.data()[i] = T(u(rng));
+  }
+
+  shape input_shape() const { return geometry_.in; }
+  shape output_shape() const { return {out_channels_, geometry_.out_h(), geometry_.out_w()}; }
+  std::string name() const { return std::string("conv2d<") + scalar_name<T>() + ">"; }
+  std::string settings() const {
+    return detail::cat(geometry_.in.c, "->", out_channels_, ", ", geometry_.kernel, 'x',
+                       geometry_.kernel, ", stride ", geometry_.stride, ", pad ", geometry_.padding);
+  }
+
+  void forward(const_matrix_ref<T> x, matrix<T>& y) const {
+    detail::check_input_rows(*this, x.rows());
+    y.resize(output_shape().size(), x.cols());
+    const index_t P = geometry_.positions(), chunk = detail::im2col_chunk(geometry_, x.cols());
+    for (index_t first = 0; first < x.cols(); first += chunk) {
+      const index_t count = std::min(chunk, x.cols() - first);
+      auto& cols = detail::scratch<conv2d, T, 0>(P * count, geometry_.patch());
+      auto& out = detail::scratch<conv2d, T, 1>(P * count, out_channels_);
+      detail::im2col_rows<T>(geometry_, x, first, count, cols);
+      out.noalias() = cols * weight_;
+      for (index_t b = 0; b < count; ++b)
+        for (index_t n = 0; n < out_channels_; ++n)
+          y.col(first + b).segment(n * P, P).array() = out.col(n).segment(P * b, P).array() + bias_[n];
+    }
+  }
+
+  void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
+    forward(x, y);
+    input_ = x;
+  }
+
+  void backward(const_matrix_ref<T> dy, matrix<T>& dx) {
+    detail::check_grad_rows(*this, dy.rows(), dy.cols(), input_.cols());
+    const index_t P = geometry_.positions(), batch = dy.cols();
+    const index_t chunk = detail::im2col_chunk(geometry_, batch);
+    dx = matrix<T>::Zero(geometry_.in.size(), batch);
+    matrix<T> cols(P * chunk, geometry_.patch()), dout(P * chunk, out_channels_);
+    for (index_t first = 0; first < batch; first += chunk) {
+      const index_t count = std::min(chunk, batch - first);
+      auto c = cols.topRows(P * count);
+      auto d = dout.topRows(P * count);
+      detail::im2col_rows<T>(geometry_, input_, first, count, c);
+      for (index_t b = 0; b < count; ++b)
+        for (index_t n = 0; n < out_channels_; ++n) {
+          d.col(n).segment(P * b, P) = dy.col(first + b).segment(n * P, P);
+          bias_grad_[n] += dy.col(first + b).segment(n * P, P).sum();
+        }
+      weight_grad_.noalias() += c.transpose() * d;
+      c.noalias() = d * weight_.transpose();
+      detail::col2im_rows<T>(geometry_, c, first, count, dx);
+    }
+  }
+
+  std::vector<parameter<T>> parameters() {
+    return {{"weight", weight_.data(), weight_grad_.data(), weight_.size()},
+            {"bias", bias_.data(), bias_grad_.data(), bias_.size(), T(1), false}};
+  }
+
+  slimnn::cost cost() const {
+    const auto w = std::uint64_t(weight_.size()), P = std::uint64_t(geometry_.positions());
+    slimnn::cost c;
+    c.param_bytes = (w + std::uint64_t(out_channels_)) * sizeof(T);
+    c.macs = c.mults = c.adds = w * P;
+    c.bytes_read = c.param_bytes + std::uint64_t(geometry_.in.size()) * sizeof(T);
+    return c;
+  }
+
+  const detail::conv_geometry& geometry() const { return geometry_; }
+  index_t out_channels() const { return out_channels_; }
+  index_t kernel() const { return geometry_.kernel; }
+  index_t stride() const { return geometry_.stride; }
+  index_t padding() const { return geometry_.padding; }
+  /// (C*k*k) x N: column n is filter n, rows ordered (c, i, j).
+  const matrix<T>& weight() const { return weight_; }
+  matrix<T>& weight() { return weight_; }
+  const vector<T>& bias() const { return bias_; }
+  vector<T>& bias() { return bias_; }
+  /// W[n][c][i][j].
+  T weight_at(index_t n, index_t c, index_t i, index_t j) const {
+    return weight_((c * geometry_.kernel + i) * geometry_.kernel + j, n);
+  }
+
+ private:
+  detail::conv_geometry geometry_;
+  index_t out_channels_;
+  matrix<T> weight_, weight_grad_;
+  vector<T> bias_, bias_grad_;
+  matrix<T> input_;
+};
+
+static_assert(TrainableLayer<conv2d<float>>);
+static_assert(TrainableLayer<conv2d<double>>);
+
+}  // namespace slimnn

@@ -1,0 +1,106 @@
+// slimnn/layers/dense.hpp — the reference fully connected layer.
+//
+//   y = W x + b,   W: outputs x inputs (column-major), b: outputs
+// Shapes: x (inputs x batch) -> y (outputs x batch).
+// Cost: inputs*outputs MACs per sample; batch 1 is an Eigen GEMV (memory-bound once W
+// outgrows the caches), batch > 1 a GEMM.
+// Backward: dW += dy x^T, db += sum of dy over the batch, dx = W^T dy.
+// Thread safety: forward is const and reentrant; training members are single-threaded.
+#pragma once
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "slimnn/core/layer.hpp"
+
+namespace slimnn {
+
+template <class T>
+class dense {
+ public:
+  using scalar_type = T;
+
+  /// A layer with He-uniform weights (suited to a following relu) and zero bias.
+  dense(index_t inputs, index_t outputs, rng_t& rng) : dense(inputs, outputs) {
+    const double bound = std::sqrt(6.0 / double(inputs));
+    std::uniform_real_distribution<double> u(-bound, bound);
+    for (index_t i = 0; i < weight_.size(); ++i) weight_.data()[i] = T(u(rng));
+  }
+  /// A layer with all-zero weights and bias.
+  dense(index_t inputs, index_t outputs) {
+    detail::require<config_error>(inputs > 0 && outputs > 0, "dense: sizes must be positive, got ",
+                                  inputs, " inputs and ", outputs, " outputs");
+    weight_ = matrix<T>::Zero(outputs, inputs);
+    bias_ = vector<T>::Zero(outputs);
+    weight_grad_ = matrix<T>::Zero(outputs, inputs);
+    bias_grad_ = vector<T>::Zero(outputs);
+  }
+  /// A layer with the given weights (outputs x inputs) and bias (outputs).
+  dense(matrix<T> weight, vector<T> bias) : dense(weight.cols(), weight.rows()) {
+    detail::require<shape_error>(bias.size() == weight.rows(), "dense: bias has ", bias.size(),
+                                 " values, weight has ", weight.rows(), " rows");
+    weight_ = std::move(weight);
+    bias_ = std::move(bias);
+  }
+
+  shape input_shape() const { return shape::flat(weight_.cols()); }
+  shape output_shape() const { return shape::flat(weight_.rows()); }
+  std::string name() const { return std::string("dense<") + scalar_name<T>() + ">"; }
+  std::string settings() const { return detail::cat(weight_.cols(), "->", weight_.rows()); }
+
+  void forward(const_matrix_ref<T> x, matrix<T>& y) const {
+    detail::check_input_rows(*this, x.rows());
+    y.resize(weight_.rows(), x.cols());
+    if (x.cols() == 1)
+      y.col(0).noalias() = weight_ * x.col(0);
+    else
+      y.noalias() = weight_ * x;
+    y.colwise() += bias_;
+  }
+
+  void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
+    forward(x, y);
+    input_ = x;
+  }
+
+  void backward(const_matrix_ref<T> dy, matrix<T>& dx) {
+    detail::check_grad_rows(*this, dy.rows(), dy.cols(), input_.cols());
+    weight_grad_.noalias() += dy * input_.transpose();
+    bias_grad_ += dy.rowwise().sum();
+    dx.resize(weight_.cols(), dy.cols());
+    dx.noalias() = weight_.transpose() * dy;
+  }
+
+  std::vector<parameter<T>> parameters() {
+    return {{"weight", weight_.data(), weight_grad_.data(), weight_.size()},
+            {"bias", bias_.data(), bias_grad_.data(), bias_.size(), T(1), false}};
+  }
+
+  slimnn::cost cost() const {
+    const auto n = std::uint64_t(weight_.size()), out = std::uint64_t(weight_.rows());
+    slimnn::cost c;
+    c.param_bytes = (n + out) * sizeof(T);
+    c.mults = n;
+    c.adds = n;
+    c.macs = n;
+    c.bytes_read = c.param_bytes + std::uint64_t(weight_.cols()) * sizeof(T);
+    return c;
+  }
+
+  const matrix<T>& weight() const { return weight_; }
+  const vector<T>& bias() const { return bias_; }
+  matrix<T>& weight() { return weight_; }
+  vector<T>& bias() { return bias_; }
+
+ private:
+  matrix<T> weight_, weight_grad_;
+  vector<T> bias_, bias_grad_;
+  matrix<T> input_;  // kept by forward_train
+};
+
+static_assert(TrainableLayer<dense<float>>);
+static_assert(TrainableLayer<dense<double>>);
+
+}  // namespace slimnn

@@ -1,0 +1,48 @@
+// slimnn/layers/flatten.hpp — reinterprets a C x H x W activation as a flat vector.
+// Features are stored CHW in every column, so this is a copy with a new shape; it
+// exists so that shape checks between a conv stack and a dense layer are explicit.
+// Thread safety: forward is const and reentrant.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "slimnn/core/layer.hpp"
+
+namespace slimnn {
+
+template <class T>
+class flatten {
+ public:
+  using scalar_type = T;
+
+  explicit flatten(shape s) : shape_(s) { require_valid(s, "flatten"); }
+
+  shape input_shape() const { return shape_; }
+  shape output_shape() const { return shape::flat(shape_.size()); }
+  std::string name() const { return std::string("flatten<") + scalar_name<T>() + ">"; }
+  std::string settings() const { return shape_.str() + "->" + std::to_string(shape_.size()); }
+
+  void forward(const_matrix_ref<T> x, matrix<T>& y) const {
+    detail::check_input_rows(*this, x.rows());
+    y = x;
+  }
+  void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
+    forward(x, y);
+    batch_ = x.cols();
+  }
+  void backward(const_matrix_ref<T> dy, matrix<T>& dx) {
+    detail::check_grad_rows(*this, dy.rows(), dy.cols(), batch_);
+    dx = dy;
+  }
+  std::vector<parameter<T>> parameters() { return {}; }
+  slimnn::cost cost() const { return {}; }
+
+ private:
+  shape shape_;
+  index_t batch_ = 0;
+};
+
+static_assert(TrainableLayer<flatten<float>>);
+
+}  // namespace slimnn

@@ -1,0 +1,136 @@
+// slimnn/layers/pool2d.hpp — max and average pooling over k x k windows.
+//
+//   max: y[c][oh][ow] = max_{i,j<k} x[c][oh*s+i][ow*s+j]
+//   avg: y[c][oh][ow] = (1/k^2) sum_{i,j<k} x[c][oh*s+i][ow*s+j]
+// No padding; Ho = (H - k)/s + 1 (floor). Stride defaults to k.
+// Shapes: C*H*W x batch -> C*Ho*Wo x batch. Cost: C*Ho*Wo*k^2 compares/adds per sample.
+// Backward: max routes dy to the arg-max of each window (first on ties); avg spreads
+// dy/k^2 over the window. Thread safety: forward is const and reentrant.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "slimnn/core/layer.hpp"
+
+namespace slimnn {
+
+enum class pool_kind { max, average };
+
+template <class T, pool_kind Kind>
+class pool2d {
+ public:
+  using scalar_type = T;
+
+  pool2d(shape input, index_t kernel, index_t stride = 0)
+      : in_(input), kernel_(kernel), stride_(stride == 0 ? kernel : stride) {
+    const std::string who = kind_name();
+    require_valid(input, who);
+    detail::require<config_error>(kernel >= 1, who, ": kernel must be >= 1, got ", kernel);
+    detail::require<config_error>(stride >= 0, who, ": stride must be >= 1 (or 0 for the kernel size), got ", stride);
+    detail::require<config_error>(kernel <= input.h && kernel <= input.w, who, ": kernel ", kernel,
+                                  " does not fit input ", input.str());
+  }
+
+  shape input_shape() const { return in_; }
+  shape output_shape() const {
+    return {in_.c, (in_.h - kernel_) / stride_ + 1, (in_.w - kernel_) / stride_ + 1};
+  }
+  std::string name() const { return kind_name() + "<" + scalar_name<T>() + ">"; }
+  std::string settings() const {
+    return detail::cat(kernel_, 'x', kernel_, ", stride ", stride_);
+  }
+
+  void forward(const_matrix_ref<T> x, matrix<T>& y) const {
+    detail::check_input_rows(*this, x.rows());
+    y.resize(output_shape().size(), x.cols());
+    run(x, y, nullptr);
+  }
+  void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
+    detail::check_input_rows(*this, x.rows());
+    y.resize(output_shape().size(), x.cols());
+    batch_ = x.cols();
+    if constexpr (Kind == pool_kind::max) {
+      argmax_.resize(y.rows(), y.cols());
+      run(x, y, &argmax_);
+    } else {
+      run(x, y, nullptr);
+    }
+  }
+  void backward(const_matrix_ref<T> dy, matrix<T>& dx) {
+    detail::check_grad_rows(*this, dy.rows(), dy.cols(), batch_);
+    dx = matrix<T>::Zero(in_.size(), dy.cols());
+    const shape out = output_shape();
+    for (index_t b = 0; b < dy.cols(); ++b) {
+      if constexpr (Kind == pool_kind::max) {
+        for (index_t o = 0; o < dy.rows(); ++o) dx(argmax_(o, b), b) += dy(o, b);
+      } else {
+        const T scale = T(1) / T(kernel_ * kernel_);
+        for (index_t c = 0; c < in_.c; ++c)
+          for (index_t oh = 0; oh < out.h; ++oh)
+            for (index_t ow = 0; ow < out.w; ++ow) {
+              const T g = dy((c * out.h + oh) * out.w + ow, b) * scale;
+              for (index_t i = 0; i < kernel_; ++i)
+                for (index_t j = 0; j < kernel_; ++j)
+                  dx((c * in_.h + oh * stride_ + i) * in_.w + ow * stride_ + j, b) += g;
+            }
+      }
+    }
+  }
+  std::vector<parameter<T>> parameters() { return {}; }
+
+  slimnn::cost cost() const {
+    const auto windows = std::uint64_t(output_shape().size()), k2 = std::uint64_t(kernel_ * kernel_);
+    slimnn::cost c;
+    c.adds = windows * (k2 - 1);
+    if constexpr (Kind == pool_kind::average) c.mults = windows;
+    c.bytes_read = std::uint64_t(in_.size()) * sizeof(T);
+    return c;
+  }
+
+ private:
+  static std::string kind_name() { return Kind == pool_kind::max ? "max_pool2d" : "avg_pool2d"; }
+
+  void run(const_matrix_ref<T> x, matrix<T>& y, Eigen::Matrix<index_t, -1, -1>* argmax) const {
+    const shape out = output_shape();
+    for (index_t b = 0; b < x.cols(); ++b)
+      for (index_t c = 0; c < in_.c; ++c)
+        for (index_t oh = 0; oh < out.h; ++oh)
+          for (index_t ow = 0; ow < out.w; ++ow) {
+            const index_t base = (c * in_.h + oh * stride_) * in_.w + ow * stride_;
+            index_t best_at = base;
+            T acc = Kind == pool_kind::max ? x(base, b) : T(0);
+            for (index_t i = 0; i < kernel_; ++i)
+              for (index_t j = 0; j < kernel_; ++j) {
+                const index_t at = base + i * in_.w + j;
+                if constexpr (Kind == pool_kind::max) {
+                  if (x(at, b) > acc) acc = x(at, b), best_at = at;
+                } else {
+                  acc += x(at, b);
+                }
+              }
+            const index_t o = (c * out.h + oh) * out.w + ow;
+            if constexpr (Kind == pool_kind::max) {
+              y(o, b) = acc;
+              if (argmax) (*argmax)(o, b) = best_at;
+            } else {
+              y(o, b) = acc / T(kernel_ * kernel_);
+            }
+          }
+  }
+
+  shape in_;
+  index_t kernel_, stride_;
+  index_t batch_ = 0;
+  Eigen::Matrix<index_t, -1, -1> argmax_;
+};
+
+template <class T>
+using max_pool2d = pool2d<T, pool_kind::max>;
+template <class T>
+using avg_pool2d = pool2d<T, pool_kind::average>;
+
+static_assert(TrainableLayer<max_pool2d<float>>);
+static_assert(TrainableLayer<avg_pool2d<float>>);
+
+}  // namespace slimnn

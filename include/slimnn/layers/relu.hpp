@@ -1,0 +1,53 @@
+// slimnn/layers/relu.hpp — elementwise max(x, 0).
+// Shapes: any shape, unchanged. Cost: one compare per value, no parameters.
+// Backward: dx = dy where the forward input was positive, else 0.
+// Thread safety: forward is const and reentrant.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "slimnn/core/layer.hpp"
+
+namespace slimnn {
+
+template <class T>
+class relu {
+ public:
+  using scalar_type = T;
+
+  explicit relu(shape s) : shape_(s) { require_valid(s, "relu"); }
+
+  shape input_shape() const { return shape_; }
+  shape output_shape() const { return shape_; }
+  std::string name() const { return std::string("relu<") + scalar_name<T>() + ">"; }
+  std::string settings() const { return shape_.str(); }
+
+  void forward(const_matrix_ref<T> x, matrix<T>& y) const {
+    detail::check_input_rows(*this, x.rows());
+    y = x.cwiseMax(T(0));
+  }
+  void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
+    forward(x, y);
+    positive_ = (x.array() > T(0));
+  }
+  void backward(const_matrix_ref<T> dy, matrix<T>& dx) {
+    detail::check_grad_rows(*this, dy.rows(), dy.cols(), positive_.cols());
+    dx = (positive_.template cast<T>() * dy.array()).matrix();
+  }
+  std::vector<parameter<T>> parameters() { return {}; }
+
+  slimnn::cost cost() const {
+    slimnn::cost c;
+    c.bytes_read = std::uint64_t(shape_.size()) * sizeof(T);
+    return c;
+  }
+
+ private:
+  shape shape_;
+  Eigen::Array<bool, Eigen::Dynamic, Eigen::Dynamic> positive_;
+};
+
+static_assert(TrainableLayer<relu<float>>);
+
+}  // namespace slimnn

@@ -1,0 +1,117 @@
+// slimnn/net/any_layer.hpp — a type-erased layer, so a program can choose layers and
+// schemes at run time (network<T> holds a list of them).
+//
+// any_layer<T> wraps any Layer with scalar T by value. Training members forward to
+// the wrapped layer when it is a TrainableLayer and throw config_error otherwise.
+// Copying clones the wrapped layer. Thread safety: as the wrapped layer.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "slimnn/core/layer.hpp"
+
+namespace slimnn {
+
+template <class T>
+class any_layer {
+ public:
+  using scalar_type = T;
+
+  template <Layer L>
+    requires(!std::is_same_v<std::remove_cvref_t<L>, any_layer> &&
+             std::is_same_v<typename std::remove_cvref_t<L>::scalar_type, T>)
+  any_layer(L layer)  // NOLINT: implicit by design, so `net << dense<float>(...)` works
+      : impl_(std::make_unique<model<L>>(std::move(layer))) {}
+
+  any_layer(const any_layer& o) : impl_(o.impl_->clone()) {}
+  any_layer(any_layer&&) noexcept = default;
+  any_layer& operator=(const any_layer& o) { return *this = any_layer(o); }
+  any_layer& operator=(any_layer&&) noexcept = default;
+
+  shape input_shape() const { return impl_->input_shape(); }
+  shape output_shape() const { return impl_->output_shape(); }
+  std::string name() const { return impl_->name(); }
+  std::string settings() const { return impl_->settings(); }
+  void forward(const_matrix_ref<T> x, matrix<T>& y) const { impl_->forward(x, y); }
+  slimnn::cost cost() const { return impl_->cost(); }
+
+  bool trainable() const { return impl_->trainable(); }
+  void forward_train(const_matrix_ref<T> x, matrix<T>& y) { impl_->forward_train(x, y); }
+  void backward(const_matrix_ref<T> dy, matrix<T>& dx) { impl_->backward(dy, dx); }
+  std::vector<parameter<T>> parameters() { return impl_->parameters(); }
+  void after_update() { impl_->after_update(); }
+
+  /// The wrapped layer if it is an L, else nullptr.
+  template <class L>
+  L* get() {
+    auto* m = dynamic_cast<model<L>*>(impl_.get());
+    return m ? &m->layer : nullptr;
+  }
+  template <class L>
+  const L* get() const {
+    auto* m = dynamic_cast<const model<L>*>(impl_.get());
+    return m ? &m->layer : nullptr;
+  }
+
+ private:
+  struct concept_t {
+    virtual ~concept_t() = default;
+    virtual std::unique_ptr<concept_t> clone() const = 0;
+    virtual shape input_shape() const = 0;
+    virtual shape output_shape() const = 0;
+    virtual std::string name() const = 0;
+    virtual std::string settings() const = 0;
+    virtual void forward(const_matrix_ref<T> x, matrix<T>& y) const = 0;
+    virtual slimnn::cost cost() const = 0;
+    virtual bool trainable() const = 0;
+    virtual void forward_train(const_matrix_ref<T> x, matrix<T>& y) = 0;
+    virtual void backward(const_matrix_ref<T> dy, matrix<T>& dx) = 0;
+    virtual std::vector<parameter<T>> parameters() = 0;
+    virtual void after_update() = 0;
+  };
+
+  template <class L>
+  struct model final : concept_t {
+    L layer;
+    explicit model(L l) : layer(std::move(l)) {}
+    std::unique_ptr<concept_t> clone() const override { return std::make_unique<model>(layer); }
+    shape input_shape() const override { return layer.input_shape(); }
+    shape output_shape() const override { return layer.output_shape(); }
+    std::string name() const override { return layer.name(); }
+    std::string settings() const override {
+      if constexpr (requires { layer.settings(); }) return std::string(layer.settings());
+      else return {};
+    }
+    void forward(const_matrix_ref<T> x, matrix<T>& y) const override { layer.forward(x, y); }
+    slimnn::cost cost() const override { return layer.cost(); }
+    bool trainable() const override { return TrainableLayer<L>; }
+    void forward_train(const_matrix_ref<T> x, matrix<T>& y) override {
+      if constexpr (TrainableLayer<L>) layer.forward_train(x, y);
+      else not_trainable();
+    }
+    void backward(const_matrix_ref<T> dy, matrix<T>& dx) override {
+      if constexpr (TrainableLayer<L>) layer.backward(dy, dx);
+      else not_trainable();
+    }
+    std::vector<parameter<T>> parameters() override {
+      if constexpr (TrainableLayer<L>) return layer.parameters();
+      else return {};
+    }
+    void after_update() override {
+      if constexpr (requires { layer.after_update(); }) layer.after_update();
+    }
+    [[noreturn]] void not_trainable() const {
+      throw config_error(describe(layer) + ": this layer is inference-only and cannot be trained");
+    }
+  };
+
+  std::unique_ptr<concept_t> impl_;
+};
+
+static_assert(TrainableLayer<any_layer<float>>);
+
+}  // namespace slimnn

@@ -1,0 +1,129 @@
+// slimnn/net/network.hpp — a run-time chain of type-erased layers.
+//
+//   network<float> net;
+//   net << dense<float>(784, 1024, rng) << relu<float>(shape::flat(1024)) << ...;
+// Layers are numbered from 0. Each layer's input shape must equal the previous layer's
+// output shape, checked when it is added (shape_error naming both layers).
+// forward() is const, thread-safe and allocation-free once warmed up (per thread);
+// forward_train/backward/parameters are for one training thread.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "slimnn/detail/activation_buffers.hpp"
+#include "slimnn/net/any_layer.hpp"
+#include "slimnn/net/connect.hpp"
+
+namespace slimnn {
+
+template <class T>
+class network {
+ public:
+  using scalar_type = T;
+
+  network() = default;
+
+  /// Appends a layer; throws shape_error if its input does not match the last output.
+  network& add(any_layer<T> layer) {
+    if (!layers_.empty()) {
+      const auto& last = layers_.back();
+      detail::check_connection(layers_.size(), describe(layer), layer.input_shape(), describe(last),
+                               last.output_shape());
+    }
+    layers_.push_back(std::move(layer));
+    return *this;
+  }
+  network& operator<<(any_layer<T> layer) { return add(std::move(layer)); }
+
+  std::size_t size() const { return layers_.size(); }
+  bool empty() const { return layers_.empty(); }
+  any_layer<T>& operator[](std::size_t i) { return layers_.at(i); }
+  const any_layer<T>& operator[](std::size_t i) const { return layers_.at(i); }
+  auto begin() { return layers_.begin(); }
+  auto end() { return layers_.end(); }
+  auto begin() const { return layers_.begin(); }
+  auto end() const { return layers_.end(); }
+
+  shape input_shape() const { return non_empty().front().input_shape(); }
+  shape output_shape() const { return non_empty().back().output_shape(); }
+  std::string name() const { return std::string("network<") + scalar_name<T>() + ">"; }
+  std::string settings() const { return detail::cat(layers_.size(), " layers"); }
+
+  void forward(const_matrix_ref<T> x, matrix<T>& y) const {
+    const auto& layers = non_empty();
+    detail::activation_buffers<T> buffers;
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+      matrix<T>& out = i + 1 == layers.size() ? y : buffers[i];
+      if (i == 0) layers[i].forward(x, out);
+      else layers[i].forward(buffers[i - 1], out);
+    }
+  }
+
+  void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
+    auto& layers = non_empty();
+    trace_.resize(layers.size());
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+      matrix<T>& out = i + 1 == layers.size() ? y : trace_[i];
+      if (i == 0) layers[i].forward_train(x, out);
+      else layers[i].forward_train(trace_[i - 1], out);
+    }
+  }
+
+  void backward(const_matrix_ref<T> dy, matrix<T>& dx) {
+    auto& layers = non_empty();
+    for (std::size_t i = layers.size(); i-- > 0;) {
+      matrix<T>& out = i == 0 ? dx : back_[i % 2];
+      if (i + 1 == layers.size()) layers[i].backward(dy, out);
+      else layers[i].backward(back_[(i + 1) % 2], out);
+    }
+  }
+
+  /// Every parameter of every layer, named "<layer index>.<name>".
+  std::vector<parameter<T>> parameters() {
+    std::vector<parameter<T>> all;
+    for (std::size_t i = 0; i < layers_.size(); ++i)
+      for (auto p : layers_[i].parameters()) {
+        p.name = std::to_string(i) + "." + p.name;
+        all.push_back(std::move(p));
+      }
+    return all;
+  }
+  void after_update() {
+    for (auto& l : layers_) l.after_update();
+  }
+
+  slimnn::cost cost() const {
+    slimnn::cost total;
+    for (const auto& l : layers_) total += l.cost();
+    return total;
+  }
+
+  /// One line per layer: index, description, output shape, stored bytes, MACs.
+  std::string summary() const {
+    std::string out;
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+      const auto c = layers_[i].cost();
+      out += detail::cat("  ", i, "  ", describe(layers_[i]), "  -> ", layers_[i].output_shape().str(),
+                         "  ", c.param_bytes, " B, ", c.macs, " MACs\n");
+    }
+    return out;
+  }
+
+ private:
+  const std::vector<any_layer<T>>& non_empty() const {
+    detail::require<config_error>(!layers_.empty(), "network: has no layers");
+    return layers_;
+  }
+  std::vector<any_layer<T>>& non_empty() {
+    detail::require<config_error>(!layers_.empty(), "network: has no layers");
+    return layers_;
+  }
+
+  std::vector<any_layer<T>> layers_;
+  std::vector<matrix<T>> trace_;  // outputs kept by forward_train
+  matrix<T> back_[2];             // gradients between layers in backward
+};
+
+}  // namespace slimnn

@@ -1,0 +1,130 @@
+// slimnn/net/sequential.hpp — a compile-time chain of layers held in one flat tuple.
+//
+//   sequential net(dense<float>(784, 256, rng), relu<float>(shape::flat(256)),
+//                  dense<float>(256, 10, rng));
+// The same contract as network<T> (shape checks at construction, const thread-safe
+// forward, training members), without type erasure: every call is resolved statically.
+// get<I>() reaches layer I. All layers must share one scalar type.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "slimnn/core/layer.hpp"
+#include "slimnn/detail/activation_buffers.hpp"
+#include "slimnn/net/connect.hpp"
+
+namespace slimnn {
+
+template <Layer First, Layer... Rest>
+class sequential {
+ public:
+  using scalar_type = typename First::scalar_type;
+  static_assert((std::is_same_v<typename Rest::scalar_type, scalar_type> && ...),
+                "sequential: every layer must use the same scalar type");
+  static constexpr std::size_t count = 1 + sizeof...(Rest);
+
+  explicit sequential(First first, Rest... rest) : layers_(std::move(first), std::move(rest)...) {
+    each([&]<std::size_t I>(auto& layer) {
+      if constexpr (I > 0) {
+        const auto& previous = std::get<I - 1>(layers_);
+        detail::check_connection(I, describe(layer), layer.input_shape(), describe(previous),
+                                 previous.output_shape());
+      }
+    });
+  }
+
+  template <std::size_t I>
+  auto& get() { return std::get<I>(layers_); }
+  template <std::size_t I>
+  const auto& get() const { return std::get<I>(layers_); }
+
+  shape input_shape() const { return std::get<0>(layers_).input_shape(); }
+  shape output_shape() const { return std::get<count - 1>(layers_).output_shape(); }
+  std::string name() const { return std::string("sequential<") + scalar_name<scalar_type>() + ">"; }
+  std::string settings() const { return detail::cat(count, " layers"); }
+
+  void forward(const_matrix_ref<scalar_type> x, matrix<scalar_type>& y) const {
+    detail::activation_buffers<scalar_type> buffers;
+    each([&]<std::size_t I>(const auto& layer) {
+      matrix<scalar_type>& out = I + 1 == count ? y : buffers[I];
+      if constexpr (I == 0) layer.forward(x, out);
+      else layer.forward(buffers[I - 1], out);
+    });
+  }
+
+  void forward_train(const_matrix_ref<scalar_type> x, matrix<scalar_type>& y)
+    requires(TrainableLayer<First> && (TrainableLayer<Rest> && ...))
+  {
+    each([&]<std::size_t I>(auto& layer) {
+      matrix<scalar_type>& out = I + 1 == count ? y : trace_[I];
+      if constexpr (I == 0) layer.forward_train(x, out);
+      else layer.forward_train(trace_[I - 1], out);
+    });
+  }
+
+  void backward(const_matrix_ref<scalar_type> dy, matrix<scalar_type>& dx)
+    requires(TrainableLayer<First> && (TrainableLayer<Rest> && ...))
+  {
+    each_reversed([&]<std::size_t I>(auto& layer) {
+      matrix<scalar_type>& out = I == 0 ? dx : back_[I % 2];
+      if constexpr (I + 1 == count) layer.backward(dy, out);
+      else layer.backward(back_[(I + 1) % 2], out);
+    });
+  }
+
+  std::vector<parameter<scalar_type>> parameters()
+    requires(TrainableLayer<First> && (TrainableLayer<Rest> && ...))
+  {
+    std::vector<parameter<scalar_type>> all;
+    each([&]<std::size_t I>(auto& layer) {
+      for (auto p : layer.parameters()) {
+        p.name = std::to_string(I) + "." + p.name;
+        all.push_back(std::move(p));
+      }
+    });
+    return all;
+  }
+
+  void after_update() {
+    each([&]<std::size_t I>(auto& layer) {
+      if constexpr (requires { layer.after_update(); }) layer.after_update();
+    });
+  }
+
+  slimnn::cost cost() const {
+    slimnn::cost total;
+    each([&]<std::size_t I>(const auto& layer) { total += layer.cost(); });
+    return total;
+  }
+
+ private:
+  template <class F>
+  void each(F&& f) {
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      (f.template operator()<I>(std::get<I>(layers_)), ...);
+    }(std::make_index_sequence<count>());
+  }
+  template <class F>
+  void each(F&& f) const {
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      (f.template operator()<I>(std::get<I>(layers_)), ...);
+    }(std::make_index_sequence<count>());
+  }
+  template <class F>
+  void each_reversed(F&& f) {
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      (f.template operator()<count - 1 - I>(std::get<count - 1 - I>(layers_)), ...);
+    }(std::make_index_sequence<count>());
+  }
+
+  std::tuple<First, Rest...> layers_;
+  std::array<matrix<scalar_type>, count> trace_;
+  matrix<scalar_type> back_[2];
+};
+
+}  // namespace slimnn

@@ -1,0 +1,26 @@
+// slimnn/slimnn.hpp — the umbrella header: everything public in slimnn.
+// Each header also stands alone; include only what you use to keep builds fast.
+#pragma once
+
+#include "slimnn/core/cost.hpp"
+#include "slimnn/core/error.hpp"
+#include "slimnn/core/layer.hpp"
+#include "slimnn/core/shape.hpp"
+#include "slimnn/core/types.hpp"
+#include "slimnn/data/dataset.hpp"
+#include "slimnn/data/fashion_mnist.hpp"
+#include "slimnn/data/idx.hpp"
+#include "slimnn/data/synthetic.hpp"
+#include "slimnn/layers/conv2d.hpp"
+#include "slimnn/layers/dense.hpp"
+#include "slimnn/layers/flatten.hpp"
+#include "slimnn/layers/pool2d.hpp"
+#include "slimnn/layers/relu.hpp"
+#include "slimnn/layers/softmax_cross_entropy.hpp"
+#include "slimnn/net/any_layer.hpp"
+#include "slimnn/net/network.hpp"
+#include "slimnn/net/sequential.hpp"
+#include "slimnn/train/gradient_check.hpp"
+#include "slimnn/train/optimizer.hpp"
+#include "slimnn/train/progress.hpp"
+#include "slimnn/train/trainer.hpp"

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# slimnn quick start.
+#
+#   ./quickstart.sh demo [args...]   build and run examples/compare_schemes (args are passed on)
+#   ./quickstart.sh test             build everything, run all tests, then the tests again
+#                                    under AddressSanitizer + UndefinedBehaviorSanitizer
+#
+# Missing Debian packages are installed first (with sudo when not root).
+# SLIMNN_JOBS sets the build/test parallelism (default 2).
+set -euo pipefail
+
+# Debian packages the build needs; append new dependencies here.
+PACKAGES="build-essential cmake pkg-config libeigen3-dev libfftw3-dev zlib1g-dev libgtest-dev libbenchmark-dev dataset-fashion-mnist"
+
+JOBS="${SLIMNN_JOBS:-2}"
+cd "$(dirname "$0")"
+START=$SECONDS
+
+usage() {
+  echo "usage: $0 demo [compare_schemes args...] | test" >&2
+  exit 2
+}
+
+banner() {
+  local t=$((SECONDS - START))
+  printf '\n==== [%dm%02ds] %s ====\n' $((t / 60)) $((t % 60)) "$*"
+}
+
+install_packages() {
+  if ! command -v dpkg-query >/dev/null 2>&1; then
+    echo "quickstart: not a Debian-based system; install the equivalents of: $PACKAGES" >&2
+    return 0
+  fi
+  local missing=() p
+  for p in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$p")
+    fi
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    return 0
+  fi
+  banner "installing ${missing[*]}"
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+      echo "quickstart: need root or sudo to install: ${missing[*]}" >&2
+      exit 1
+    fi
+    sudo=(sudo)
+  fi
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+demo() {
+  banner "configure build/ (Release)"
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release \
+    -DSLIMNN_BUILD_EXAMPLES=ON -DSLIMNN_BUILD_TESTS=OFF -DSLIMNN_BUILD_BENCHMARKS=OFF
+  banner "build compare_schemes (-j$JOBS)"
+  cmake --build build -j"$JOBS" --target compare_schemes
+  banner "run compare_schemes"
+  build/examples/compare_schemes --out build "$@"
+  banner "done"
+}
+
+run_tests() {
+  banner "configure build/ (Release; tests, examples, benchmarks)"
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release \
+    -DSLIMNN_BUILD_TESTS=ON -DSLIMNN_BUILD_EXAMPLES=ON -DSLIMNN_BUILD_BENCHMARKS=ON \
+    -DSLIMNN_INSTALL=ON -DSLIMNN_CONSUMER_TESTS=ON
+  banner "build build/ (-j$JOBS)"
+  cmake --build build -j"$JOBS"
+  banner "ctest build/"
+  ctest --test-dir build --output-on-failure -j"$JOBS"
+
+  banner "configure build-asan/ (RelWithDebInfo, ASan + UBSan, tests only)"
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DSLIMNN_BUILD_TESTS=ON -DSLIMNN_BUILD_EXAMPLES=OFF -DSLIMNN_BUILD_BENCHMARKS=OFF \
+    -DSLIMNN_CONSUMER_TESTS=OFF \
+    "-DCMAKE_CXX_FLAGS=-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+  banner "build build-asan/ (-j$JOBS)"
+  cmake --build build-asan -j"$JOBS"
+  banner "ctest build-asan/"
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir build-asan --output-on-failure -j"$JOBS"
+  banner "all tests passed"
+}
+
+[ $# -ge 1 ] || usage
+cmd="$1"
+shift
+case "$cmd" in
+  demo)
+    install_packages
+    demo "$@"
+    ;;
+  test)
+    [ $# -eq 0 ] || usage
+    install_packages
+    run_tests
+    ;;
+  *) usage ;;
+esac

@@ -1,0 +1,169 @@
+// tests/conformance.hpp — the typed conformance suite every layer is instantiated in.
+//
+// A layer joins by defining a case type with
+//   template <class T> static L<T> make();   // the same layer for float and double
+// and optionally `static constexpr double float_tolerance` (relative, default 1e-4) and
+// `static slimnn::gradient_check_config gradient_config()`; then, in its own test file:
+//   INSTANTIATE_TYPED_TEST_SUITE_P(dense, conformance, ::testing::Types<dense_case>);
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "slimnn/core/layer.hpp"
+#include "slimnn/net/network.hpp"
+#include "slimnn/train/gradient_check.hpp"
+#include "test_util.hpp"
+
+namespace slimnn::testing {
+
+template <class Case>
+constexpr double float_tolerance() {
+  if constexpr (requires { Case::float_tolerance; }) return Case::float_tolerance;
+  else return 1e-4;
+}
+
+template <class Case>
+gradient_check_config gradient_config() {
+  if constexpr (requires { Case::gradient_config(); }) return Case::gradient_config();
+  else return {};
+}
+
+}  // namespace slimnn::testing
+
+template <class Case>
+class conformance : public ::testing::Test {
+ protected:
+  using layer_f = decltype(Case::template make<float>());
+  using layer_d = decltype(Case::template make<double>());
+};
+TYPED_TEST_SUITE_P(conformance);
+
+TYPED_TEST_P(conformance, output_has_declared_shape) {
+  const auto layer = TypeParam::template make<float>();
+  static_assert(slimnn::Layer<std::remove_cvref_t<decltype(layer)>>);
+  slimnn::matrix<float> y;
+  layer.forward(slimnn::testing::random_matrix<float>(layer.input_shape().size(), 3), y);
+  EXPECT_EQ(y.rows(), layer.output_shape().size());
+  EXPECT_EQ(y.cols(), 3);
+  EXPECT_TRUE(y.allFinite());
+  EXPECT_FALSE(layer.name().empty());
+}
+
+TYPED_TEST_P(conformance, rejects_wrong_input_rows) {
+  const auto layer = TypeParam::template make<float>();
+  slimnn::matrix<float> y;
+  const auto x = slimnn::testing::random_matrix<float>(layer.input_shape().size() + 1, 2);
+  EXPECT_THROW(layer.forward(x, y), slimnn::shape_error);
+}
+
+TYPED_TEST_P(conformance, forward_is_deterministic) {
+  const auto layer = TypeParam::template make<float>();
+  const auto x = slimnn::testing::random_matrix<float>(layer.input_shape().size(), 4);
+  slimnn::matrix<float> a, b;
+  layer.forward(x, a);
+  layer.forward(x, b);
+  EXPECT_EQ(a, b);
+}
+
+TYPED_TEST_P(conformance, concurrent_forward_matches_serial) {
+  const auto layer = TypeParam::template make<float>();
+  const auto x = slimnn::testing::random_matrix<float>(layer.input_shape().size(), 2);
+  slimnn::matrix<float> expected;
+  layer.forward(x, expected);
+  constexpr int threads = 4, repeats = 8;
+  std::vector<int> mismatches(threads, 0);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&, t] {
+      slimnn::matrix<float> y;
+      for (int r = 0; r < repeats; ++r) {
+        layer.forward(x, y);
+        mismatches[std::size_t(t)] += (y != expected);
+      }
+    });
+  for (auto& th : pool) th.join();
+  for (int t = 0; t < threads; ++t) EXPECT_EQ(mismatches[std::size_t(t)], 0) << "thread " << t;
+}
+
+TYPED_TEST_P(conformance, strided_view_matches_contiguous) {
+  const auto layer = TypeParam::template make<float>();
+  const auto n = layer.input_shape().size();
+  const auto big = slimnn::testing::random_matrix<float>(n + 5, 7);
+  const slimnn::matrix<float> copy = big.block(2, 1, n, 3);
+  slimnn::matrix<float> from_view, from_copy;
+  layer.forward(big.block(2, 1, n, 3), from_view);
+  layer.forward(copy, from_copy);
+  EXPECT_EQ(from_view, from_copy);
+}
+
+TYPED_TEST_P(conformance, batch_matches_single_samples) {
+  const auto layer = TypeParam::template make<double>();
+  const auto x = slimnn::testing::random_matrix<double>(layer.input_shape().size(), 5);
+  slimnn::matrix<double> batch, single;
+  layer.forward(x, batch);
+  for (slimnn::index_t b = 0; b < x.cols(); ++b) {
+    layer.forward(x.col(b), single);
+    EXPECT_LT(slimnn::testing::relative_error(single.col(0), batch.col(b)), 1e-12) << "sample " << b;
+  }
+}
+
+TYPED_TEST_P(conformance, float_matches_double) {
+  const auto lf = TypeParam::template make<float>();
+  const auto ld = TypeParam::template make<double>();
+  const auto xd = slimnn::testing::random_matrix<double>(ld.input_shape().size(), 3);
+  const slimnn::matrix<float> xf = xd.template cast<float>();
+  slimnn::matrix<float> yf;
+  slimnn::matrix<double> yd;
+  lf.forward(xf, yf);
+  ld.forward(xd, yd);
+  EXPECT_LT(slimnn::testing::relative_error(yf.template cast<double>(), yd),
+            slimnn::testing::float_tolerance<TypeParam>());
+  EXPECT_EQ(lf.cost().macs, ld.cost().macs);
+}
+
+TYPED_TEST_P(conformance, same_output_inside_a_network) {
+  const auto layer = TypeParam::template make<float>();
+  slimnn::network<float> net;
+  net << layer;
+  const auto x = slimnn::testing::random_matrix<float>(layer.input_shape().size(), 3);
+  slimnn::matrix<float> direct, through;
+  layer.forward(x, direct);
+  net.forward(x, through);
+  EXPECT_EQ(direct, through);
+  EXPECT_EQ(net.cost(), layer.cost());
+}
+
+TYPED_TEST_P(conformance, gradients_match_finite_differences) {
+  using layer_d = typename TestFixture::layer_d;
+  if constexpr (slimnn::TrainableLayer<layer_d>) {
+    auto layer = TypeParam::template make<double>();
+    const auto result = slimnn::check_gradients(layer, slimnn::testing::gradient_config<TypeParam>());
+    EXPECT_TRUE(result.ok) << result.worst << " (error ratio " << result.worst_error << ")";
+    EXPECT_GT(result.checked, 0);
+  } else {
+    GTEST_SKIP() << "inference-only layer";
+  }
+}
+
+TYPED_TEST_P(conformance, backward_rejects_wrong_gradient_shape) {
+  using layer_f = typename TestFixture::layer_f;
+  if constexpr (slimnn::TrainableLayer<layer_f>) {
+    auto layer = TypeParam::template make<float>();
+    slimnn::matrix<float> y, dx;
+    layer.forward_train(slimnn::testing::random_matrix<float>(layer.input_shape().size(), 2), y);
+    const slimnn::matrix<float> bad = slimnn::matrix<float>::Zero(y.rows() + 1, 2);
+    EXPECT_THROW(layer.backward(bad, dx), slimnn::shape_error);
+  } else {
+    GTEST_SKIP() << "inference-only layer";
+  }
+}
+
+REGISTER_TYPED_TEST_SUITE_P(conformance, output_has_declared_shape, rejects_wrong_input_rows,
+                            forward_is_deterministic, concurrent_forward_matches_serial,
+                            strided_view_matches_contiguous, batch_matches_single_samples,
+                            float_matches_double, same_output_inside_a_network,
+                            gradients_match_finite_differences, backward_rejects_wrong_gradient_shape);
