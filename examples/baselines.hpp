@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 
 #include "slimnn/slimnn.hpp"
@@ -111,7 +112,8 @@ inline void load_parameters(network<float>& net, const std::filesystem::path& pa
                                 ": trailing bytes after the last array");
 }
 
-/// Arguments shared by the examples: --data DIR --out DIR --seed N --quick --threads N.
+/// Arguments shared by the examples: --data DIR --out DIR --seed N --threads N --quick
+/// --retrain --schemes a,b.
 struct options {
   std::filesystem::path data = fashion_mnist_default_dir;
   std::filesystem::path out = ".";
@@ -119,6 +121,7 @@ struct options {
   bool quick = false;
   bool retrain = false;
   int threads = 2;
+  std::vector<std::string> schemes;  ///< --schemes a,b (compare_schemes)
 };
 
 inline options parse_options(int argc, char** argv, const char* usage) {
@@ -135,6 +138,11 @@ inline options parse_options(int argc, char** argv, const char* usage) {
     else if (a == "--threads") o.threads = std::stoi(value());
     else if (a == "--quick") o.quick = true;
     else if (a == "--retrain") o.retrain = true;
+    else if (a == "--schemes") {
+      std::stringstream list(value());
+      for (std::string name; std::getline(list, name, ',');)
+        if (!name.empty()) o.schemes.push_back(name);
+    }
     else if (a == "--help" || a == "-h") {
       std::printf("%s", usage);
       std::exit(0);

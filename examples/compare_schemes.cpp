@@ -4,46 +4,68 @@
 // latency at batch 1 and batch 64, side by side. Writes <out>/compare_schemes.csv.
 //
 //   compare_schemes [--data DIR] [--out DIR] [--seed N] [--threads N] [--quick] [--retrain]
+//                   [--schemes a,b,...]
 //
-// A scheme registers one function: given the network kind ("mlp" or "cnn") and the
-// trained baseline, it returns the converted networks, one per setting.
+// Schemes plug in through examples/scheme_registry.hpp.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <functional>
 
-#include "baselines.hpp"
+#include "scheme_registry.hpp"
+// Each scheme's file registers itself when present.
+#if __has_include("schemes/block_circulant.hpp")
+#include "schemes/block_circulant.hpp"
+#define SLIMNN_EXAMPLE_BLOCK_CIRCULANT 1
+#endif
+#if __has_include("schemes/smartdeal.hpp")
+#include "schemes/smartdeal.hpp"
+#define SLIMNN_EXAMPLE_SMARTDEAL 1
+#endif
+#if __has_include("schemes/crew.hpp")
+#include "schemes/crew.hpp"
+#define SLIMNN_EXAMPLE_CREW 1
+#endif
+#if __has_include("schemes/kdconv.hpp")
+#include "schemes/kdconv.hpp"
+#define SLIMNN_EXAMPLE_KDCONV 1
+#endif
 
 namespace {
 
 using namespace examples;
 
-struct context {
-  const fashion_mnist<float>& data;
-  const options& opt;
-  /// Fine-tunes a converted network (a short run in --quick mode).
-  void fine_tune(network<float>& net, const recipe& r, const std::string& label) const {
-    train_with(net, r, data.train, data.test, label, opt.seed + 1, opt.quick ? 5 : 0);
-  }
-};
-
-struct variant {
-  std::string setting;  ///< "k64", "s8-seg25", ...; "-" for the uncompressed network
-  network<float> net;
-};
-
-struct scheme {
-  std::string name;
-  std::function<std::vector<variant>(const std::string& kind, const network<float>& baseline, const context&)>
-      convert;
-};
-
 std::vector<scheme> registered_schemes() {
-  return {
-      {"dense", [](const std::string&, const network<float>& baseline,
-                   const context&) { return std::vector<variant>{{"-", baseline}}; }},
-  };
+  std::vector<scheme> all{{"dense", [](const std::string&, const network<float>& baseline, const context&) {
+                             return std::vector<variant>{{"-", baseline}};
+                           }}};
+#ifdef SLIMNN_EXAMPLE_BLOCK_CIRCULANT
+  all.push_back(block_circulant_scheme());
+#endif
+#ifdef SLIMNN_EXAMPLE_SMARTDEAL
+  all.push_back(smartdeal_scheme());
+#endif
+#ifdef SLIMNN_EXAMPLE_CREW
+  all.push_back(crew_scheme());
+#endif
+#ifdef SLIMNN_EXAMPLE_KDCONV
+  all.push_back(kdconv_scheme());
+#endif
+  return all;
+}
+
+/// The schemes named in --schemes (all when it is empty); unknown names raise.
+std::vector<scheme> selected_schemes(const std::vector<std::string>& names) {
+  auto all = registered_schemes();
+  if (names.empty()) return all;
+  std::vector<scheme> out;
+  for (const auto& name : names) {
+    const auto it = std::find_if(all.begin(), all.end(), [&](const scheme& s) { return s.name == name; });
+    detail::require<config_error>(it != all.end(), "compare_schemes: unknown scheme '", name, "'");
+    out.push_back(*it);
+  }
+  return out;
 }
 
 /// Median single-thread time of net.forward on `x`, in microseconds.
@@ -114,17 +136,19 @@ void write_csv(const std::vector<row>& rows, const std::filesystem::path& path) 
 int main(int argc, char** argv) try {
   const char* usage =
       "usage: compare_schemes [--data DIR] [--out DIR] [--seed N] [--threads N] [--quick] [--retrain]\n"
+      "                       [--schemes dense,block_circulant,...]\n"
       "  --data DIR   Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)\n"
       "  --out DIR    where compare_schemes.csv and cached baseline weights go (default .)\n"
       "  --quick      a few batches of training only: a smoke test, not a measurement\n"
-      "  --retrain    ignore cached baseline weights\n";
+      "  --retrain    ignore cached baseline weights\n"
+      "  --schemes    comma-separated subset of the registered schemes (default: all)\n";
   const auto opt = parse_options(argc, argv, usage);
+  const auto schemes = selected_schemes(opt.schemes);
   std::filesystem::create_directories(opt.out);
   const auto data = load_fashion_mnist<float>(opt.data, opt.quick ? 2000 : 0);
   std::printf("Fashion-MNIST: %ld training, %ld test images (CPU only, %d training threads)\n",
               long(data.train.size()), long(data.test.size()), opt.threads);
   const context ctx{data, opt};
-  const auto schemes = registered_schemes();
 
   std::vector<row> rows;
   for (const std::string kind : {"mlp", "cnn"}) {
