@@ -1,5 +1,5 @@
 // examples/baselines.hpp — the two reference networks every example trains on
-// Fashion-MNIST, their training recipes, and a small parameter cache.
+// Fashion-MNIST, their training recipes, and a parameter cache (safetensors files).
 //
 //   mlp: 784 -> dense 1024 -> relu -> dense 1024 -> relu -> dense 10
 //   cnn: 1x28x28 -> conv 3x3 32 (pad 1) -> relu -> max_pool 2
@@ -60,56 +60,20 @@ inline std::vector<epoch_report> train_with(network<float>& net, const recipe& r
               .label = label});
 }
 
-// --- parameter cache: "SLIMNNP1", count, then per array: name, size, float values ---
+// --- parameter cache: a safetensors network file (slimnn/io/network_io.hpp) ---
 
-inline void save_parameters(network<float>& net, const std::filesystem::path& path) {
-  std::ofstream out(path, std::ios::binary);
-  detail::require<format_error>(bool(out), path.string(), ": cannot open for writing");
-  const auto params = net.parameters();
-  const std::uint64_t count = params.size();
-  out.write("SLIMNNP1", 8);
-  out.write(reinterpret_cast<const char*>(&count), 8);
-  for (const auto& p : params) {
-    const std::uint64_t name_size = p.name.size(), size = std::uint64_t(p.size);
-    out.write(reinterpret_cast<const char*>(&name_size), 8);
-    out.write(p.name.data(), std::streamsize(name_size));
-    out.write(reinterpret_cast<const char*>(&size), 8);
-    out.write(reinterpret_cast<const char*>(p.value), std::streamsize(size * sizeof(float)));
-  }
-  detail::require<format_error>(bool(out), path.string(), ": write failed");
-}
+/// Saves `net` (architecture and parameters) to a safetensors file.
+inline void save_parameters(const network<float>& net, const std::filesystem::path& path) { save(net, path); }
 
-/// Loads parameters saved by save_parameters into a network of the same architecture.
+/// Loads a network saved by save_parameters into `net`, which must have the same
+/// architecture (format_error naming the file otherwise).
 inline void load_parameters(network<float>& net, const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  detail::require<format_error>(bool(in), path.string(), ": cannot open file");
-  auto read_u64 = [&](const char* what) {
-    std::uint64_t v = 0;
-    in.read(reinterpret_cast<char*>(&v), 8);
-    detail::require<format_error>(bool(in), path.string(), ": truncated while reading ", what);
-    return v;
-  };
-  char magic[8] = {};
-  in.read(magic, 8);
-  detail::require<format_error>(bool(in) && std::string(magic, 8) == "SLIMNNP1", path.string(),
-                                ": not a slimnn parameter file");
-  const auto params = net.parameters();
-  detail::require<format_error>(read_u64("the count") == params.size(), path.string(),
-                                ": holds a different number of parameter arrays than the network");
-  for (const auto& p : params) {
-    const auto name_size = read_u64("a name length");
-    detail::require<format_error>(name_size == p.name.size(), path.string(), ": expected array '", p.name, "'");
-    std::string name(name_size, '\0');
-    in.read(name.data(), std::streamsize(name_size));
-    detail::require<format_error>(bool(in) && name == p.name, path.string(), ": expected array '", p.name,
-                                  "', found '", name, "'");
-    detail::require<format_error>(read_u64("a size") == std::uint64_t(p.size), path.string(), ": array '",
-                                  p.name, "' has the wrong size");
-    in.read(reinterpret_cast<char*>(p.value), std::streamsize(p.size * sizeof(float)));
-    detail::require<format_error>(bool(in), path.string(), ": truncated in array '", p.name, "'");
-  }
-  detail::require<format_error>(in.peek() == std::char_traits<char>::eof(), path.string(),
-                                ": trailing bytes after the last array");
+  auto cached = network<float>::load(path);
+  bool same = cached.size() == net.size();
+  for (std::size_t i = 0; same && i < net.size(); ++i) same = describe(cached[i]) == describe(net[i]);
+  detail::require<format_error>(same, path.string(), ": holds a different architecture than the baseline:\n",
+                                cached.summary(), "expected:\n", net.summary());
+  net = std::move(cached);
 }
 
 /// Arguments shared by the examples: --data DIR --out DIR --seed N --threads N --quick

@@ -96,7 +96,7 @@ struct row {
 network<float> baseline(const std::string& kind, const context& ctx) {
   rng_t rng(ctx.opt.seed);
   auto net = kind == "mlp" ? make_mlp(rng) : make_cnn(rng);
-  const auto cache = ctx.opt.out / ("baseline_" + kind + "_seed" + std::to_string(ctx.opt.seed) + ".params");
+  const auto cache = ctx.opt.out / ("baseline_" + kind + "_seed" + std::to_string(ctx.opt.seed) + ".safetensors");
   if (!ctx.opt.quick && !ctx.opt.retrain && std::filesystem::exists(cache)) {
     load_parameters(net, cache);
     std::printf("%s: loaded cached weights from %s\n", kind.c_str(), cache.c_str());

@@ -5,6 +5,8 @@
 // Weights are stored as a (C*k*k) x N column-major matrix, i.e. exactly the memory
 // layout of PyTorch's [N, C, k, k] tensor. Forward is im2col + one Eigen GEMM per chunk
 // of samples: N*C*k*k*Ho*Wo MACs per sample.
+// File (core/tensor_io.hpp): "<prefix>weight" [N, C, k, k] and "<prefix>bias" [N], exactly as
+// torch.nn.Conv2d stores them; settings input (CxHxW), out_channels, kernel, stride, padding.
 // Thread safety: forward is const and reentrant (per-thread scratch); training members
 // are single-threaded.
 #pragma once
@@ -16,6 +18,7 @@
 #include <vector>
 
 #include "slimnn/core/layer.hpp"
+#include "slimnn/core/tensor_io.hpp"
 #include "slimnn/detail/im2col.hpp"
 #include "slimnn/detail/scratch.hpp"
 
@@ -115,6 +118,43 @@ class conv2d {
     c.macs = c.mults = c.adds = w * P;
     c.bytes_read = c.param_bytes + std::uint64_t(geometry_.in.size()) * sizeof(T);
     return c;
+  }
+
+  static constexpr const char* kind = "conv2d";
+  void save(tensor_sink& out, const std::string& prefix) const {
+    out.put_setting(prefix + "input", geometry_.in);
+    out.put_setting(prefix + "out_channels", out_channels_);
+    out.put_setting(prefix + "kernel", geometry_.kernel);
+    out.put_setting(prefix + "stride", geometry_.stride);
+    out.put_setting(prefix + "padding", geometry_.padding);
+    const auto n = std::uint64_t(out_channels_), c = std::uint64_t(geometry_.in.c), k = std::uint64_t(geometry_.kernel);
+    out.put_array(prefix + "weight", {n, c, k, k}, std::span<const T>(weight_.data(), std::size_t(weight_.size())));
+    out.put_vector(prefix + "bias", bias_);
+  }
+  static conv2d load(const tensor_source& in, const std::string& prefix) {
+    constexpr std::int64_t limit = std::int64_t(1) << 24;
+    return load(in, prefix, in.setting_shape(prefix + "input"), in.setting_int(prefix + "stride", 1, limit),
+                in.setting_int(prefix + "padding", 0, limit));
+  }
+  /// As load(in, prefix), with the geometry a PyTorch file does not store given by the
+  /// caller; out_channels and kernel come from the weight's shape (checked against the
+  /// settings when present).
+  static conv2d load(const tensor_source& in, const std::string& prefix, shape input, index_t stride,
+                     index_t padding) {
+    const std::string w = prefix + "weight";
+    const auto& s = in.shape_of(w, 4, "[out_channels, in_channels, kernel, kernel]");
+    constexpr std::int64_t limit = std::int64_t(1) << 24;
+    const auto n = in.optional_int(prefix + "out_channels", 1, limit).value_or(std::int64_t(s[0]));
+    const auto k = in.optional_int(prefix + "kernel", 1, limit).value_or(std::int64_t(s[2]));
+    if (n < 1 || k < 1) in.fail(w, detail::cat("shape ", shape_string(s), " is empty"));
+    if (s[2] != s[3])
+      in.fail(w, detail::cat("shape ", shape_string(s), ": the kernel is not square (slimnn's conv2d needs k x k)"));
+    const std::uint64_t expected[] = {std::uint64_t(n), std::uint64_t(input.c), std::uint64_t(k), std::uint64_t(k)};
+    const auto weight = in.get<T>(w, expected);
+    conv2d layer(input, {.out_channels = n, .kernel = k, .stride = stride, .padding = padding});
+    std::copy(weight.begin(), weight.end(), layer.weight_.data());
+    layer.bias_ = in.get_vector<T>(prefix + "bias", n);
+    return layer;
   }
 
   const detail::conv_geometry& geometry() const { return geometry_; }

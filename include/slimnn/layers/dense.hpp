@@ -5,6 +5,8 @@
 // Cost: inputs*outputs MACs per sample; batch 1 is an Eigen GEMV (memory-bound once W
 // outgrows the caches), batch > 1 a GEMM.
 // Backward: dW += dy x^T, db += sum of dy over the batch, dx = W^T dy.
+// File (core/tensor_io.hpp): "<prefix>weight" [outputs, inputs] row-major and "<prefix>bias"
+// [outputs], exactly as torch.nn.Linear stores them; settings inputs, outputs.
 // Thread safety: forward is const and reentrant; training members are single-threaded.
 #pragma once
 
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "slimnn/core/layer.hpp"
+#include "slimnn/core/tensor_io.hpp"
 
 namespace slimnn {
 
@@ -87,6 +90,25 @@ class dense {
     c.macs = n;
     c.bytes_read = c.param_bytes + std::uint64_t(weight_.cols()) * sizeof(T);
     return c;
+  }
+
+  static constexpr const char* kind = "dense";
+  void save(tensor_sink& out, const std::string& prefix) const {
+    out.put_setting(prefix + "inputs", weight_.cols());
+    out.put_setting(prefix + "outputs", weight_.rows());
+    out.put_matrix(prefix + "weight", weight_);
+    out.put_vector(prefix + "bias", bias_);
+  }
+  /// Sizes come from the settings when present (a slimnn file), else from the weight's
+  /// shape (a PyTorch file); the bias must match.
+  static dense load(const tensor_source& in, const std::string& prefix) {
+    const std::string w = prefix + "weight";
+    const auto& s = in.shape_of(w, 2, "[outputs, inputs]");
+    constexpr std::int64_t limit = std::int64_t(1) << 40;
+    const auto outputs = in.optional_int(prefix + "outputs", 1, limit).value_or(std::int64_t(s[0]));
+    const auto inputs = in.optional_int(prefix + "inputs", 1, limit).value_or(std::int64_t(s[1]));
+    if (outputs < 1 || inputs < 1) in.fail(w, detail::cat("shape ", shape_string(s), " is empty"));
+    return dense(in.get_matrix<T>(w, outputs, inputs), in.get_vector<T>(prefix + "bias", outputs));
   }
 
   const matrix<T>& weight() const { return weight_; }

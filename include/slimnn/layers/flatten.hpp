@@ -1,6 +1,7 @@
 // slimnn/layers/flatten.hpp — reinterprets a C x H x W activation as a flat vector.
 // Features are stored CHW in every column, so this is a copy with a new shape; it
 // exists so that shape checks between a conv stack and a dense layer are explicit.
+// File (core/tensor_io.hpp): no tensors; setting input (the shape).
 // Thread safety: forward is const and reentrant.
 #pragma once
 
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "slimnn/core/layer.hpp"
+#include "slimnn/core/tensor_io.hpp"
 
 namespace slimnn {
 
@@ -36,6 +38,12 @@ class flatten {
     dx = dy;
   }
   std::vector<parameter<T>> parameters() { return {}; }
+
+  static constexpr const char* kind = "flatten";
+  void save(tensor_sink& out, const std::string& prefix) const { out.put_setting(prefix + "input", shape_); }
+  static flatten load(const tensor_source& in, const std::string& prefix) {
+    return flatten(in.setting_shape(prefix + "input"));
+  }
   slimnn::cost cost() const { return {}; }
 
  private:

@@ -5,13 +5,15 @@
 // No padding; Ho = (H - k)/s + 1 (floor). Stride defaults to k.
 // Shapes: C*H*W x batch -> C*Ho*Wo x batch. Cost: C*Ho*Wo*k^2 compares/adds per sample.
 // Backward: max routes dy to the arg-max of each window (first on ties); avg spreads
-// dy/k^2 over the window. Thread safety: forward is const and reentrant.
+// dy/k^2 over the window. File (core/tensor_io.hpp): no tensors; settings input, kernel,
+// stride. Thread safety: forward is const and reentrant.
 #pragma once
 
 #include <string>
 #include <vector>
 
 #include "slimnn/core/layer.hpp"
+#include "slimnn/core/tensor_io.hpp"
 
 namespace slimnn {
 
@@ -78,6 +80,18 @@ class pool2d {
     }
   }
   std::vector<parameter<T>> parameters() { return {}; }
+
+  static constexpr const char* kind = Kind == pool_kind::max ? "max_pool2d" : "avg_pool2d";
+  void save(tensor_sink& out, const std::string& prefix) const {
+    out.put_setting(prefix + "input", in_);
+    out.put_setting(prefix + "kernel", kernel_);
+    out.put_setting(prefix + "stride", stride_);
+  }
+  static pool2d load(const tensor_source& in, const std::string& prefix) {
+    constexpr std::int64_t limit = std::int64_t(1) << 24;
+    return pool2d(in.setting_shape(prefix + "input"), in.setting_int(prefix + "kernel", 1, limit),
+                  in.setting_int(prefix + "stride", 1, limit));
+  }
 
   slimnn::cost cost() const {
     const auto windows = std::uint64_t(output_shape().size()), k2 = std::uint64_t(kernel_ * kernel_);

@@ -1,6 +1,7 @@
 // slimnn/layers/relu.hpp — elementwise max(x, 0).
 // Shapes: any shape, unchanged. Cost: one compare per value, no parameters.
 // Backward: dx = dy where the forward input was positive, else 0.
+// File (core/tensor_io.hpp): no tensors; setting input (the shape).
 // Thread safety: forward is const and reentrant.
 #pragma once
 
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "slimnn/core/layer.hpp"
+#include "slimnn/core/tensor_io.hpp"
 
 namespace slimnn {
 
@@ -36,6 +38,12 @@ class relu {
     dx = (positive_.template cast<T>() * dy.array()).matrix();
   }
   std::vector<parameter<T>> parameters() { return {}; }
+
+  static constexpr const char* kind = "relu";
+  void save(tensor_sink& out, const std::string& prefix) const { out.put_setting(prefix + "input", shape_); }
+  static relu load(const tensor_source& in, const std::string& prefix) {
+    return relu(in.setting_shape(prefix + "input"));
+  }
 
   slimnn::cost cost() const {
     slimnn::cost c;

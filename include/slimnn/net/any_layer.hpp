@@ -2,7 +2,8 @@
 // schemes at run time (network<T> holds a list of them).
 //
 // any_layer<T> wraps any Layer with scalar T by value. Training members forward to
-// the wrapped layer when it is a TrainableLayer and throw config_error otherwise.
+// the wrapped layer when it is a TrainableLayer and throw config_error otherwise; save
+// forwards to the wrapped layer when it is a SaveableLayer (core/tensor_io.hpp).
 // Copying clones the wrapped layer. Thread safety: as the wrapped layer.
 #pragma once
 
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "slimnn/core/layer.hpp"
+#include "slimnn/core/tensor_io.hpp"
 
 namespace slimnn {
 
@@ -45,6 +47,13 @@ class any_layer {
   std::vector<parameter<T>> parameters() { return impl_->parameters(); }
   void after_update() { impl_->after_update(); }
 
+  /// The wrapped layer's file kind (L::kind; its name without "<T>" if it has none).
+  std::string kind() const { return impl_->kind(); }
+  /// Whether the wrapped layer can be saved (it is a SaveableLayer).
+  bool saveable() const { return impl_->saveable(); }
+  /// Saves the wrapped layer under `prefix`; config_error if it is not saveable.
+  void save(tensor_sink& out, const std::string& prefix) const { impl_->save(out, prefix); }
+
   /// The wrapped layer if it is an L, else nullptr.
   template <class L>
   L* get() {
@@ -72,6 +81,9 @@ class any_layer {
     virtual void backward(const_matrix_ref<T> dy, matrix<T>& dx) = 0;
     virtual std::vector<parameter<T>> parameters() = 0;
     virtual void after_update() = 0;
+    virtual std::string kind() const = 0;
+    virtual bool saveable() const = 0;
+    virtual void save(tensor_sink& out, const std::string& prefix) const = 0;
   };
 
   template <class L>
@@ -103,6 +115,20 @@ class any_layer {
     }
     void after_update() override {
       if constexpr (requires { layer.after_update(); }) layer.after_update();
+    }
+    std::string kind() const override {
+      if constexpr (requires { L::kind; }) {
+        return std::string(L::kind);
+      } else {
+        const std::string n = layer.name();
+        return n.substr(0, n.find('<'));
+      }
+    }
+    bool saveable() const override { return SaveableLayer<L>; }
+    void save(tensor_sink& out, const std::string& prefix) const override {
+      if constexpr (SaveableLayer<L>) layer.save(out, prefix);
+      else throw config_error(describe(layer) + ": cannot be saved (its type has no save/load members, see "
+                              "slimnn/core/tensor_io.hpp)");
     }
     [[noreturn]] void not_trainable() const {
       throw config_error(describe(layer) + ": this layer is inference-only and cannot be trained");

@@ -6,8 +6,12 @@
 // output shape, checked when it is added (shape_error naming both layers).
 // forward() is const, thread-safe and allocation-free once warmed up (per thread);
 // forward_train/backward/parameters are for one training thread.
+// save(path) / network<T>::load(path) read and write safetensors files; they are
+// provided by slimnn/io/network_io.hpp (included by slimnn/slimnn.hpp), which installs
+// itself here, so this header does not depend on every layer or on the file format.
 #pragma once
 
+#include <filesystem>
 #include <string>
 #include <utility>
 #include <vector>
@@ -100,6 +104,11 @@ class network {
     return total;
   }
 
+  /// Writes the network (architecture and parameters) to a safetensors file.
+  void save(const std::filesystem::path& path) const;
+  /// Rebuilds a network written by save(); format_error on any problem in the file.
+  static network load(const std::filesystem::path& path);
+
   /// One line per layer: index, description, output shape, stored bytes, MACs.
   std::string summary() const {
     std::string out;
@@ -125,5 +134,38 @@ class network {
   std::vector<matrix<T>> trace_;  // outputs kept by forward_train
   matrix<T> back_[2];             // gradients between layers in backward
 };
+
+namespace detail {
+
+/// Where slimnn/io/network_io.hpp installs network<T>'s file functions.
+template <class T>
+struct network_file_functions {
+  void (*save)(const network<T>&, const std::filesystem::path&) = nullptr;
+  network<T> (*load)(const std::filesystem::path&) = nullptr;
+  static network_file_functions& get() {
+    static network_file_functions functions;
+    return functions;
+  }
+};
+
+template <class T>
+const network_file_functions<T>& require_network_file_functions(const char* what) {
+  const auto& f = network_file_functions<T>::get();
+  require<config_error>(f.save && f.load, "network<", scalar_name<T>(), ">::", what,
+                        ": needs slimnn/io/network_io.hpp (include it, or slimnn/slimnn.hpp)");
+  return f;
+}
+
+}  // namespace detail
+
+template <class T>
+void network<T>::save(const std::filesystem::path& path) const {
+  detail::require_network_file_functions<T>("save").save(*this, path);
+}
+
+template <class T>
+network<T> network<T>::load(const std::filesystem::path& path) {
+  return detail::require_network_file_functions<T>("load").load(path);
+}
 
 }  // namespace slimnn

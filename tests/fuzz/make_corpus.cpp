@@ -1,0 +1,88 @@
+// Writes the seed corpus of safetensors_fuzz into a directory: small valid network and
+// tensor files, and a few broken ones. tests/fuzz/corpus holds its output:
+//   make_corpus tests/fuzz/corpus
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "slimnn/io/network_io.hpp"
+#include "slimnn/io/safetensors.hpp"
+
+namespace {
+
+using namespace slimnn;
+
+void write(const std::filesystem::path& path, const std::vector<std::byte>& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+}
+
+std::vector<std::byte> network_bytes(const network<float>& net) {
+  safetensors_writer out;
+  write_network(net, out);
+  return out.bytes();
+}
+
+std::vector<std::byte> hand(const std::string& header, std::size_t data_bytes, std::uint64_t declared) {
+  std::vector<std::byte> out(8 + header.size() + data_bytes, std::byte(0x3f));
+  for (int i = 0; i < 8; ++i) out[std::size_t(i)] = std::byte((declared >> (8 * i)) & 0xff);
+  for (std::size_t i = 0; i < header.size(); ++i) out[8 + i] = std::byte(header[i]);
+  return out;
+}
+std::vector<std::byte> hand(const std::string& header, std::size_t data_bytes) {
+  return hand(header, data_bytes, header.size());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: make_corpus DIR\n");
+    return 2;
+  }
+  const std::filesystem::path dir = argv[1];
+  std::filesystem::create_directories(dir);
+  rng_t rng(7);
+
+  network<float> mlp;
+  mlp << dense<float>(4, 3, rng) << relu<float>(shape::flat(3)) << dense<float>(3, 2, rng);
+  const auto mlp_bytes = network_bytes(mlp);
+  write(dir / "valid_mlp.safetensors", mlp_bytes);
+
+  network<float> cnn;
+  conv2d<float> conv(shape{1, 4, 4}, {.out_channels = 2, .kernel = 3, .padding = 1}, rng);
+  max_pool2d<float> pool(conv.output_shape(), 2);
+  avg_pool2d<float> pool2(pool.output_shape(), 2);
+  cnn << conv << relu<float>(conv.output_shape()) << pool << pool2 << flatten<float>(pool2.output_shape())
+      << dense<float>(2, 2, rng);
+  write(dir / "valid_cnn.safetensors", network_bytes(cnn));
+
+  safetensors_writer dtypes;
+  dtypes.put_array("f32", {2}, std::vector<float>{1.5f, -2});
+  dtypes.put_array("f64", {1}, std::vector<double>{0.1});
+  dtypes.put_array("f16", {2}, std::vector<float>{1, -0.5f}, dtype::f16);
+  dtypes.put_array("bf16", {1, 2}, std::vector<float>{3, 4}, dtype::bf16);
+  dtypes.put_array("i8", {2}, std::vector<std::int8_t>{-3, 4});
+  dtypes.put_array("u8", {3}, std::vector<std::uint8_t>{1, 2, 255});
+  dtypes.put_array("i32", {1}, std::vector<std::int32_t>{-70000});
+  dtypes.put_setting("format", "pt");
+  write(dir / "valid_dtypes.safetensors", dtypes.bytes());
+
+  safetensors_writer linear;  // a torch.nn.Linear(3, 2) state_dict in half precision
+  linear.put_array("fc.weight", {2, 3}, std::vector<float>{1, 2, 3, 4, 5, 6}, dtype::f16);
+  linear.put_array("fc.bias", {2}, std::vector<float>{0.5f, -1}, dtype::f16);
+  write(dir / "valid_linear_f16.safetensors", linear.bytes());
+
+  write(dir / "invalid_truncated.safetensors", {mlp_bytes.begin(), mlp_bytes.begin() + 40});
+  write(dir / "invalid_length.safetensors", hand("{}", 0, 1u << 20));
+  write(dir / "invalid_overlap.safetensors",
+        hand(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"U8","shape":[4],"data_offsets":[4,8]}})", 8));
+  write(dir / "invalid_json.safetensors", hand(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8])", 8));
+  write(dir / "invalid_kind.safetensors",
+        hand(R"({"__metadata__":{"slimnn.architecture":"[{\"kind\":\"gelu\",\"settings\":{\"input\":\"4\"}}]"}})", 0));
+  write(dir / "invalid_arch.safetensors",
+        hand(R"({"__metadata__":{"slimnn.architecture":"[{\"kind\":\"relu\",\"settings\":{\"input\":\"3x4\"}},{\"kind\":\"flatten\"}]"}})", 0));
+  return 0;
+}
