@@ -1,0 +1,317 @@
+// slimnn/circulant/block_circulant_conv2d.hpp — CirCNN block-circulant 2-D convolution.
+//
+//   y[n][o] = b[n] + sum_{i,j} sum_c W_ij[n][c] x[c][o + (i, j)]   (stride s, zero padding p)
+// For every kernel position (i, j) the (out x in) channel matrix W_ij is block-circulant
+// with k x k blocks (first-column convention, see circulant/projection.hpp): channels
+// are padded to q*k inputs and p*k outputs and the outputs cropped. Forward, per sample:
+// FFT each input pixel's channel blocks once (one batched r2c per sample: q*H*W
+// transforms), then for each frequency f an im2col of the complex spectra (reusing
+// detail::im2col_rows) and one complex GEMM  Y_f (Ho*Wo x p) = cols_f (Ho*Wo x q*K^2)
+// S_f^T, accumulating over input blocks and kernel positions in the frequency domain;
+// finally one batched c2r of the p output blocks of every output pixel, 1/k, and the bias.
+// Weights are stored transformed, frequency-major: for each f one p x (q*K^2) complex
+// matrix S_f, column jb*K^2 + i*K + j for input block jb and kernel position (i, j).
+// Shapes: x (C*H*W x B, CHW) -> y (N*Ho*Wo x B).
+// Cost per sample: Ho*Wo*K^2*p*q*(k/2+1) complex MACs (4 real MACs; 1 for the DC and
+// Nyquist bins) plus q*H*W + p*Ho*Wo real FFTs of length k; k reals stored per block.
+// Backward: dS_f += (a_f/k) G_f^T conj(cols_f), dcols_f = (1/k) G_f conj(S_f) folded
+// back by col2im and inverse-transformed (G_f: spectra of the output gradient). The
+// spectra's learning rate is scaled by lr_scale() = 1/k by default (each value is shared
+// by a k x k block).
+// Thread safety: forward is const and reentrant (shared FFTW plans, per-thread scratch,
+// no allocation once warm); training members are single-threaded.
+#pragma once
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "slimnn/circulant/projection.hpp"
+#include "slimnn/core/fft.hpp"
+#include "slimnn/core/layer.hpp"
+#include "slimnn/detail/im2col.hpp"
+#include "slimnn/layers/conv2d.hpp"
+
+namespace slimnn {
+
+template <class T>
+class block_circulant_conv2d {
+ public:
+  using scalar_type = T;
+  using complex = std::complex<T>;
+
+  /// All-zero weights and bias.
+  block_circulant_conv2d(shape input, conv2d_config config, index_t block,
+                         fft_planning planning = fft_planning::estimate)
+      : geometry_{input, config.kernel, config.stride, config.padding}, out_channels_(config.out_channels),
+        k_(block) {
+    const std::string who = name();
+    geometry_.validate(who);
+    detail::require<config_error>(out_channels_ >= 1, who, ": out_channels must be >= 1, got ", out_channels_);
+    detail::require<config_error>(block >= 1, who, ": block size must be >= 1, got ", block);
+    detail::require<config_error>(block <= std::max(input.c, out_channels_), who, ": block size ", block,
+                                  " is larger than both channel counts (", input.c, " in, ", out_channels_,
+                                  " out), so the channels cannot be blocked");
+    p_ = (out_channels_ + k_ - 1) / k_;
+    q_ = (input.c + k_ - 1) / k_;
+    spectra_ = detail::circulant_spectra<T>(k_, p_, q_ * taps());
+    bias_ = vector<T>::Zero(out_channels_);
+    bias_grad_ = bias_;
+    lr_scale_ = T(1) / T(k_);
+    const index_t pixels = input.h * input.w, P = geometry_.positions();
+    // Input side: channel blocks of every pixel; spectrum image f at f*q*H*W (CHW of q blocks).
+    const fft_layout in{.length = k_,
+                        .real_stride = pixels,
+                        .spectrum_stride = q_ * pixels,
+                        .batch = {{q_, k_ * pixels, pixels}, {pixels, 1, 1}}};
+    // Output side: Y_f is a Ho*Wo x p column-major matrix at f*p*Ho*Wo.
+    const fft_layout out{.length = k_,
+                         .real_stride = P,
+                         .spectrum_stride = p_ * P,
+                         .batch = {{p_, k_ * P, P}, {P, 1, 1}}};
+    using dir = typename real_fft<T>::direction;
+    in_r2c_ = real_fft<T>(in, dir::forward, planning);
+    in_c2r_ = real_fft<T>(in, dir::inverse, planning);
+    out_r2c_ = real_fft<T>(out, dir::forward, planning);
+    out_c2r_ = real_fft<T>(out, dir::inverse, planning);
+  }
+  /// First columns uniform in +-sqrt(6 / (C*K^2)) (dense He-uniform marginals), zero bias.
+  block_circulant_conv2d(shape input, conv2d_config config, index_t block, rng_t& rng,
+                         fft_planning planning = fft_planning::estimate)
+      : block_circulant_conv2d(input, config, block, planning) {
+    const double bound = std::sqrt(6.0 / double(geometry_.patch()));
+    std::uniform_real_distribution<double> u(-bound, bound);
+    matrix<T> c(k_, p_ * q_ * taps());
+    for (index_t i = 0; i < c.size(); ++i) c.data()[i] = T(u(rng));
+    spectra_.set_first_columns(c);
+  }
+
+  shape input_shape() const { return geometry_.in; }
+  shape output_shape() const { return {out_channels_, geometry_.out_h(), geometry_.out_w()}; }
+  std::string name() const { return std::string("block_circulant_conv2d<") + scalar_name<T>() + ">"; }
+  std::string settings() const {
+    std::string s = detail::cat(geometry_.in.c, "->", out_channels_, ", ", geometry_.kernel, 'x', geometry_.kernel,
+                                ", stride ", geometry_.stride, ", pad ", geometry_.padding, ", block ", k_);
+    if (spectra_.bits() > 0) s += detail::cat(", Q", spectra_.bits());
+    return s;
+  }
+
+  void forward(const_matrix_ref<T> x, matrix<T>& y) const {
+    detail::check_input_rows(*this, x.rows());
+    y.resize(output_shape().size(), x.cols());
+    complex* X = detail::fft_scratch<block_circulant_conv2d, complex, 0>(in_spec_stride());
+    for (index_t b = 0; b < x.cols(); ++b) {
+      transform_input(x.col(b), X);
+      forward_sample(X, y.col(b));
+    }
+  }
+
+  void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
+    detail::check_input_rows(*this, x.rows());
+    y.resize(output_shape().size(), x.cols());
+    input_spectra_.resize(std::size_t(x.cols() * in_spec_stride()));
+    for (index_t b = 0; b < x.cols(); ++b) {
+      complex* X = input_spectra_.data() + b * in_spec_stride();
+      transform_input(x.col(b), X);
+      forward_sample(X, y.col(b));
+    }
+    batch_ = x.cols();
+  }
+
+  void backward(const_matrix_ref<T> dy, matrix<T>& dx) {
+    detail::check_grad_rows(*this, dy.rows(), dy.cols(), batch_);
+    const index_t P = geometry_.positions(), HW = geometry_.in.h * geometry_.in.w, F = spectra_.frequencies();
+    const index_t Q = q_ * taps();
+    real_.resize(std::size_t(std::max(fft_padded<T>(p_ * k_ * P), fft_padded<T>(q_ * k_ * HW))));
+    grad_spectra_.resize(std::size_t(out_spec_stride()));
+    back_spectra_.resize(std::size_t(in_spec_stride()));
+    cols_.resize(std::size_t(P * Q));
+    dcols_.resize(std::size_t(P * Q));
+    dx.resize(geometry_.in.size(), dy.cols());
+    const T inv_k = T(1) / T(k_);
+    Eigen::Map<matrix<complex>> cols(cols_.data(), P, Q), dcols(dcols_.data(), P, Q);
+    for (index_t b = 0; b < dy.cols(); ++b) {
+      load_padded(dy.col(b), real_.data(), p_ * k_ * P);
+      out_r2c_.forward(real_.data(), grad_spectra_.data());
+      for (index_t n = 0; n < out_channels_; ++n) bias_grad_[n] += dy.col(b).segment(n * P, P).sum();
+      const complex* X = input_spectra_.data() + b * in_spec_stride();
+      std::fill(back_spectra_.begin(), back_spectra_.end(), complex(0));
+      for (index_t f = 0; f < F; ++f) {
+        const Eigen::Map<const matrix<complex>> Gf(grad_spectra_.data() + f * p_ * P, P, p_);
+        im2col(X + f * q_ * HW, cols);
+        spectra_.grad_at(f).noalias() +=
+            complex(spectra_.multiplicity(f) * inv_k) * (Gf.transpose() * cols.conjugate());
+        dcols.noalias() = complex(inv_k) * (Gf * spectra_.at(f).conjugate());
+        Eigen::Map<matrix<complex>> Df(back_spectra_.data() + f * q_ * HW, q_ * HW, 1);
+        detail::col2im_rows<complex>(spectral_geometry(), dcols, 0, 1, Df);
+      }
+      in_c2r_.inverse(back_spectra_.data(), real_.data());
+      dx.col(b) = Eigen::Map<const vector<T>>(real_.data(), geometry_.in.size());
+    }
+    spectra_.mask_gradients();
+  }
+
+  std::vector<parameter<T>> parameters() {
+    return {{"spectra", spectra_.values(), spectra_.grads(), spectra_.size(), lr_scale_},
+            {"bias", bias_.data(), bias_grad_.data(), bias_.size(), T(1), false}};
+  }
+  /// Keeps the self-conjugate bins real (and the fixed-point grid, when set).
+  void after_update() { spectra_.enforce_structure(); }
+
+  slimnn::cost cost() const {
+    const auto F = std::uint64_t(spectra_.frequencies()), blocks = std::uint64_t(p_ * q_ * taps());
+    const auto P = std::uint64_t(geometry_.positions()), HW = std::uint64_t(geometry_.in.h * geometry_.in.w);
+    const auto real_bins = std::uint64_t(1 + (k_ % 2 == 0 && k_ > 1 ? 1 : 0));
+    slimnn::cost c;
+    c.param_bytes = spectra_.stored_bytes() + std::uint64_t(out_channels_) * sizeof(T);
+    c.macs = P * blocks * (4 * (F - real_bins) + real_bins);
+    const auto [fft_mults, fft_adds] = detail::real_fft_flops(std::uint64_t(k_));
+    const auto transforms = HW * std::uint64_t(q_) + P * std::uint64_t(p_);
+    c.mults = c.macs + fft_mults * transforms + std::uint64_t(out_channels_) * P;
+    c.adds = c.macs + fft_adds * transforms + std::uint64_t(out_channels_) * P;
+    c.bytes_read = c.param_bytes + std::uint64_t(geometry_.in.size()) * sizeof(T);
+    return c;
+  }
+
+  const detail::conv_geometry& geometry() const { return geometry_; }
+  index_t out_channels() const { return out_channels_; }
+  index_t kernel() const { return geometry_.kernel; }
+  index_t block() const { return k_; }
+  index_t block_rows() const { return p_; }
+  index_t block_cols() const { return q_; }
+  index_t frequencies() const { return spectra_.frequencies(); }
+  /// S_f, p x (q*K^2) complex, column jb*K^2 + i*K + j.
+  Eigen::Map<const matrix<complex>> spectrum(index_t f) const { return spectra_.at(f); }
+  /// First columns, k x (p*q*K^2), column ib + p*(jb*K^2 + i*K + j).
+  matrix<T> first_columns() const { return spectra_.first_columns(); }
+  void set_first_columns(const Eigen::Ref<const matrix<T>>& c) { spectra_.set_first_columns(c); }
+  const vector<T>& bias() const { return bias_; }
+  vector<T>& bias() { return bias_; }
+  T lr_scale() const { return lr_scale_; }
+  void set_lr_scale(T s) {
+    detail::require<config_error>(s > 0, name(), ": lr_scale must be > 0, got ", s);
+    lr_scale_ = s;
+  }
+  /// Fixed-point mode, as block_circulant_dense::quantize_spectra.
+  void quantize_spectra(int bits) {
+    detail::require<config_error>(bits == 0 || (bits >= 2 && bits <= 16), name(),
+                                  ": fixed-point bits must be in 2..16 (or 0 for floating point), got ", bits);
+    spectra_.quantize(bits);
+  }
+  int spectrum_bits() const { return spectra_.bits(); }
+
+  /// The equivalent reference convolution (expanded, cropped weights and the same bias).
+  conv2d<T> to_dense() const {
+    conv2d<T> out(geometry_.in, {.out_channels = out_channels_,
+                                 .kernel = geometry_.kernel,
+                                 .stride = geometry_.stride,
+                                 .padding = geometry_.padding});
+    const matrix<T> c = first_columns();
+    const index_t K = geometry_.kernel, C = geometry_.in.c;
+    for (index_t pos = 0; pos < taps(); ++pos) {
+      matrix<T> cp(k_, p_ * q_);
+      for (index_t jb = 0; jb < q_; ++jb)
+        for (index_t ib = 0; ib < p_; ++ib) cp.col(ib + p_ * jb) = c.col(ib + p_ * (jb * taps() + pos));
+      const matrix<T> w = circulant_expand<T>(cp, out_channels_, C, k_);
+      for (index_t ch = 0; ch < C; ++ch)
+        for (index_t n = 0; n < out_channels_; ++n) out.weight()(ch * K * K + pos, n) = w(n, ch);
+    }
+    out.bias() = bias_;
+    return out;
+  }
+
+ private:
+  index_t taps() const { return geometry_.kernel * geometry_.kernel; }
+  index_t in_spec_stride() const {
+    return fft_padded<complex>(spectra_.frequencies() * q_ * geometry_.in.h * geometry_.in.w);
+  }
+  index_t out_spec_stride() const { return fft_padded<complex>(spectra_.frequencies() * p_ * geometry_.positions()); }
+  /// The geometry of one frequency's spectrum image: q complex channels of H x W.
+  detail::conv_geometry spectral_geometry() const {
+    return {shape{q_, geometry_.in.h, geometry_.in.w}, geometry_.kernel, geometry_.stride, geometry_.padding};
+  }
+
+  template <class Col>
+  static void load_padded(const Col& col, T* out, index_t padded) {
+    const index_t n = col.size();
+    Eigen::Map<vector<T>>(out, n) = col;
+    std::fill(out + n, out + padded, T(0));
+  }
+
+  /// X = the spectra of every pixel's channel blocks of one input sample.
+  template <class Col>
+  void transform_input(const Col& x, complex* X) const {
+    T* real = detail::fft_scratch<block_circulant_conv2d, T, 1>(fft_padded<T>(q_ * k_ * geometry_.in.h * geometry_.in.w));
+    load_padded(x, real, q_ * k_ * geometry_.in.h * geometry_.in.w);
+    in_r2c_.forward(real, X);
+  }
+
+  /// cols (Ho*Wo x q*K^2) = im2col of the spectrum image at `Xf`.
+  template <class Cols>
+  void im2col(const complex* Xf, Cols& cols) const {
+    const Eigen::Map<const matrix<complex>> image(Xf, q_ * geometry_.in.h * geometry_.in.w, 1);
+    detail::im2col_rows<complex>(spectral_geometry(), image, 0, 1, cols);
+  }
+
+  /// y (one sample) from the input spectra X.
+  template <class Out>
+  void forward_sample(const complex* X, Out&& y) const {
+    const index_t P = geometry_.positions(), HW = geometry_.in.h * geometry_.in.w, Q = q_ * taps();
+    complex* Y = detail::fft_scratch<block_circulant_conv2d, complex, 2>(out_spec_stride());
+    complex* cols_data = detail::fft_scratch<block_circulant_conv2d, complex, 3>(P * Q);
+    T* real = detail::fft_scratch<block_circulant_conv2d, T, 4>(fft_padded<T>(p_ * k_ * P));
+    Eigen::Map<matrix<complex>> cols(cols_data, P, Q);
+    for (index_t f = 0; f < spectra_.frequencies(); ++f) {
+      im2col(X + f * q_ * HW, cols);
+      Eigen::Map<matrix<complex>> Yf(Y + f * p_ * P, P, p_);
+      Yf.noalias() = cols * spectra_.at(f).transpose();
+    }
+    out_c2r_.inverse(Y, real);
+    const T inv_k = T(1) / T(k_);
+    for (index_t n = 0; n < out_channels_; ++n)
+      y.segment(n * P, P).array() = Eigen::Map<const vector<T>>(real + n * P, P).array() * inv_k + bias_[n];
+  }
+
+  detail::conv_geometry geometry_;
+  index_t out_channels_, k_, p_ = 0, q_ = 0;
+  detail::circulant_spectra<T> spectra_;
+  vector<T> bias_, bias_grad_;
+  T lr_scale_ = T(1);
+  real_fft<T> in_r2c_, in_c2r_, out_r2c_, out_c2r_;
+  // training state
+  index_t batch_ = 0;
+  fft_vector<complex> input_spectra_, grad_spectra_, back_spectra_, cols_, dcols_;
+  fft_vector<T> real_;
+};
+
+static_assert(TrainableLayer<block_circulant_conv2d<float>>);
+static_assert(TrainableLayer<block_circulant_conv2d<double>>);
+
+/// The block-circulant convolution nearest to `layer` in Frobenius norm: every kernel
+/// position's channel matrix projected by diagonal averaging (circulant_project).
+template <class T>
+block_circulant_conv2d<T> project(const conv2d<T>& layer, index_t block,
+                                  fft_planning planning = fft_planning::estimate) {
+  block_circulant_conv2d<T> out(layer.input_shape(),
+                                {.out_channels = layer.out_channels(),
+                                 .kernel = layer.kernel(),
+                                 .stride = layer.stride(),
+                                 .padding = layer.padding()},
+                                block, planning);
+  const index_t K = layer.kernel(), taps = K * K, C = layer.input_shape().c, N = layer.out_channels();
+  const index_t p = out.block_rows(), q = out.block_cols();
+  matrix<T> c(block, p * q * taps), a(N, C);
+  for (index_t pos = 0; pos < taps; ++pos) {
+    for (index_t ch = 0; ch < C; ++ch)
+      for (index_t n = 0; n < N; ++n) a(n, ch) = layer.weight()(ch * taps + pos, n);
+    const matrix<T> cp = circulant_project<T>(a, block);
+    for (index_t jb = 0; jb < q; ++jb)
+      for (index_t ib = 0; ib < p; ++ib) c.col(ib + p * (jb * taps + pos)) = cp.col(ib + p * jb);
+  }
+  out.set_first_columns(c);
+  out.bias() = layer.bias();
+  return out;
+}
+
+}  // namespace slimnn
