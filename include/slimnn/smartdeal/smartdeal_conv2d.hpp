@@ -1,0 +1,164 @@
+// slimnn/smartdeal/smartdeal_conv2d.hpp — a 2-D convolution with SmartDeal filters.
+//
+//   y[n][q] = b[n] + sum_{c,i,j} W[n][c][i][j] x[c][q + (i, j)]   (as conv2d)
+// Each filter n (C*k*k taps, order (c, i, j)) is the (C*k) x k matrix R_n ~ Ce_n . B_g:
+// basis width s = k, one segment per (input channel, kernel row). Forward per image:
+// im2col (positions x C*k*k), z = every patch row segment times B_g^T (one small GEMM
+// per segment), then every output channel accumulates its nonzero coefficients times
+// the matching z column over all positions (one axpy per coefficient).
+// Shapes: x (C*H*W x batch, CHW) -> y (N*Ho*Wo x batch), like conv2d.
+// Work per sample: Ho*Wo * (G*C*k*k*k + nonzeros) MACs.
+// smartdeal::decompose(conv, settings) converts a trained conv2d (settings.basis_width
+// must equal the kernel size); to_dense() gives the (C*k*k) x N weight of conv2d.
+// Training as smartdeal_dense (straight-through coefficients, fixed mask).
+// Thread safety: forward is const and reentrant (per-thread scratch); training members
+// are single-threaded.
+#pragma once
+
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "slimnn/detail/im2col.hpp"
+#include "slimnn/detail/scratch.hpp"
+#include "slimnn/layers/conv2d.hpp"
+#include "slimnn/smartdeal/smartdeal_dense.hpp"
+
+namespace slimnn {
+
+template <class T>
+class smartdeal_conv2d {
+ public:
+  using scalar_type = T;
+
+  /// factors: out_channels x (C*k*k) with basis width k; bias: out_channels values.
+  smartdeal_conv2d(shape input, conv2d_config config, smartdeal_matrix<T> factors, vector<T> bias)
+      : geometry_{input, config.kernel, config.stride, config.padding},
+        factors_(std::move(factors)),
+        bias_(std::move(bias)) {
+    const std::string who = name();
+    geometry_.validate(who);
+    detail::require<config_error>(factors_.basis_width() == geometry_.kernel, who, ": basis width ",
+                                  factors_.basis_width(), " must equal the kernel size ", geometry_.kernel);
+    detail::require<shape_error>(factors_.cols() == geometry_.patch() && factors_.rows() == config.out_channels,
+                                 who, ": the factors are ", factors_.rows(), " x ", factors_.cols(), ", expected ",
+                                 config.out_channels, " x ", geometry_.patch());
+    detail::require<shape_error>(bias_.size() == factors_.rows(), who, ": bias has ", bias_.size(), " values for ",
+                                 factors_.rows(), " output channels");
+    bias_grad_ = vector<T>::Zero(bias_.size());
+  }
+
+  shape input_shape() const { return geometry_.in; }
+  shape output_shape() const { return {factors_.rows(), geometry_.out_h(), geometry_.out_w()}; }
+  std::string name() const { return std::string("smartdeal_conv2d<") + scalar_name<T>() + ">"; }
+  std::string settings() const {
+    return detail::cat(geometry_.in.c, "->", factors_.rows(), ", ", geometry_.kernel, 'x', geometry_.kernel,
+                       ", stride ", geometry_.stride, ", pad ", geometry_.padding, ", segment density ",
+                       factors_.segment_density());
+  }
+
+  void forward(const_matrix_ref<T> x, matrix<T>& y) const {
+    detail::check_input_rows(*this, x.rows());
+    y.resize(output_shape().size(), x.cols());
+    const index_t P = geometry_.positions(), chunk = detail::im2col_chunk(geometry_, x.cols());
+    for (index_t first = 0; first < x.cols(); first += chunk) {
+      const index_t count = std::min(chunk, x.cols() - first);
+      auto& cols = detail::scratch<smartdeal_conv2d, T, 0>(P * count, geometry_.patch());
+      auto& zc = detail::scratch<smartdeal_conv2d, T, 1>(P * count, factors_.groups() * factors_.padded_cols());
+      auto& out = detail::scratch<smartdeal_conv2d, T, 2>(P * count, factors_.rows());
+      detail::im2col_rows<T>(geometry_, x, first, count, cols);
+      factors_.transform(cols, zc);
+      factors_.apply(zc, out);
+      scatter(out, first, count, y);
+    }
+  }
+
+  void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
+    detail::check_input_rows(*this, x.rows());
+    y.resize(output_shape().size(), x.cols());
+    const index_t P = geometry_.positions();
+    cols_.resize(P * x.cols(), geometry_.patch());
+    detail::im2col_rows<T>(geometry_, x, 0, x.cols(), cols_);
+    factors_.transform(cols_, zc_);
+    factors_.apply(zc_, out_);
+    scatter(out_, 0, x.cols(), y);
+  }
+
+  void backward(const_matrix_ref<T> dy, matrix<T>& dx) {
+    const index_t P = geometry_.positions(), batch = cols_.rows() / std::max<index_t>(P, 1);
+    detail::check_grad_rows(*this, dy.rows(), dy.cols(), batch);
+    out_.resize(P * batch, factors_.rows());
+    for (index_t b = 0; b < batch; ++b)
+      for (index_t n = 0; n < factors_.rows(); ++n) {
+        out_.col(n).segment(P * b, P) = dy.col(b).segment(n * P, P);
+        bias_grad_[n] += dy.col(b).segment(n * P, P).sum();
+      }
+    factors_.backward(cols_, zc_, out_, dcols_);
+    dx = matrix<T>::Zero(geometry_.in.size(), batch);
+    detail::col2im_rows<T>(geometry_, dcols_, 0, batch, dx);
+  }
+
+  std::vector<parameter<T>> parameters() {
+    auto p = factors_.parameters();
+    p.push_back({"bias", bias_.data(), bias_grad_.data(), bias_.size(), T(1), false});
+    return p;
+  }
+  void after_update() { factors_.after_update(); }
+
+  /// As smartdeal_dense::cost, times the Ho*Wo output positions.
+  slimnn::cost cost() const {
+    const auto P = std::uint64_t(geometry_.positions());
+    const auto nnz = std::uint64_t(factors_.nonzeros()), basis = factors_.basis_macs();
+    slimnn::cost c;
+    c.param_bytes = factors_.stored_bytes() + std::uint64_t(bias_.size()) * sizeof(T);
+    c.mults = basis * P;
+    c.adds = c.macs = (basis + nnz) * P;
+    c.bytes_read = c.param_bytes + std::uint64_t(geometry_.in.size()) * sizeof(T);
+    return c;
+  }
+
+  const detail::conv_geometry& geometry() const { return geometry_; }
+  const smartdeal_matrix<T>& factors() const { return factors_; }
+  const vector<T>& bias() const { return bias_; }
+  vector<T>& bias() { return bias_; }
+  /// The equivalent conv2d weight, (C*k*k) x N (PyTorch [N, C, k, k] order), in double.
+  matrix<double> to_dense() const { return factors_.to_dense().transpose(); }
+
+ private:
+  /// y.col(first + b).segment(n*P, P) = out.col(n).segment(P*b, P) + bias[n].
+  void scatter(const matrix<T>& out, index_t first, index_t count, matrix<T>& y) const {
+    const index_t P = geometry_.positions();
+    for (index_t b = 0; b < count; ++b)
+      for (index_t n = 0; n < factors_.rows(); ++n)
+        y.col(first + b).segment(n * P, P).array() = out.col(n).segment(P * b, P).array() + bias_[n];
+  }
+
+  detail::conv_geometry geometry_;
+  smartdeal_matrix<T> factors_;
+  vector<T> bias_, bias_grad_;
+  matrix<T> cols_, zc_, out_, dcols_;  // kept by forward_train / backward scratch
+};
+
+static_assert(TrainableLayer<smartdeal_conv2d<float>>);
+static_assert(TrainableLayer<smartdeal_conv2d<double>>);
+
+namespace smartdeal {
+
+/// Converts a trained conv2d (settings.basis_width must equal its kernel size).
+template <class T>
+smartdeal_conversion<smartdeal_conv2d<T>> decompose(const conv2d<T>& layer, const smartdeal_settings& settings) {
+  detail::require<config_error>(settings.basis_width == layer.kernel(), "smartdeal_conv2d<", scalar_name<T>(),
+                                ">: basis width ", settings.basis_width, " must equal the kernel size ",
+                                layer.kernel());
+  auto d = decompose<T>(layer.weight().transpose().template cast<double>(), settings);
+  smartdeal_conv2d<T> out(layer.input_shape(),
+                          {.out_channels = layer.out_channels(), .kernel = layer.kernel(), .stride = layer.stride(),
+                           .padding = layer.padding()},
+                          std::move(d.factors), layer.bias());
+  d.report.stored_bytes = out.cost().param_bytes;
+  return {std::move(out), d.report};
+}
+
+}  // namespace smartdeal
+}  // namespace slimnn

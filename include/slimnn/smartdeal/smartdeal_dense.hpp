@@ -1,0 +1,143 @@
+// slimnn/smartdeal/smartdeal_dense.hpp — a fully connected layer with SmartDeal weights.
+//
+//   y = W x + b,  W (outputs x inputs) = per output row o: Ce_o . B_g  (smartdeal_matrix)
+// computed in the basis domain: z_r = B_g x_r for every length-s input segment r, then
+// y_o = sum of Ce_o(r, j) z_r[j] over the nonzero coefficients (+ b_o).
+// Shapes: x (inputs x batch) -> y (outputs x batch).
+// Work per sample: G*inputs_pad*s MACs for z plus one MAC per nonzero coefficient.
+// Batch 1 uses the vectorized gather kernels (smartdeal_matrix::gemv); a batch is
+// transposed so every coefficient becomes one axpy over the batch.
+// smartdeal::decompose(dense, settings) converts a trained dense layer (report included);
+// to_dense() gives the equivalent dense weight in double.
+// Training: "basis", "coefficients" (straight-through, see smartdeal_matrix.hpp), "bias";
+// after_update() keeps the layer a valid SmartDeal layer with a fixed mask.
+// Thread safety: forward is const and reentrant (per-thread scratch); training members
+// are single-threaded.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "slimnn/layers/dense.hpp"
+#include "slimnn/smartdeal/decompose.hpp"
+
+namespace slimnn {
+
+template <class T>
+class smartdeal_dense {
+ public:
+  using scalar_type = T;
+
+  /// The layer y = factors x + bias (bias: factors.rows() values).
+  smartdeal_dense(smartdeal_matrix<T> factors, vector<T> bias) : factors_(std::move(factors)), bias_(std::move(bias)) {
+    detail::require<shape_error>(bias_.size() == factors_.rows(), "smartdeal_dense: bias has ", bias_.size(),
+                                 " values, the weights have ", factors_.rows(), " rows");
+    bias_grad_ = vector<T>::Zero(bias_.size());
+  }
+
+  shape input_shape() const { return shape::flat(factors_.cols()); }
+  shape output_shape() const { return shape::flat(factors_.rows()); }
+  std::string name() const { return std::string("smartdeal_dense<") + scalar_name<T>() + ">"; }
+  std::string settings() const {
+    return detail::cat(factors_.cols(), "->", factors_.rows(), ", s ", factors_.basis_width(), ", ",
+                       factors_.groups(), factors_.groups() == 1 ? " basis" : " bases", ", segment density ",
+                       factors_.segment_density());
+  }
+
+  void forward(const_matrix_ref<T> x, matrix<T>& y) const {
+    detail::check_input_rows(*this, x.rows());
+    y.resize(factors_.rows(), x.cols());
+    if (x.cols() == 1) {
+      factors_.gemv(x.col(0).data(), y.data());
+      y.col(0) += bias_;
+      return;
+    }
+    auto& xt = detail::scratch<smartdeal_dense, T, 0>(x.cols(), factors_.padded_cols());
+    auto& zc = detail::scratch<smartdeal_dense, T, 1>(x.cols(), factors_.groups() * factors_.padded_cols());
+    auto& yt = detail::scratch<smartdeal_dense, T, 2>(x.cols(), factors_.rows());
+    transpose_padded(x, xt);
+    factors_.transform(xt, zc);
+    factors_.apply(zc, yt);
+    y = yt.transpose();
+    y.colwise() += bias_;
+  }
+
+  void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
+    detail::check_input_rows(*this, x.rows());
+    transpose_padded(x, xt_);
+    factors_.transform(xt_, zc_);
+    factors_.apply(zc_, yt_);
+    y = yt_.transpose();
+    y.colwise() += bias_;
+  }
+
+  void backward(const_matrix_ref<T> dy, matrix<T>& dx) {
+    detail::check_grad_rows(*this, dy.rows(), dy.cols(), xt_.rows());
+    yt_ = dy.transpose();
+    factors_.backward(xt_, zc_, yt_, dxt_);
+    bias_grad_ += dy.rowwise().sum();
+    dx = dxt_.leftCols(factors_.cols()).transpose();
+  }
+
+  std::vector<parameter<T>> parameters() {
+    auto p = factors_.parameters();
+    p.push_back({"bias", bias_.data(), bias_grad_.data(), bias_.size(), T(1), false});
+    return p;
+  }
+  void after_update() { factors_.after_update(); }
+
+  /// Stored bytes: the packed factors plus the bias. MACs: basis transform plus one per
+  /// nonzero; mults counts only the basis products (the power-of-two products are
+  /// exponent adds in the SmartDeal cost model, although this CPU code multiplies).
+  slimnn::cost cost() const {
+    const auto nnz = std::uint64_t(factors_.nonzeros()), basis = factors_.basis_macs();
+    slimnn::cost c;
+    c.param_bytes = factors_.stored_bytes() + std::uint64_t(bias_.size()) * sizeof(T);
+    c.mults = basis;
+    c.adds = basis + nnz;
+    c.macs = basis + nnz;
+    c.bytes_read = c.param_bytes + std::uint64_t(factors_.cols()) * sizeof(T);
+    return c;
+  }
+
+  const smartdeal_matrix<T>& factors() const { return factors_; }
+  const vector<T>& bias() const { return bias_; }
+  vector<T>& bias() { return bias_; }
+  /// The equivalent dense weight (outputs x inputs), exact in double.
+  matrix<double> to_dense() const { return factors_.to_dense(); }
+
+ private:
+  void transpose_padded(const_matrix_ref<T> x, matrix<T>& xt) const {
+    xt.resize(x.cols(), factors_.padded_cols());
+    xt.leftCols(factors_.cols()) = x.transpose();
+    xt.rightCols(factors_.padded_cols() - factors_.cols()).setZero();
+  }
+
+  smartdeal_matrix<T> factors_;
+  vector<T> bias_, bias_grad_;
+  matrix<T> xt_, zc_, yt_, dxt_;  // kept by forward_train / backward scratch
+};
+
+static_assert(TrainableLayer<smartdeal_dense<float>>);
+static_assert(TrainableLayer<smartdeal_dense<double>>);
+
+template <class L>
+struct smartdeal_conversion {
+  L layer;
+  smartdeal_report report;  ///< stored_bytes includes the bias
+};
+
+namespace smartdeal {
+
+/// Converts a trained dense layer: decomposes its weight, keeps its bias.
+template <class T>
+smartdeal_conversion<smartdeal_dense<T>> decompose(const dense<T>& layer, const smartdeal_settings& settings) {
+  auto d = decompose<T>(layer.weight().template cast<double>(), settings);
+  smartdeal_dense<T> out(std::move(d.factors), layer.bias());
+  d.report.stored_bytes = out.cost().param_bytes;
+  return {std::move(out), d.report};
+}
+
+}  // namespace smartdeal
+}  // namespace slimnn
