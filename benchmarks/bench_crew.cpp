@@ -1,0 +1,173 @@
+// bench_crew — CREW beside its baselines, single-threaded, in one process:
+//
+//   dense_gemv/<n>x<n>                 Eigen float GEMV (dense_baselines.hpp)
+//   int8_gemv/<n>x<n>                  dense int8 GEMV, AVX2 vpmaddubsw (row-major codes,
+//                                      4 rows x 32 inputs per step, exact int32 sums)
+//   crew_int8/<n>x<n>/u16/b<B>         crew_dense::forward_int8 on the same codes, at most
+//                                      16 unique codes per input (4-bit lanes, vpshufb)
+//   crew_int8/<n>x<n>/u4/b1            at most 4 unique codes per input (2-bit lanes)
+//   crew_float/<n>x<n>/u16/b1          crew_dense::forward (float tables, vpermps)
+// Regimes: 4096x4096 float weights (64 MiB) stream from DRAM; the int8 codes (16 MiB) and
+// the CREW indices (8 MiB) may sit in a large L3; 8192x8192 int8 (64 MiB) against CREW
+// (32 MiB) is memory-bound, where moving half the bytes shows.
+// Counters: bytes = parameter bytes read per call (codes, indices, tables) per second.
+#include <memory>
+#include <random>
+
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+
+#include "dense_baselines.hpp"
+#include "slimnn/crew/crew_dense.hpp"
+
+namespace {
+
+using namespace slimnn;
+
+/// An outputs x inputs code matrix with `unique` distinct codes (from -127..127) per input.
+int8_matrix random_codes(index_t inputs, index_t outputs, int unique, std::uint64_t seed) {
+  rng_t rng(seed);
+  int8_matrix codes(outputs, inputs);
+  std::vector<int> grid(255);
+  for (int c = 0; c < 255; ++c) grid[std::size_t(c)] = c - 127;
+  std::uniform_int_distribution<int> pick(0, unique - 1);
+  for (index_t i = 0; i < inputs; ++i) {
+    std::shuffle(grid.begin(), grid.end(), rng);
+    for (index_t j = 0; j < outputs; ++j) codes(j, i) = std::int8_t(grid[std::size_t(pick(rng))]);
+  }
+  return codes;
+}
+
+int8_matrix random_activations(index_t inputs, index_t batch) {
+  rng_t rng(5);
+  std::uniform_int_distribution<int> v(1, 127), sign(0, 1);
+  int8_matrix x(inputs, batch);
+  for (index_t k = 0; k < x.size(); ++k) x.data()[k] = std::int8_t(sign(rng) ? v(rng) : -v(rng));
+  return x;
+}
+
+/// A dense int8 layer: y = W x with W row-major (each output's codes contiguous).
+struct int8_dense {
+  index_t inputs, outputs;
+  std::vector<std::int8_t> w;  // outputs x inputs, row-major
+
+  explicit int8_dense(const int8_matrix& codes) : inputs(codes.cols()), outputs(codes.rows()) {
+    w.resize(std::size_t(inputs * outputs));
+    for (index_t j = 0; j < outputs; ++j)
+      for (index_t i = 0; i < inputs; ++i) w[std::size_t(j * inputs + i)] = codes(j, i);
+  }
+
+  void gemv(const std::int8_t* x, std::int32_t* y) const {
+    index_t j = 0;
+#ifdef __AVX2__
+    const index_t vec = inputs / 32 * 32;
+    const __m256i ones = _mm256_set1_epi16(1);
+    // maddubs(|x|, sign(w, x)) = pairs of x * w in 16 bits (|pair| <= 2 * 128 * 127, no
+    // saturation), madd with ones widens to int32.
+    auto step = [&](__m256i acc, const std::int8_t* row, __m256i ax, __m256i xv) {
+      const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row));
+      return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(wv, xv)), ones));
+    };
+    auto hsum = [](__m256i v) {
+      __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+      s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+      s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+      return _mm_cvtsi128_si32(s);
+    };
+    for (; j + 4 <= outputs; j += 4) {
+      const std::int8_t* r0 = w.data() + j * inputs;
+      __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+      for (index_t i = 0; i < vec; i += 32) {
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i));
+        const __m256i ax = _mm256_abs_epi8(xv);
+        a0 = step(a0, r0 + i, ax, xv);
+        a1 = step(a1, r0 + inputs + i, ax, xv);
+        a2 = step(a2, r0 + 2 * inputs + i, ax, xv);
+        a3 = step(a3, r0 + 3 * inputs + i, ax, xv);
+      }
+      y[j] = hsum(a0), y[j + 1] = hsum(a1), y[j + 2] = hsum(a2), y[j + 3] = hsum(a3);
+      for (index_t i = vec; i < inputs; ++i)
+        for (int r = 0; r < 4; ++r) y[j + r] += std::int32_t(r0[r * inputs + i]) * x[i];
+    }
+#endif
+    for (; j < outputs; ++j) {
+      std::int32_t s = 0;
+      for (index_t i = 0; i < inputs; ++i) s += std::int32_t(w[std::size_t(j * inputs + i)]) * x[i];
+      y[j] = s;
+    }
+  }
+};
+
+void set_bytes(benchmark::State& state, double bytes) {
+  state.counters["bytes"] =
+      benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::OneK::kIs1000);
+}
+
+void register_int8_gemv(const int8_matrix& codes) {
+  auto layer = std::make_shared<int8_dense>(codes);
+  benchmark::RegisterBenchmark(detail::cat("int8_gemv/", codes.cols(), 'x', codes.rows()).c_str(),
+                               [layer](benchmark::State& state) {
+                                 const int8_matrix x = random_activations(layer->inputs, 1);
+                                 std::vector<std::int32_t> y(std::size_t(layer->outputs));
+                                 for (auto _ : state) {
+                                   layer->gemv(x.data(), y.data());
+                                   benchmark::DoNotOptimize(y.data());
+                                   benchmark::ClobberMemory();
+                                 }
+                                 set_bytes(state, double(layer->w.size()));
+                               })
+      ->Unit(benchmark::kMicrosecond);
+}
+
+void register_crew_int8(const int8_matrix& codes, const std::string& unique, index_t batch) {
+  auto layer = std::make_shared<crew_dense<float>>(
+      quantized_weights{codes, std::vector<double>(std::size_t(codes.rows()), 1.0), 127}, vector<float>::Zero(codes.rows()));
+  // The int8 path must agree with the dense integer GEMV before it is timed.
+  const int8_matrix x = random_activations(codes.cols(), batch);
+  int32_matrix acc;
+  layer->forward_int8(x, acc);
+  const int32_matrix expected = codes.cast<std::int32_t>() * x.cast<std::int32_t>();
+  detail::require<error>(acc == expected, "bench_crew: crew_int8 disagrees with the dense integer product");
+  benchmark::RegisterBenchmark(detail::cat("crew_int8/", codes.cols(), 'x', codes.rows(), '/', unique, "/b", batch).c_str(),
+                               [layer, x](benchmark::State& state) {
+                                 int32_matrix y;
+                                 layer->forward_int8(x, y);
+                                 for (auto _ : state) {
+                                   layer->forward_int8(x, y);
+                                   benchmark::DoNotOptimize(y.data());
+                                   benchmark::ClobberMemory();
+                                 }
+                                 set_bytes(state, double(layer->cost().param_bytes));
+                               })
+      ->Unit(benchmark::kMicrosecond);
+}
+
+void register_crew_float(const int8_matrix& codes, const std::string& unique) {
+  crew_dense<float> layer(quantized_weights{codes, std::vector<double>(std::size_t(codes.rows()), 0.01), 127},
+                          vector<float>::Zero(codes.rows()));
+  bench::register_forward(detail::cat("crew_float/", codes.cols(), 'x', codes.rows(), '/', unique, "/b1"),
+                          std::move(layer), 1);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bench::register_dense_gemv(4096, 4096);
+  {
+    const int8_matrix codes = random_codes(4096, 4096, 16, 11);
+    register_int8_gemv(codes);
+    register_crew_int8(codes, "u16", 1);
+    register_crew_int8(codes, "u16", 8);
+    register_crew_float(codes, "u16");
+    register_crew_int8(random_codes(4096, 4096, 4, 12), "u4", 1);
+  }
+  {
+    const int8_matrix codes = random_codes(8192, 8192, 16, 13);
+    register_int8_gemv(codes);
+    register_crew_int8(codes, "u16", 1);
+  }
+  bench::register_dense_gemv(1024, 1024);
+  register_crew_float(random_codes(1024, 1024, 16, 14), "u16");
+  return bench::run(argc, argv);
+}

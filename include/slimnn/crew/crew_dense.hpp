@@ -1,0 +1,427 @@
+// slimnn/crew/crew_dense.hpp — CREW: a quantized dense layer that reuses the products of
+// each input with its few unique weights.
+//
+// From integer codes w(j, i) ~ s_j * code(j, i) (weight_quantization.hpp): for each input
+// i, U_i = the sorted unique codes of column i, u_i = |U_i|, and every weight becomes an
+// index idx(j, i) into U_i. Forward, per sample:
+//   P_i[u] = x_i * V_i[u]                 (sum_i u_i multiplies; V_i = the shared values)
+//   y_j    = s_j * sum_i P_i[idx(j, i)] + b_j   (gathers and adds only)
+// Inputs with x_i == 0 are skipped. V_i starts as U_i (in code units) and is what
+// fine-tuning changes; the int8 path uses the codes, kept equal to round(V_i) (clamped
+// to the layer's grid) by after_update().
+//
+// Int8 path: forward_int8(xq, acc) with int8 activations gives
+// acc_j = sum_i xq_i * code(j, i) in int32, bit-exact with the dense integer GEMV of the
+// code matrix; forward_int8(x, scale, y) quantizes x / scale first (values outside the
+// int8 range raise config_error) and returns y_j = scale * s_j * acc_j + b_j.
+//
+// Stored (what cost().param_bytes counts, every byte): the index stream of the chosen
+// layout (crew_index_layout; lanes: ceil(outputs / (32 * 8 / w)) * inputs * 32 bytes with w in
+// {1, 2, 4} bits, packed: 64-bit words of ceil(log2 u_i) or one width per layer bits per
+// weight), the shared values (sizeof(T) each) and codes (1 byte each, plus 16 bytes of
+// padding), the per-input table offsets (uint32, inputs + 1), the row scales and the bias
+// (sizeof(T) each). cost().mults = the table entries with a nonzero code (a zero code's
+// product is 0) plus one scale per output; adds = outputs * inputs gathers-adds;
+// macs = mults.
+// Kernels (detail/crew_kernels.hpp): lanes layout (all u_i <= 16) with AVX2 when compiled
+// for it (vpermps for float, vpshufb for int8), else portable; packed layouts portable.
+// Batch > 1 runs the products and gathers per sample.
+// Training: forward_train expands W = s_j * V_i[idx] and uses dense products; backward gives
+// dL/dV_i[u] = sum over the weights (j, i) with idx(j, i) = u of s_j * dL/dW(j, i) (the
+// Deep-Compression centroid update), dL/db, and dx = W^T dy.
+// Thread safety: forward/forward_int8 are const and reentrant (grow-only per-thread buffers);
+// training members are single-threaded.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "slimnn/core/layer.hpp"
+#include "slimnn/crew/weight_quantization.hpp"
+#include "slimnn/detail/bitpack.hpp"
+#include "slimnn/detail/crew_kernels.hpp"
+#include "slimnn/layers/dense.hpp"
+
+namespace slimnn {
+
+/// How the weight indices are stored.
+enum class crew_index_layout {
+  automatic,  ///< lanes when every u_i <= 16, else per_input
+  lanes,      ///< one width w in {1, 2, 4} for the layer, laid out for the SIMD kernels
+  per_input,  ///< ceil(log2 u_i) bits per weight of input i, bit-packed per input
+  per_layer,  ///< ceil(log2 max u_i) bits per weight, bit-packed per input
+};
+
+/// Which kernel runs: the fastest compiled one, or the portable one (for checks).
+enum class crew_kernel { best, portable };
+
+/// Settings of make_crew_dense.
+struct crew_config {
+  enum class quantizer { uniform, kmeans };
+  quantizer method = quantizer::kmeans;
+  int bits = 8;                                                   ///< uniform: 2..8
+  quant_granularity granularity = quant_granularity::per_row;     ///< uniform
+  int clusters = 16;                                              ///< kmeans
+  kmeans_scope scope = kmeans_scope::per_input;                   ///< kmeans
+  crew_index_layout layout = crew_index_layout::automatic;
+};
+
+using int8_matrix = Eigen::Matrix<std::int8_t, Eigen::Dynamic, Eigen::Dynamic>;
+using int32_matrix = Eigen::Matrix<std::int32_t, Eigen::Dynamic, Eigen::Dynamic>;
+
+template <class T>
+class crew_dense {
+ public:
+  using scalar_type = T;
+
+  /// The layer of codes `q` with `bias` (outputs values).
+  crew_dense(const quantized_weights& q, vector<T> bias, crew_index_layout layout = crew_index_layout::automatic)
+      : inputs_(q.inputs()), outputs_(q.outputs()), max_code_(q.max_code), bias_(std::move(bias)) {
+    detail::require<config_error>(inputs_ > 0 && outputs_ > 0, "crew_dense: sizes must be positive, got ", inputs_,
+                                  " inputs and ", outputs_, " outputs");
+    detail::require<shape_error>(bias_.size() == outputs_, "crew_dense: bias has ", bias_.size(),
+                                 " values, the codes have ", outputs_, " rows");
+    detail::require<shape_error>(index_t(q.row_scale.size()) == outputs_, "crew_dense: ", q.row_scale.size(),
+                                 " row scales for ", outputs_, " rows");
+    detail::require<config_error>(max_code_ >= 1 && max_code_ <= 127, "crew_dense: max_code must be in 1..127, got ",
+                                  max_code_);
+    row_scale_.resize(outputs_);
+    for (index_t j = 0; j < outputs_; ++j) row_scale_[j] = T(q.row_scale[std::size_t(j)]);
+    build(q.codes, layout);
+    values_grad_.assign(values_.size(), T(0));
+    bias_grad_ = vector<T>::Zero(outputs_);
+  }
+
+  shape input_shape() const { return shape::flat(inputs_); }
+  shape output_shape() const { return shape::flat(outputs_); }
+  std::string name() const { return std::string("crew_dense<") + scalar_name<T>() + ">"; }
+  std::string settings() const {
+    return detail::cat(inputs_, "->", outputs_, ", u<=", max_unique_, ", ", layout_name());
+  }
+
+  // --- inference ---------------------------------------------------------------------
+
+  void forward(const_matrix_ref<T> x, matrix<T>& y) const { forward(x, y, crew_kernel::best); }
+
+  void forward(const_matrix_ref<T> x, matrix<T>& y, crew_kernel kernel) const {
+    detail::check_input_rows(*this, x.rows());
+    y.resize(outputs_, x.cols());
+    T* table = buffer<T, 0>(values_.size() + 16);
+    T* acc = buffer<T, 1>(std::size_t(outputs_));
+    std::int32_t* active = buffer<std::int32_t, 0>(std::size_t(inputs_));
+    for (index_t b = 0; b < x.cols(); ++b) {
+      const T* xb = x.col(b).data();
+      index_t count = 0;
+      for (index_t i = 0; i < inputs_; ++i) {
+        if (xb[i] == T(0)) continue;
+        active[count++] = std::int32_t(i);
+        const T* v = values_.data() + offsets_[std::size_t(i)];
+        T* t = table + offsets_[std::size_t(i)];
+        for (std::uint32_t u = 0, n = unique_[std::size_t(i)]; u < n; ++u) t[u] = xb[i] * v[u];
+      }
+      std::fill(acc, acc + outputs_, T(0));
+      gather(kernel, table, active, count, acc);
+      for (index_t j = 0; j < outputs_; ++j) y(j, b) = row_scale_[j] * acc[j] + bias_[j];
+    }
+  }
+
+  /// acc = codes x xq exactly (int32), xq: inputs x batch int8 activations.
+  void forward_int8(const Eigen::Ref<const int8_matrix>& xq, int32_matrix& acc,
+                    crew_kernel kernel = crew_kernel::best) const {
+    detail::check_input_rows(*this, xq.rows());
+    require_int8_range();
+    acc.resize(outputs_, xq.cols());
+    std::int32_t* active = buffer<std::int32_t, 0>(std::size_t(inputs_));
+    for (index_t b = 0; b < xq.cols(); ++b) {
+      const std::int8_t* xb = xq.col(b).data();
+      index_t count = 0;
+      for (index_t i = 0; i < inputs_; ++i)
+        if (xb[i] != 0) active[count++] = std::int32_t(i);
+      std::int32_t* out = acc.col(b).data();
+      std::fill(out, out + outputs_, 0);
+#ifdef __AVX2__
+      if (kernel == crew_kernel::best && layout_ == crew_index_layout::lanes) {
+        std::uint8_t* tables = buffer<std::uint8_t, 0>(std::size_t(inputs_) * 32);
+        detail::crew_int8_tables_avx2(xb, offsets_.data(), codes_.data(), active, count, tables);
+        detail::crew_gather_int8_avx2(lanes_, tables, active, count, out);
+        continue;
+      }
+#endif
+      std::int32_t* table = buffer<std::int32_t, 1>(values_.size() + 16);
+      for (index_t k = 0; k < count; ++k) {
+        const auto i = std::size_t(active[k]);
+        for (std::uint32_t u = 0; u < unique_[i]; ++u)
+          table[offsets_[i] + u] = std::int32_t(xb[i]) * std::int32_t(codes_[offsets_[i] + u]);
+      }
+      gather(kernel, table, active, count, out);
+    }
+  }
+
+  /// y = scale * s_j * (codes x round(x / scale)) + b through the int8 path; every
+  /// round(x / scale) must lie in -127..127 (else config_error).
+  void forward_int8(const_matrix_ref<T> x, T activation_scale, matrix<T>& y,
+                    crew_kernel kernel = crew_kernel::best) const {
+    const int8_matrix xq = quantize_activations(x, activation_scale);
+    int32_matrix acc;
+    forward_int8(xq, acc, kernel);
+    y.resize(outputs_, x.cols());
+    for (index_t b = 0; b < x.cols(); ++b)
+      for (index_t j = 0; j < outputs_; ++j)
+        y(j, b) = T(double(activation_scale) * double(row_scale_[j]) * double(acc(j, b)) + double(bias_[j]));
+  }
+
+  /// round(x / scale) as int8; raises config_error when a value falls outside -127..127.
+  int8_matrix quantize_activations(const_matrix_ref<T> x, T activation_scale) const {
+    detail::check_input_rows(*this, x.rows());
+    detail::require<config_error>(activation_scale > T(0) && std::isfinite(double(activation_scale)), describe(*this),
+                                  ": activation scale must be positive and finite, got ", activation_scale);
+    int8_matrix q(x.rows(), x.cols());
+    for (index_t b = 0; b < x.cols(); ++b)
+      for (index_t i = 0; i < x.rows(); ++i) {
+        const double r = std::nearbyint(double(x(i, b)) / double(activation_scale));
+        detail::require<config_error>(std::abs(r) <= 127, describe(*this), ": activation ", x(i, b), " (input ", i,
+                                      ", sample ", b, ") is outside the int8 range of scale ", activation_scale,
+                                      " (|x| <= ", 127 * double(activation_scale), ")");
+        q(i, b) = std::int8_t(r);
+      }
+    return q;
+  }
+
+  slimnn::cost cost() const {
+    slimnn::cost c;
+    c.param_bytes = index_bytes() + values_.size() * (sizeof(T) + 1) + 16 + offsets_.size() * sizeof(std::uint32_t) +
+                    2 * std::uint64_t(outputs_) * sizeof(T);
+    c.mults = multiplies() + std::uint64_t(outputs_);
+    c.adds = std::uint64_t(outputs_) * std::uint64_t(inputs_);
+    c.macs = c.mults;
+    c.bytes_read = c.param_bytes + std::uint64_t(inputs_) * sizeof(T);
+    return c;
+  }
+
+  // --- training ----------------------------------------------------------------------
+
+  void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
+    detail::check_input_rows(*this, x.rows());
+    if (train_index_.size() == 0) {
+      train_index_.resize(outputs_, inputs_);
+      for (index_t i = 0; i < inputs_; ++i)
+        for (index_t j = 0; j < outputs_; ++j) train_index_(j, i) = std::uint16_t(index(j, i));
+    }
+    expanded_.resize(outputs_, inputs_);
+    for (index_t i = 0; i < inputs_; ++i) {
+      const T* v = values_.data() + offsets_[std::size_t(i)];
+      for (index_t j = 0; j < outputs_; ++j) expanded_(j, i) = row_scale_[j] * v[train_index_(j, i)];
+    }
+    y.resize(outputs_, x.cols());
+    y.noalias() = expanded_ * x;
+    y.colwise() += bias_;
+    input_ = x;
+  }
+
+  void backward(const_matrix_ref<T> dy, matrix<T>& dx) {
+    detail::check_grad_rows(*this, dy.rows(), dy.cols(), input_.cols());
+    weight_grad_.resize(outputs_, inputs_);
+    weight_grad_.noalias() = dy * input_.transpose();
+    for (index_t i = 0; i < inputs_; ++i) {
+      T* g = values_grad_.data() + offsets_[std::size_t(i)];
+      for (index_t j = 0; j < outputs_; ++j) g[train_index_(j, i)] += row_scale_[j] * weight_grad_(j, i);
+    }
+    bias_grad_ += dy.rowwise().sum();
+    dx.resize(inputs_, dy.cols());
+    dx.noalias() = expanded_.transpose() * dy;
+  }
+
+  /// "values" (the shared values V, in code units; the learning rate is rescaled by
+  /// 1 / mean s_j so steps are in weight units) and "bias".
+  std::vector<parameter<T>> parameters() {
+    const T lr = T(1) / std::max(row_scale_.mean(), std::numeric_limits<T>::min());
+    return {{"values", values_.data(), values_grad_.data(), index_t(values_.size()), lr, false},
+            {"bias", bias_.data(), bias_grad_.data(), bias_.size(), T(1), false}};
+  }
+
+  /// Keeps the codes (int8 path) equal to the fine-tuned values rounded to the grid.
+  void after_update() {
+    for (std::size_t k = 0; k < values_.size(); ++k)
+      codes_[k] = std::int8_t(std::clamp<double>(std::nearbyint(double(values_[k])), -max_code_, max_code_));
+  }
+
+  // --- inspection --------------------------------------------------------------------
+
+  index_t inputs() const { return inputs_; }
+  index_t outputs() const { return outputs_; }
+  crew_index_layout layout() const { return layout_; }
+  /// u_i, the number of unique codes of input i.
+  index_t unique_count(index_t i) const { return unique_[std::size_t(i)]; }
+  index_t max_unique() const { return max_unique_; }
+  /// U_i (sorted ascending until fine-tuning moves the values).
+  std::span<const std::int8_t> unique_codes(index_t i) const {
+    return {codes_.data() + offsets_[std::size_t(i)], unique_[std::size_t(i)]};
+  }
+  /// V_i, the shared values in code units.
+  std::span<const T> unique_values(index_t i) const {
+    return {values_.data() + offsets_[std::size_t(i)], unique_[std::size_t(i)]};
+  }
+  /// Bits stored per index of input i.
+  int index_width(index_t i) const {
+    return layout_ == crew_index_layout::lanes ? lanes_.width : packed_[std::size_t(i)].width();
+  }
+  /// idx(j, i), read back from the stored layout.
+  std::uint32_t index(index_t j, index_t i) const {
+    return layout_ == crew_index_layout::lanes ? lanes_.get(j, i) : packed_[std::size_t(i)].get(std::size_t(j));
+  }
+  std::int8_t code(index_t j, index_t i) const { return codes_[offsets_[std::size_t(i)] + index(j, i)]; }
+  /// The code matrix (outputs x inputs) the int8 path multiplies by.
+  int8_matrix codes() const {
+    int8_matrix c(outputs_, inputs_);
+    for (index_t i = 0; i < inputs_; ++i)
+      for (index_t j = 0; j < outputs_; ++j) c(j, i) = code(j, i);
+    return c;
+  }
+  /// The weights of the float path, s_j * V_i[idx(j, i)], in double.
+  matrix<double> dequantized() const {
+    matrix<double> w(outputs_, inputs_);
+    for (index_t i = 0; i < inputs_; ++i)
+      for (index_t j = 0; j < outputs_; ++j)
+        w(j, i) = double(row_scale_[j]) * double(values_[offsets_[std::size_t(i)] + index(j, i)]);
+    return w;
+  }
+  const vector<T>& row_scale() const { return row_scale_; }
+  const vector<T>& bias() const { return bias_; }
+  /// Bytes of the stored indices.
+  std::uint64_t index_bytes() const {
+    if (layout_ == crew_index_layout::lanes) return lanes_.bytes.size();
+    std::uint64_t n = 0;
+    for (const auto& p : packed_) n += p.bytes();
+    return n;
+  }
+  /// Table entries with a nonzero code: the multiplies per sample.
+  std::uint64_t multiplies() const {
+    std::uint64_t n = 0;
+    for (std::size_t k = 0; k < values_.size(); ++k) n += codes_[k] != 0;
+    return n;
+  }
+  /// sum_i u_i.
+  std::uint64_t table_entries() const { return values_.size(); }
+
+ private:
+  /// A per-thread buffer of at least n values that only grows (layers of different sizes
+  /// share it without reallocating once warmed up).
+  template <class U, int Slot>
+  static U* buffer(std::size_t n) {
+    thread_local std::vector<U> storage;
+    if (storage.size() < n) storage.resize(n);
+    return storage.data();
+  }
+
+  void build(const int8_matrix& codes, crew_index_layout layout) {
+    detail::require<shape_error>(codes.rows() == outputs_ && codes.cols() == inputs_, "crew_dense: codes are ",
+                                 codes.rows(), " x ", codes.cols());
+    offsets_.assign(std::size_t(inputs_) + 1, 0);
+    unique_.assign(std::size_t(inputs_), 0);
+    std::vector<std::array<std::uint8_t, 256>> slot(static_cast<std::size_t>(inputs_));  // code + 128 -> index
+    std::vector<std::int8_t> table;
+    for (index_t i = 0; i < inputs_; ++i) {
+      std::array<bool, 256> seen{};
+      for (index_t j = 0; j < outputs_; ++j) {
+        const int c = codes(j, i);
+        detail::require<config_error>(std::abs(c) <= max_code_, "crew_dense: code ", c, " at (", j, ", ", i,
+                                      ") is outside the grid |code| <= ", max_code_);
+        seen[std::size_t(c + 128)] = true;
+      }
+      std::uint32_t u = 0;
+      for (int c = 0; c < 256; ++c)
+        if (seen[std::size_t(c)]) {
+          slot[std::size_t(i)][std::size_t(c)] = std::uint8_t(u++);
+          table.push_back(std::int8_t(c - 128));
+        }
+      unique_[std::size_t(i)] = u;
+      offsets_[std::size_t(i) + 1] = offsets_[std::size_t(i)] + u;
+      max_unique_ = std::max<index_t>(max_unique_, u);
+    }
+    codes_ = table;
+    codes_.resize(table.size() + 16, 0);  // 16-byte loads past any offset stay inside
+    values_.assign(table.begin(), table.end());
+    if (layout == crew_index_layout::automatic)
+      layout = max_unique_ <= 16 ? crew_index_layout::lanes : crew_index_layout::per_input;
+    detail::require<config_error>(layout != crew_index_layout::lanes || max_unique_ <= 16,
+                                  "crew_dense: the lanes layout needs at most 16 unique codes per input, the largest u_i is ",
+                                  max_unique_);
+    layout_ = layout;
+    auto idx = [&](index_t j, index_t i) { return slot[std::size_t(i)][std::size_t(codes(j, i) + 128)]; };
+    if (layout == crew_index_layout::lanes) {
+      lanes_ = detail::crew_lanes(inputs_, outputs_, detail::crew_lanes_width(max_unique_));
+      for (index_t i = 0; i < inputs_; ++i)
+        for (index_t j = 0; j < outputs_; ++j) lanes_.set(j, i, idx(j, i));
+    } else {
+      const int layer_width = detail::bits_for(std::uint64_t(max_unique_));
+      packed_.reserve(std::size_t(inputs_));
+      for (index_t i = 0; i < inputs_; ++i) {
+        const int w = layout == crew_index_layout::per_layer ? layer_width : detail::bits_for(unique_[std::size_t(i)]);
+        packed_.emplace_back(std::size_t(outputs_), w);
+        for (index_t j = 0; j < outputs_; ++j) packed_.back().set(std::size_t(j), idx(j, i));
+      }
+    }
+  }
+
+  template <class Acc>
+  void gather(crew_kernel kernel, const Acc* table, const std::int32_t* active, index_t count, Acc* acc) const {
+    if (layout_ != crew_index_layout::lanes) {
+      detail::crew_gather_packed(packed_, offsets_.data(), table, active, count, outputs_, acc);
+      return;
+    }
+#ifdef __AVX2__
+    if constexpr (std::is_same_v<Acc, float>)
+      if (kernel == crew_kernel::best)
+        return detail::crew_gather_lanes_avx2(lanes_, offsets_.data(), table, active, count, acc);
+#endif
+    (void)kernel;
+    detail::crew_gather_lanes(lanes_, offsets_.data(), table, active, count, acc);
+  }
+
+  void require_int8_range() const {
+    // |x * code| <= 128 * 127 per term: int32 holds the sum of up to 132104 inputs.
+    detail::require<config_error>(inputs_ <= 132104, describe(*this),
+                                  ": the int8 path accumulates in int32 and supports at most 132104 inputs");
+  }
+
+  std::string layout_name() const {
+    switch (layout_) {
+      case crew_index_layout::lanes: return detail::cat(lanes_.width, "-bit lanes");
+      case crew_index_layout::per_layer: return detail::cat(detail::bits_for(std::uint64_t(max_unique_)), "-bit packed");
+      default: return "per-input packed";
+    }
+  }
+
+  index_t inputs_ = 0, outputs_ = 0, max_unique_ = 0;
+  int max_code_ = 127;
+  crew_index_layout layout_ = crew_index_layout::lanes;
+  std::vector<std::uint32_t> offsets_, unique_;
+  std::vector<std::int8_t> codes_;  // sum u_i codes + 16 bytes of padding
+  std::vector<T> values_, values_grad_;
+  detail::crew_lanes lanes_;
+  std::vector<detail::packed_bits> packed_;
+  vector<T> row_scale_, bias_, bias_grad_;
+  // training state
+  Eigen::Matrix<std::uint16_t, Eigen::Dynamic, Eigen::Dynamic> train_index_;
+  matrix<T> expanded_, weight_grad_, input_;
+};
+
+static_assert(TrainableLayer<crew_dense<float>>);
+static_assert(TrainableLayer<crew_dense<double>>);
+
+/// Quantizes `layer`'s weights as `config` says and builds the CREW layer (bias kept).
+template <class T>
+crew_dense<T> make_crew_dense(const dense<T>& layer, const crew_config& config = {}) {
+  const quantized_weights q = config.method == crew_config::quantizer::uniform
+                                  ? quantize_uniform(layer.weight(), config.bits, config.granularity)
+                                  : quantize_kmeans(layer.weight(), config.clusters, config.scope);
+  return crew_dense<T>(q, layer.bias(), config.layout);
+}
+
+}  // namespace slimnn

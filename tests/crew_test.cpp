@@ -1,0 +1,370 @@
+#include "slimnn/crew/crew_dense.hpp"
+
+#include <gmock/gmock.h>
+
+#include <set>
+
+#include "conformance.hpp"
+#include "slimnn/crew/crew_stats.hpp"
+
+namespace {
+
+using namespace slimnn;
+using slimnn::testing::random_matrix;
+using ::testing::StrEq;
+using ::testing::ThrowsMessage;
+
+/// outputs x inputs codes with at most `unique` distinct values per input, drawn from
+/// -127..127 (zero included when `with_zero`).
+int8_matrix random_codes(index_t inputs, index_t outputs, int unique, std::uint64_t seed, bool with_zero = true) {
+  rng_t rng(seed);
+  std::vector<int> grid;
+  for (int c = -127; c <= 127; ++c)
+    if (with_zero || c != 0) grid.push_back(c);
+  std::uniform_int_distribution<int> pick(0, unique - 1);
+  int8_matrix codes(outputs, inputs);
+  for (index_t i = 0; i < inputs; ++i) {
+    std::shuffle(grid.begin(), grid.end(), rng);
+    for (index_t j = 0; j < outputs; ++j) codes(j, i) = std::int8_t(grid[std::size_t(pick(rng))]);
+  }
+  return codes;
+}
+
+int8_matrix random_int8(index_t rows, index_t cols, std::uint64_t seed) {
+  rng_t rng(seed);
+  std::uniform_int_distribution<int> v(-128, 127);
+  int8_matrix x(rows, cols);
+  for (index_t k = 0; k < x.size(); ++k) x.data()[k] = std::int8_t(k % 7 == 3 ? 0 : v(rng));  // some zeros
+  return x;
+}
+
+template <class T>
+crew_dense<T> layer_from(const int8_matrix& codes, crew_index_layout layout = crew_index_layout::automatic,
+                         std::uint64_t seed = 4) {
+  std::vector<double> scale(std::size_t(codes.rows()));
+  for (std::size_t j = 0; j < scale.size(); ++j) scale[j] = 0.01 * double(1 + j % 3);
+  const vector<T> bias = random_matrix<T>(codes.rows(), 1, seed);
+  return crew_dense<T>(quantized_weights{codes, scale, 127}, bias, layout);
+}
+
+// --- conformance ---------------------------------------------------------------------
+
+struct crew_lanes_case {
+  template <class T>
+  static crew_dense<T> make() {
+    rng_t rng(42);
+    return make_crew_dense(dense<T>(7, 5, rng), {.clusters = 3});
+  }
+};
+struct crew_packed_case {
+  template <class T>
+  static crew_dense<T> make() {
+    rng_t rng(43);
+    return make_crew_dense(dense<T>(9, 40, rng), {.method = crew_config::quantizer::uniform, .bits = 8});
+  }
+};
+using cases = ::testing::Types<crew_lanes_case, crew_packed_case>;
+INSTANTIATE_TYPED_TEST_SUITE_P(crew_dense, conformance, cases);
+
+TEST(crew_dense, conformance_cases_use_both_layouts) {
+  EXPECT_EQ(crew_lanes_case::make<float>().layout(), crew_index_layout::lanes);
+  EXPECT_EQ(crew_packed_case::make<float>().layout(), crew_index_layout::per_input);
+  EXPECT_EQ(crew_lanes_case::make<float>().name(), "crew_dense<float>");
+}
+
+// --- int8 path: bit-exact against the dense integer GEMV -----------------------------
+
+struct exact_case {
+  index_t inputs, outputs;
+  int unique;
+  crew_index_layout layout;
+};
+
+TEST(crew_dense, int8_path_equals_dense_integer_gemv_bit_for_bit) {
+  const std::vector<exact_case> cases = {
+      {1, 1, 1, crew_index_layout::automatic},    {5, 31, 16, crew_index_layout::automatic},
+      {33, 64, 16, crew_index_layout::automatic}, {300, 65, 16, crew_index_layout::automatic},
+      {600, 130, 16, crew_index_layout::automatic}, {257, 97, 4, crew_index_layout::automatic},
+      {70, 200, 2, crew_index_layout::automatic}, {40, 70, 60, crew_index_layout::automatic},
+      {40, 70, 9, crew_index_layout::per_input},  {40, 70, 9, crew_index_layout::per_layer},
+      {17, 300, 255, crew_index_layout::automatic}};
+  for (const auto& c : cases) {
+    const int8_matrix codes = random_codes(c.inputs, c.outputs, std::min(c.unique, int(c.outputs)), 7 + c.inputs);
+    const auto layer = layer_from<float>(codes, c.layout);
+    const int8_matrix x = random_int8(c.inputs, 3, 9);
+    Eigen::Matrix<std::int64_t, Eigen::Dynamic, Eigen::Dynamic> expected =
+        codes.cast<std::int64_t>() * x.cast<std::int64_t>();
+    int32_matrix best, portable;
+    layer.forward_int8(x, best);
+    layer.forward_int8(x, portable, crew_kernel::portable);
+    const auto where = detail::cat(c.inputs, "x", c.outputs, " u", c.unique);
+    EXPECT_EQ(best.cast<std::int64_t>(), expected) << where;
+    EXPECT_EQ(portable, best) << where;
+  }
+}
+
+TEST(crew_dense, int8_path_handles_extreme_products_and_long_inputs) {
+  // Every product is -128 * 127 or 127 * 127: the largest byte sums the flushes see.
+  const index_t n = 1000;
+  int8_matrix codes(64, n);
+  for (index_t i = 0; i < n; ++i)
+    for (index_t j = 0; j < 64; ++j) codes(j, i) = std::int8_t(j % 2 ? 127 : -127);
+  const auto layer = layer_from<float>(codes);
+  int8_matrix x(n, 2);
+  x.col(0).setConstant(-128);
+  x.col(1).setConstant(127);
+  int32_matrix acc;
+  layer.forward_int8(x, acc);
+  EXPECT_EQ(acc, (codes.cast<std::int32_t>() * x.cast<std::int32_t>()).eval());
+}
+
+TEST(crew_dense, int8_with_activation_scale_dequantizes) {
+  const int8_matrix codes = random_codes(20, 9, 5, 3);
+  const auto layer = layer_from<double>(codes);
+  const matrix<double> x = random_matrix<double>(20, 2, 5);
+  const double scale = x.cwiseAbs().maxCoeff() / 127;
+  matrix<double> y;
+  layer.forward_int8(x, scale, y);
+  const int8_matrix xq = layer.quantize_activations(x, scale);
+  const matrix<double> expected =
+      (scale * layer.row_scale().asDiagonal() * (codes.cast<double>() * xq.cast<double>())).colwise() + layer.bias();
+  EXPECT_LT(slimnn::testing::relative_error(y, expected), 1e-14);
+  // and close to the float path (activation rounding only)
+  matrix<double> yf;
+  layer.forward(x, yf);
+  EXPECT_LT(slimnn::testing::relative_error(y, yf), 0.05);
+}
+
+// --- float path ------------------------------------------------------------------------
+
+TEST(crew_dense, float_path_matches_dequantized_product_in_double) {
+  for (const int unique : {2, 4, 16, 40}) {
+    const int8_matrix codes = random_codes(150, 77, unique, 21);
+    const auto layer = layer_from<float>(codes);
+    const matrix<float> x = random_matrix<float>(150, 4, 8);
+    matrix<float> y;
+    layer.forward(x, y);
+    const matrix<double> expected =
+        (layer.dequantized() * x.cast<double>()).colwise() + layer.bias().cast<double>();
+    EXPECT_LT(slimnn::testing::relative_error(y.cast<double>(), expected), 1e-5) << "u" << unique;
+  }
+}
+
+TEST(crew_dense, simd_and_portable_kernels_are_identical) {
+  for (const int unique : {1, 2, 3, 4, 7, 16}) {
+    const int8_matrix codes = random_codes(61, 203, unique, 30 + unique);
+    const auto layer = layer_from<float>(codes);
+    matrix<float> x = random_matrix<float>(61, 3, 2);
+    x.col(1).head(20).setZero();  // skipped inputs
+    matrix<float> best, portable;
+    layer.forward(x, best);
+    layer.forward(x, portable, crew_kernel::portable);
+    EXPECT_EQ(best, portable) << "u" << unique;
+  }
+}
+
+// --- storage ---------------------------------------------------------------------------
+
+TEST(crew_dense, indices_round_trip_in_every_layout) {
+  const int8_matrix codes = random_codes(23, 45, 9, 5);
+  for (const auto layout : {crew_index_layout::lanes, crew_index_layout::per_input, crew_index_layout::per_layer}) {
+    const auto layer = layer_from<float>(codes, layout);
+    EXPECT_EQ(layer.codes(), codes);
+    for (index_t i = 0; i < codes.cols(); ++i) {
+      const auto u = layer.unique_codes(i);
+      EXPECT_TRUE(std::is_sorted(u.begin(), u.end()));
+      EXPECT_EQ(std::set<int>(codes.col(i).data(), codes.col(i).data() + codes.rows()).size(), u.size());
+      const int width = layout == crew_index_layout::lanes       ? 4
+                        : layout == crew_index_layout::per_input ? detail::bits_for(u.size())
+                                                                 : detail::bits_for(std::uint64_t(layer.max_unique()));
+      EXPECT_EQ(layer.index_width(i), width);
+    }
+  }
+}
+
+TEST(crew_dense, per_input_packing_uses_ceil_log2_bits) {
+  int8_matrix codes(100, 3);
+  for (index_t j = 0; j < 100; ++j) {
+    codes(j, 0) = 5;                          // u = 1: 0 bits
+    codes(j, 1) = std::int8_t(j % 3 - 1);     // u = 3: 2 bits
+    codes(j, 2) = std::int8_t(j % 17 - 8);    // u = 17: 5 bits
+  }
+  const auto layer = layer_from<float>(codes, crew_index_layout::per_input);
+  EXPECT_EQ(layer.index_width(0), 0);
+  EXPECT_EQ(layer.index_width(1), 2);
+  EXPECT_EQ(layer.index_width(2), 5);
+  EXPECT_EQ(layer.index_bytes(), 0u + 4 * 8 + 8 * 8);  // 200 and 500 bits in 64-bit words
+  EXPECT_EQ(layer.codes(), codes);
+  const auto stats = crew_stats::of(layer);
+  EXPECT_DOUBLE_EQ(stats.mean_index_width(), (0 + 2 + 5) / 3.0);
+  EXPECT_DOUBLE_EQ(stats.mean_unique(), (1 + 3 + 17) / 3.0);
+  EXPECT_EQ(stats.unique_histogram[1], 1u);
+  EXPECT_EQ(stats.unique_histogram[3], 1u);
+  EXPECT_EQ(stats.unique_histogram[17], 1u);
+}
+
+TEST(crew_dense, multiply_count_is_sum_of_unique_counts) {
+  const int8_matrix codes = random_codes(50, 40, 6, 8, /*with_zero=*/false);
+  const auto layer = layer_from<float>(codes);
+  std::uint64_t sum = 0;
+  for (index_t i = 0; i < 50; ++i) sum += std::uint64_t(layer.unique_count(i));
+  EXPECT_EQ(layer.multiplies(), sum);
+  EXPECT_EQ(layer.table_entries(), sum);
+  EXPECT_EQ(layer.cost().mults, sum + 40);  // plus one row scale per output
+  const auto stats = crew_stats::of(layer);
+  EXPECT_EQ(stats.multiplies, sum);
+  EXPECT_EQ(stats.dense_multiplies, 50u * 40u);
+  // A zero code costs no multiply.
+  int8_matrix with_zero = codes;
+  with_zero.col(0).setZero();
+  EXPECT_EQ(layer_from<float>(with_zero).multiplies(), sum - std::uint64_t(layer.unique_count(0)));
+}
+
+TEST(crew_dense, cost_counts_every_stored_byte) {
+  const int8_matrix codes = random_codes(100, 70, 16, 3);
+  const auto layer = layer_from<float>(codes);
+  const std::uint64_t entries = layer.table_entries();
+  // lanes: ceil(70 / 64) = 2 blocks x 100 inputs x 32 bytes
+  EXPECT_EQ(layer.index_bytes(), 2u * 100u * 32u);
+  EXPECT_EQ(layer.cost().param_bytes, 6400 + entries * 5 + 16 + 101 * 4 + 2 * 70 * 4);
+}
+
+TEST(crew_dense, edge_cases_single_value_zero_columns_one_input) {
+  int8_matrix codes(37, 4);
+  codes.col(0).setConstant(-3);  // u = 1
+  codes.col(1).setZero();        // all zero
+  for (index_t j = 0; j < 37; ++j) codes(j, 2) = std::int8_t(j % 2 ? 9 : 0), codes(j, 3) = std::int8_t(j % 5 - 2);
+  for (const auto layout : {crew_index_layout::automatic, crew_index_layout::per_input}) {
+    const auto layer = layer_from<double>(codes, layout);
+    EXPECT_EQ(layer.unique_count(0), 1);
+    EXPECT_EQ(layer.unique_count(1), 1);
+    const matrix<double> x = random_matrix<double>(4, 2, 3);
+    matrix<double> y;
+    layer.forward(x, y);
+    EXPECT_LT(slimnn::testing::relative_error(y, ((layer.dequantized() * x).colwise() + layer.bias()).eval()), 1e-14);
+    int32_matrix acc;
+    const int8_matrix xq = random_int8(4, 2, 1);
+    layer.forward_int8(xq, acc);
+    EXPECT_EQ(acc, (codes.cast<std::int32_t>() * xq.cast<std::int32_t>()).eval());
+  }
+  // one input, lanes with u = 1
+  const int8_matrix one = int8_matrix::Constant(5, 1, 7);
+  const auto layer = layer_from<float>(one);
+  EXPECT_EQ(layer.layout(), crew_index_layout::lanes);
+  int32_matrix acc;
+  layer.forward_int8(int8_matrix::Constant(1, 1, -2), acc);
+  EXPECT_EQ(acc, int32_matrix::Constant(5, 1, -14));
+}
+
+// --- quantization ------------------------------------------------------------------------
+
+TEST(crew_quantization, uniform_per_layer_and_per_row_use_the_shared_quantizer) {
+  const matrix<float> w = random_matrix<float>(6, 11, 2);
+  const auto layer_q = quantize_uniform(w, 4, quant_granularity::per_layer);
+  const auto u = uniform_quantizer::fit(detail::as_doubles(w), 4);
+  EXPECT_EQ(layer_q.max_code, 7);
+  for (index_t j = 0; j < 6; ++j) {
+    EXPECT_DOUBLE_EQ(layer_q.row_scale[std::size_t(j)], u.scale());
+    for (index_t i = 0; i < 11; ++i) EXPECT_EQ(layer_q.codes(j, i), u.encode(w(j, i)));
+  }
+  const auto row_q = quantize_uniform(w, 8, quant_granularity::per_row);
+  for (index_t j = 0; j < 6; ++j) {
+    const auto r = uniform_quantizer::fit(detail::as_doubles(w.row(j)), 8);
+    EXPECT_DOUBLE_EQ(row_q.row_scale[std::size_t(j)], r.scale());
+    EXPECT_EQ(row_q.codes.row(j).cwiseAbs().maxCoeff(), 127);
+  }
+  EXPECT_LT((row_q.dequantized() - w.cast<double>()).cwiseAbs().maxCoeff(), 0.5 * w.cwiseAbs().maxCoeff() / 127 + 1e-12);
+}
+
+TEST(crew_quantization, kmeans_limits_unique_codes) {
+  const matrix<float> w = random_matrix<float>(50, 8, 6);
+  const auto per_input = quantize_kmeans(w, 4, kmeans_scope::per_input);
+  for (index_t i = 0; i < 8; ++i)
+    EXPECT_LE(std::set<int>(per_input.codes.col(i).data(), per_input.codes.col(i).data() + 50).size(), 4u);
+  const auto per_layer = quantize_kmeans(w, 5, kmeans_scope::per_layer);
+  EXPECT_LE(std::set<int>(per_layer.codes.data(), per_layer.codes.data() + per_layer.codes.size()).size(), 5u);
+  // More clusters per input fit the weights better.
+  auto mean_error = [&](int clusters) {
+    return (quantize_kmeans(w, clusters, kmeans_scope::per_input).dequantized() - w.cast<double>()).cwiseAbs().mean();
+  };
+  EXPECT_LT(mean_error(16), mean_error(4));
+  EXPECT_LT(mean_error(4), mean_error(1));
+}
+
+// --- training ------------------------------------------------------------------------------
+
+TEST(crew_dense, value_gradient_sums_the_weight_gradients) {
+  const int8_matrix codes = random_codes(6, 9, 3, 2);
+  auto layer = layer_from<double>(codes);
+  const matrix<double> x = random_matrix<double>(6, 2, 1), dy = random_matrix<double>(9, 2, 2);
+  matrix<double> y, dx;
+  layer.forward_train(x, y);
+  layer.backward(dy, dx);
+  const matrix<double> dw = dy * x.transpose();
+  const auto params = layer.parameters();
+  for (index_t i = 0; i < 6; ++i)
+    for (index_t u = 0; u < layer.unique_count(i); ++u) {
+      double expected = 0;
+      for (index_t j = 0; j < 9; ++j)
+        if (layer.index(j, i) == std::uint32_t(u)) expected += layer.row_scale()[j] * dw(j, i);
+      const auto k = std::size_t(layer.unique_values(i).data() - params[0].value) + std::size_t(u);
+      EXPECT_NEAR(params[0].grad[k], expected, 1e-12);
+    }
+  EXPECT_LT((dx - layer.dequantized().transpose() * dy).cwiseAbs().maxCoeff(), 1e-12);
+}
+
+TEST(crew_dense, after_update_rounds_values_to_codes) {
+  int8_matrix codes(4, 3);
+  codes << 1, 2, 3, -5, 2, 3, 1, 2, 3, -5, 2, 3;
+  auto layer = layer_from<float>(codes);
+  auto params = layer.parameters();
+  params[0].value[0] = 300.f;  // clamped to the grid
+  params[0].value[1] += 0.6f;
+  const int before = layer.unique_codes(0)[1];
+  layer.after_update();
+  EXPECT_EQ(layer.unique_codes(0)[0], 127);
+  EXPECT_EQ(layer.unique_codes(0)[1], std::clamp(before + 1, -127, 127));
+}
+
+// --- errors ----------------------------------------------------------------------------------
+
+TEST(crew_errors, bad_settings_raise_clear_messages) {
+  const matrix<float> w = random_matrix<float>(5, 7, 1);
+  EXPECT_THAT([&] { quantize_uniform(w, 9, quant_granularity::per_row); },
+              ThrowsMessage<config_error>(StrEq("slimnn: crew: weight bits must be in 2..8, got 9")));
+  EXPECT_THAT([&] { quantize_uniform(w, 1, quant_granularity::per_layer); },
+              ThrowsMessage<config_error>(StrEq("slimnn: crew: weight bits must be in 2..8, got 1")));
+  EXPECT_THAT([&] { quantize_kmeans(w, 36, kmeans_scope::per_layer); },
+              ThrowsMessage<config_error>(StrEq("slimnn: kmeans: 36 clusters is more than the 35 values")));
+  EXPECT_THAT([&] { quantize_kmeans(w, 6, kmeans_scope::per_input); },
+              ThrowsMessage<config_error>(StrEq("slimnn: kmeans: 6 clusters is more than the 5 values")));
+  EXPECT_THAT([&] { quantize_kmeans(w, 0); },
+              ThrowsMessage<config_error>(StrEq("slimnn: crew: clusters must be in 1..255 (8-bit codes), got 0")));
+  int8_matrix codes(30, 4);
+  for (index_t j = 0; j < 30; ++j) codes.row(j).setConstant(std::int8_t(4 * j - 60));
+  EXPECT_THAT([&] { layer_from<float>(codes, crew_index_layout::lanes); },
+              ThrowsMessage<config_error>(StrEq(
+                  "slimnn: crew_dense: the lanes layout needs at most 16 unique codes per input, the largest u_i is 30")));
+  EXPECT_THAT([&] { crew_dense<float>(quantized_weights{codes, std::vector<double>(30, 1.0), 7}, vector<float>::Zero(30)); },
+              ThrowsMessage<config_error>(::testing::StartsWith("slimnn: crew_dense: code ")));
+}
+
+TEST(crew_errors, int8_activations_out_of_range_raise) {
+  const auto layer = layer_from<float>(random_codes(3, 2, 2, 1));
+  matrix<float> x(3, 1), y;
+  x << 0.5f, -1.0f, 2.0f;
+  EXPECT_THAT([&] { layer.forward_int8(x, 0.01f, y); },
+              ThrowsMessage<config_error>(StrEq("slimnn: crew_dense<float>, 3->2, u<=2, 1-bit lanes: activation 2 "
+                                                "(input 2, sample 0) is outside the int8 range of scale 0.01 "
+                                                "(|x| <= 1.27)")));
+  EXPECT_THAT([&] { layer.forward_int8(x, 0.0f, y); },
+              ThrowsMessage<config_error>(StrEq("slimnn: crew_dense<float>, 3->2, u<=2, 1-bit lanes: activation "
+                                                "scale must be positive and finite, got 0")));
+  int32_matrix acc;
+  EXPECT_THAT([&] { layer.forward_int8(int8_matrix::Zero(4, 1), acc); },
+              ThrowsMessage<shape_error>(StrEq("slimnn: crew_dense<float>, 3->2, u<=2, 1-bit lanes: expects 3 "
+                                               "inputs, got 4 rows")));
+  EXPECT_NO_THROW(layer.forward_int8(x, 2.0f / 127, y));
+}
+
+}  // namespace
