@@ -1,0 +1,93 @@
+// bench_kdconv — the ESCALATE kernel-decomposition convolution beside the reference conv2d
+// (im2col + Eigen GEMM), 3x3, stride 1, pad 1, batch 1, single thread:
+//   dense_conv/128x128/28x28/b1   vs  kdconv/128x128/28x28/m6/d10/b1   (6 bases per channel)
+//   dense_conv/256x256/14x14/b1   vs  kdconv/256x256/14x14/m4/d10/b1   (4 bases per channel)
+// d10: 10 % of the coefficients kept; the basis is 8-bit fixed point and the coefficients
+// 4-bit powers of two (the hybrid format). kdconv_materialised/... runs the same layer in
+// the two-stage order with all C*M response maps stored.
+// Counters on the kdconv rows: mac_ratio (dense MACs / kdconv MACs); speedup (a dense
+// conv timed in the same process just before each repetition, divided by this row's
+// time); buf_KiB and mat_buf_KiB, the per-thread response buffer of the basis-first and
+// of the materialised order. The buffers are the L1/L2-resident regime; the dense conv at
+// these sizes is compute-bound (GEMM), kdconv is bound by loads in its sparse stage.
+#include <chrono>
+#include <cstdio>
+
+#include "dense_baselines.hpp"
+#include "slimnn/kdconv/decompose.hpp"
+
+namespace {
+
+using namespace slimnn;
+
+/// Median time of `repeats` forward calls, in microseconds.
+template <class Layer>
+double median_us(const Layer& layer, const matrix<float>& x, int repeats) {
+  matrix<float> y;
+  layer.forward(x, y);
+  std::vector<double> times;
+  for (int r = 0; r < repeats; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    layer.forward(x, y);
+    times.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::nth_element(times.begin(), times.begin() + long(times.size() / 2), times.end());
+  return times[times.size() / 2];
+}
+
+void register_kdconv(index_t channels, index_t size, index_t bases, int density_percent, kdconv::dataflow order) {
+  rng_t rng(1);
+  const conv2d<float> conv(shape{channels, size, size}, {.out_channels = channels, .kernel = 3, .padding = 1}, rng);
+  auto d = kdconv::decompose(conv, {.bases = bases,
+                                    .density = density_percent / 100.0,
+                                    .basis_bits = 8,
+                                    .coefficients = kdconv::coefficient_format::pow2,
+                                    .coefficient_bits = 4});
+  const bool materialised = order == kdconv::dataflow::materialised;
+  const auto name = slimnn::detail::cat(materialised ? "kdconv_materialised/" : "kdconv/", channels, 'x', channels,
+                                        '/', size, 'x', size, "/m", bases, "/d", density_percent, "/b1");
+  if (!materialised)
+    std::printf("%-34s MACs %9llu vs dense %10llu (%.2fx fewer), response buffer %7.1f KiB vs materialised %7.1f KiB, "
+                "weight error %.3f\n",
+                name.c_str(), (unsigned long long)d.report.macs, (unsigned long long)d.report.dense_macs,
+                d.report.mac_ratio(), d.layer.peak_intermediate_bytes(kdconv::dataflow::basis_first) / 1024.0,
+                d.layer.peak_intermediate_bytes(kdconv::dataflow::materialised) / 1024.0, d.report.error);
+  benchmark::RegisterBenchmark(name.c_str(),
+                               [layer = std::move(d.layer), conv, report = d.report, order](benchmark::State& state) {
+                                 const auto x = bench::random_input(layer.input_shape().size(), 1);
+                                 const double dense_us = median_us(conv, x, 15);
+                                 matrix<float> y;
+                                 layer.forward(x, y, order);
+                                 const auto t0 = std::chrono::steady_clock::now();
+                                 for (auto _ : state) {
+                                   layer.forward(x, y, order);
+                                   benchmark::DoNotOptimize(y.data());
+                                   benchmark::ClobberMemory();
+                                 }
+                                 const double us = std::chrono::duration<double, std::micro>(
+                                                       std::chrono::steady_clock::now() - t0)
+                                                       .count() /
+                                                   double(std::max<benchmark::IterationCount>(state.iterations(), 1));
+                                 bench::set_counters(state, layer.cost(), 1);
+                                 state.counters["mac_ratio"] = report.mac_ratio();
+                                 state.counters["speedup"] = dense_us / us;
+                                 state.counters["buf_KiB"] =
+                                     double(layer.peak_intermediate_bytes(kdconv::dataflow::basis_first)) / 1024;
+                                 state.counters["mat_buf_KiB"] =
+                                     double(layer.peak_intermediate_bytes(kdconv::dataflow::materialised)) / 1024;
+                               })
+      ->Unit(benchmark::kMicrosecond);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  struct shape_case { index_t channels, size, bases; };
+  const shape_case shapes[] = {{128, 28, 6}, {256, 14, 4}};
+  for (const auto& s : shapes) {
+    bench::register_dense_conv(s.channels, s.channels, s.size, 1);
+    register_kdconv(s.channels, s.size, s.bases, 10, kdconv::dataflow::basis_first);
+  }
+  for (const auto& s : shapes) register_kdconv(s.channels, s.size, s.bases, 10, kdconv::dataflow::materialised);
+  return bench::run(argc, argv);
+}

@@ -1,0 +1,451 @@
+// slimnn/kdconv/decomposed_conv2d.hpp — the ESCALATE kernel-decomposition convolution.
+//
+//   W[n, c] (k x k) = sum_m A[n, c, m] * B[g(c), m]        (see kdconv/settings.hpp)
+//   y[n] = b[n] + sum_{c, m} A[n, c, m] * (x[c] (*) B[g(c), m])
+// Stage 1 convolves every input channel with its M basis kernels (C*M*k*k MACs per
+// output position); stage 2 combines the C*M responses with the sparse coefficient
+// matrix A (N x C*M, CSR by output channel; nnz MACs per output position).
+//
+// Dataflow (forward): basis-first. The output rows are cut into bands of a few rows.
+// For one band, each input channel's rows are loaded (padded and split by stride phase)
+// once, and every loaded row feeds all M basis kernels at once (register tiles of 16
+// positions x up to 4 bases); the band's C*M responses then go straight into the sparse
+// stage, which walks output channels one at a time with a 64-position accumulator tile
+// held in registers, gathering the responses named by that channel's nonzeros. Only one
+// band of responses exists at a time (C*M x band positions instead of C*M x Ho*Wo); the
+// materialised order (one band = the whole image) is kept for tests and for comparing
+// buffer sizes (peak_intermediate_bytes).
+//
+// Shapes: x (C*H*W x batch, CHW) -> y (N*Ho*Wo x batch), any stride and padding that
+// conv2d accepts. Basis: (k*k) x (G*M), column g*M + m is kernel B[g, m] in (i, j) order.
+//
+// Training: parameters are the nonzero coefficients (their positions, the mask, are
+// fixed), optionally the basis, and the bias. With quantized formats the parameters are
+// latent values; forward uses their quantized copies, gradients pass straight through,
+// and after_update() re-quantizes (optimizers call it after every step). Backward goes
+// through the equivalent dense kernel: dW by im2col + GEMM, then dA[n,c,m] = <dW[n,c], B[c,m]>
+// on the mask and dB[c,m] = sum_n A[n,c,m] dW[n,c].
+// Thread safety: forward is const and reentrant (per-thread scratch); training members
+// are single-threaded.
+#pragma once
+
+#include <algorithm>
+#include <bit>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "slimnn/core/layer.hpp"
+#include "slimnn/detail/im2col.hpp"
+#include "slimnn/detail/scratch.hpp"
+#include "slimnn/kdconv/settings.hpp"
+#include "slimnn/layers/conv2d.hpp"
+
+namespace slimnn::kdconv {
+
+/// Evaluation order of the two stages.
+enum class dataflow {
+  basis_first,   ///< band by band: only one band of the C*M responses is ever stored
+  materialised,  ///< all C*M response maps first, then the sparse combination
+};
+
+/// The sparse coefficient matrix A (N x C*M) in CSR form: row n lists the columns
+/// c*M + m of its nonzero coefficients in ascending order, with their values.
+template <class T>
+struct sparse_coefficients {
+  std::vector<std::int32_t> row_start;  ///< N + 1 offsets into column / value
+  std::vector<std::int32_t> column;     ///< c*M + m per nonzero
+  vector<T> value;                      ///< one value per nonzero
+};
+
+template <class T>
+class decomposed_conv2d {
+ public:
+  using scalar_type = T;
+
+  /// Positions per stage-1 register tile and per stage-2 accumulator tile.
+  static constexpr index_t row_tile = 16;
+  static constexpr index_t combine_tile = 64;
+
+  /// Builds the layer from its parts; `basis` and `coefficients.value` are latent values
+  /// (quantized here as `s` says). Throws shape_error / config_error on inconsistent parts.
+  decomposed_conv2d(slimnn::detail::conv_geometry geometry, index_t out_channels, const kdconv::settings& s,
+                    matrix<T> basis, sparse_coefficients<T> coefficients, vector<T> bias)
+      : geometry_(geometry), out_channels_(out_channels), settings_(s), basis_(std::move(basis)),
+        row_start_(std::move(coefficients.row_start)), column_(std::move(coefficients.column)),
+        coef_(std::move(coefficients.value)), bias_(std::move(bias)) {
+    const std::string who = name();
+    geometry_.validate(who);
+    slimnn::detail::require<config_error>(out_channels_ >= 1, who, ": out_channels must be >= 1, got ",
+                                          out_channels_);
+    validate(settings_, geometry_.kernel, out_channels_);
+    const index_t kk = geometry_.kernel * geometry_.kernel, M = settings_.bases;
+    slimnn::detail::require<shape_error>(basis_.rows() == kk && basis_.cols() == groups() * M, who,
+                                         ": basis must be ", kk, " x ", groups() * M, ", got ", basis_.rows(),
+                                         " x ", basis_.cols());
+    slimnn::detail::require<shape_error>(bias_.size() == out_channels_, who, ": bias must have ", out_channels_,
+                                         " values, got ", bias_.size());
+    slimnn::detail::require<shape_error>(index_t(row_start_.size()) == out_channels_ + 1 && row_start_.front() == 0 &&
+                                             index_t(row_start_.back()) == index_t(column_.size()) &&
+                                             index_t(column_.size()) == coef_.size(),
+                                         who, ": coefficients need ", out_channels_ + 1,
+                                         " row offsets ending at the number of nonzeros");
+    const index_t columns = geometry_.in.c * M;
+    for (index_t n = 0; n < out_channels_; ++n) {
+      slimnn::detail::require<config_error>(row_start_[n] <= row_start_[n + 1], who,
+                                            ": coefficient row offsets must not decrease (row ", n, ")");
+      for (std::int32_t e = row_start_[n]; e < row_start_[n + 1]; ++e)
+        slimnn::detail::require<config_error>(
+            column_[e] >= 0 && column_[e] < columns && (e == row_start_[n] || column_[e - 1] < column_[e]), who,
+            ": coefficient columns of row ", n, " must be ascending and in 0..", columns - 1);
+    }
+    basis_grad_ = matrix<T>::Zero(basis_.rows(), basis_.cols());
+    coef_grad_ = vector<T>::Zero(coef_.size());
+    bias_grad_ = vector<T>::Zero(bias_.size());
+    basis_q_ = basis_;
+    coef_q_ = coef_;
+    requantize(true);
+    // Tap (i, j) of an output row reads loaded row i, stride phase j % s, from j / s on.
+    for (index_t i = 0; i < geometry_.kernel; ++i)
+      for (index_t j = 0; j < geometry_.kernel; ++j)
+        tap_offset_.push_back((i * geometry_.stride + j % geometry_.stride) * row_length() + j / geometry_.stride);
+  }
+
+  shape input_shape() const { return geometry_.in; }
+  shape output_shape() const { return {out_channels_, geometry_.out_h(), geometry_.out_w()}; }
+  std::string name() const { return std::string("decomposed_conv2d<") + scalar_name<T>() + ">"; }
+  std::string settings() const {
+    return slimnn::detail::cat(geometry_.in.c, "->", out_channels_, ", ", geometry_.kernel, 'x', geometry_.kernel,
+                               ", stride ", geometry_.stride, ", pad ", geometry_.padding, ", ", settings_.str());
+  }
+
+  void forward(const_matrix_ref<T> x, matrix<T>& y) const { forward(x, y, dataflow::basis_first); }
+
+  void forward(const_matrix_ref<T> x, matrix<T>& y, dataflow order) const {
+    slimnn::detail::check_input_rows(*this, x.rows());
+    y.resize(output_shape().size(), x.cols());
+    const index_t ho = geometry_.out_h(), rows = order == dataflow::materialised ? ho : band_rows();
+    const index_t stride = response_stride(rows);
+    auto& responses = slimnn::detail::scratch<decomposed_conv2d, T, 0>(stride, geometry_.in.c * settings_.bases);
+    auto& input_rows = slimnn::detail::scratch<decomposed_conv2d, T, 1>(
+        row_length() * geometry_.stride, (rows - 1) * geometry_.stride + geometry_.kernel);
+    for (index_t b = 0; b < x.cols(); ++b)
+      for (index_t first = 0; first < ho; first += rows) {
+        const index_t last = std::min(ho, first + rows);
+        basis_stage(x.col(b).data(), first, last, input_rows.data(), responses.data(), stride);
+        combine_stage(responses.data(), stride, first, last, y.col(b).data());
+      }
+  }
+
+  void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
+    forward(x, y);
+    input_ = x;
+  }
+
+  void backward(const_matrix_ref<T> dy, matrix<T>& dx) {
+    slimnn::detail::check_grad_rows(*this, dy.rows(), dy.cols(), input_.cols());
+    const auto& g = geometry_;
+    const index_t P = g.positions(), batch = dy.cols(), N = out_channels_;
+    const index_t chunk = slimnn::detail::im2col_chunk(g, batch);
+    const matrix<T> w = dense_weight();
+    matrix<T> dw = matrix<T>::Zero(g.patch(), N);
+    dx = matrix<T>::Zero(g.in.size(), batch);
+    matrix<T> cols(P * chunk, g.patch()), dout(P * chunk, N);
+    for (index_t first = 0; first < batch; first += chunk) {
+      const index_t count = std::min(chunk, batch - first);
+      auto c = cols.topRows(P * count);
+      auto d = dout.topRows(P * count);
+      slimnn::detail::im2col_rows<T>(g, input_, first, count, c);
+      for (index_t b = 0; b < count; ++b)
+        for (index_t n = 0; n < N; ++n) {
+          d.col(n).segment(P * b, P) = dy.col(first + b).segment(n * P, P);
+          bias_grad_[n] += dy.col(first + b).segment(n * P, P).sum();
+        }
+      dw.noalias() += c.transpose() * d;
+      c.noalias() = d * w.transpose();
+      slimnn::detail::col2im_rows<T>(g, c, first, count, dx);
+    }
+    // Chain rule through W[n, c] = sum_m A[n, c, m] B[g(c), m] (straight through the rounding).
+    const index_t kk = g.kernel * g.kernel, M = settings_.bases;
+    const matrix<T>& basis = basis_used();
+    const vector<T>& coef = coef_used();
+    for (index_t n = 0; n < N; ++n)
+      for (std::int32_t e = row_start_[n]; e < row_start_[n + 1]; ++e) {
+        const index_t c = column_[e] / M, m = column_[e] % M, col = group_of(c) * M + m;
+        const auto seg = dw.col(n).segment(c * kk, kk);
+        coef_grad_[e] += seg.dot(basis.col(col));
+        if (settings_.train_basis) basis_grad_.col(col) += coef[e] * seg;
+      }
+  }
+
+  std::vector<parameter<T>> parameters() {
+    std::vector<parameter<T>> p{{"coefficients", coef_.data(), coef_grad_.data(), coef_.size()}};
+    if (settings_.train_basis) p.push_back({"basis", basis_.data(), basis_grad_.data(), basis_.size()});
+    p.push_back({"bias", bias_.data(), bias_grad_.data(), bias_.size(), T(1), false});
+    return p;
+  }
+
+  /// Re-quantizes the latent coefficients (and the basis when it is trained).
+  void after_update() { requantize(settings_.train_basis); }
+
+  slimnn::cost cost() const {
+    const auto P = std::uint64_t(geometry_.positions());
+    const std::uint64_t stage1 = std::uint64_t(geometry_.in.c * settings_.bases * basis_.rows()) * P;
+    const std::uint64_t stage2 = std::uint64_t(nonzeros()) * P;
+    slimnn::cost c;
+    c.param_bytes = stored_bytes();
+    c.macs = c.adds = stage1 + stage2;
+    // A power-of-two coefficient is an exponent add, not a multiply.
+    c.mults = stage1 + (settings_.coefficients == coefficient_format::pow2 ? 0 : stage2);
+    c.bytes_read = c.param_bytes + std::uint64_t(geometry_.in.size()) * sizeof(T);
+    return c;
+  }
+
+  /// Bytes of the stored format: basis codes (plus one Q-format byte per group) or floats;
+  /// per nonzero a ceil(log2(C*M))-bit column index and its code; 4-byte row offsets;
+  /// the k-means codebook or the pow2 exponent offset; the bias.
+  std::uint64_t stored_bytes() const {
+    const auto bits_up = [](std::uint64_t bits) { return (bits + 7) / 8; };
+    const std::uint64_t basis_values = std::uint64_t(basis_.size());
+    std::uint64_t bytes = settings_.basis_bits > 0
+                              ? bits_up(basis_values * std::uint64_t(settings_.basis_bits)) + std::uint64_t(groups())
+                              : basis_values * sizeof(T);
+    const auto columns = std::uint64_t(geometry_.in.c * settings_.bases);
+    const std::uint64_t index_bits = std::max<std::uint64_t>(1, std::bit_width(columns - 1));
+    const std::uint64_t code_bits = settings_.coefficients == coefficient_format::float32
+                                        ? 8 * sizeof(T)
+                                        : std::uint64_t(settings_.coefficient_bits);
+    bytes += bits_up(std::uint64_t(nonzeros()) * (index_bits + code_bits));
+    bytes += std::uint64_t(row_start_.size()) * 4;
+    if (settings_.coefficients == coefficient_format::kmeans)
+      bytes += (std::uint64_t(1) << settings_.coefficient_bits) * sizeof(T);
+    if (settings_.coefficients == coefficient_format::pow2) bytes += 1;
+    return bytes + std::uint64_t(bias_.size()) * sizeof(T);
+  }
+
+  /// Bytes of the stage-1 response buffer that `order` keeps per thread.
+  std::uint64_t peak_intermediate_bytes(dataflow order) const {
+    const index_t rows = order == dataflow::materialised ? geometry_.out_h() : band_rows();
+    return std::uint64_t(response_stride(rows) * geometry_.in.c * settings_.bases) * sizeof(T);
+  }
+
+  /// Output rows per band of the basis-first order: settings().band_rows, or else the band
+  /// of at most ~combine_tile*2 positions that wastes the least of the 64-position tiles.
+  index_t band_rows() const {
+    const index_t ho = geometry_.out_h(), wo = geometry_.out_w();
+    if (settings_.band_rows > 0) return std::min(settings_.band_rows, ho);
+    index_t best = 1;
+    double best_waste = 1e300;
+    for (index_t r = 1; r <= ho && (r == 1 || r * wo <= 2 * combine_tile); ++r) {
+      const double waste = double(round_up(r * wo, combine_tile)) / double(r * wo);
+      if (waste < best_waste - 1e-9) {
+        best = r;
+        best_waste = waste;
+      }
+    }
+    return best;
+  }
+
+  /// The equivalent reference convolution (quantized values, (C*k*k) x N weights).
+  conv2d<T> to_dense() const {
+    conv2d<T> out(geometry_.in, {.out_channels = out_channels_, .kernel = geometry_.kernel,
+                                 .stride = geometry_.stride, .padding = geometry_.padding});
+    out.weight() = dense_weight();
+    out.bias() = bias_;
+    return out;
+  }
+
+  const slimnn::detail::conv_geometry& geometry() const { return geometry_; }
+  const kdconv::settings& config() const { return settings_; }
+  index_t out_channels() const { return out_channels_; }
+  index_t bases() const { return settings_.bases; }
+  /// Basis groups: C (one basis per input channel) or 1 (shared).
+  index_t groups() const { return settings_.shared_basis ? 1 : geometry_.in.c; }
+  index_t nonzeros() const { return index_t(column_.size()); }
+  double density() const {
+    return double(nonzeros()) / double(out_channels_ * geometry_.in.c * settings_.bases);
+  }
+  /// The basis used by forward (quantized when basis_bits > 0), (k*k) x (G*M).
+  const matrix<T>& basis_used() const { return settings_.basis_bits > 0 ? basis_q_ : basis_; }
+  /// The coefficient values used by forward (quantized unless float32), one per nonzero.
+  const vector<T>& coef_used() const {
+    return settings_.coefficients == coefficient_format::float32 ? coef_ : coef_q_;
+  }
+  /// The latent (trainable) values and the CSR structure.
+  const matrix<T>& basis_latent() const { return basis_; }
+  const vector<T>& coefficients_latent() const { return coef_; }
+  const std::vector<std::int32_t>& row_start() const { return row_start_; }
+  const std::vector<std::int32_t>& column() const { return column_; }
+  const vector<T>& bias() const { return bias_; }
+  vector<T>& bias() { return bias_; }
+  /// A[n, c, m] as used by forward (0 where pruned).
+  T coefficient(index_t n, index_t c, index_t m) const {
+    const auto first = column_.begin() + row_start_[n], last = column_.begin() + row_start_[n + 1];
+    const auto it = std::lower_bound(first, last, std::int32_t(c * settings_.bases + m));
+    return it != last && *it == c * settings_.bases + m ? coef_used()[it - column_.begin()] : T(0);
+  }
+  /// (C*k*k) x N dense weights rebuilt from the used basis and coefficients.
+  matrix<T> dense_weight() const {
+    const index_t kk = basis_.rows(), M = settings_.bases;
+    const matrix<T>& basis = basis_used();
+    const vector<T>& coef = coef_used();
+    matrix<T> w = matrix<T>::Zero(geometry_.patch(), out_channels_);
+    for (index_t n = 0; n < out_channels_; ++n)
+      for (std::int32_t e = row_start_[n]; e < row_start_[n + 1]; ++e) {
+        const index_t c = column_[e] / M, m = column_[e] % M;
+        w.col(n).segment(c * kk, kk) += coef[e] * basis.col(group_of(c) * M + m);
+      }
+    return w;
+  }
+
+ private:
+  static index_t round_up(index_t v, index_t to) { return (v + to - 1) / to * to; }
+  index_t group_of(index_t c) const { return settings_.shared_basis ? 0 : c; }
+  /// Length of one padded, phase-split input row: every 16-position tile can read it.
+  index_t row_length() const {
+    return round_up(geometry_.out_w(), row_tile) + (geometry_.kernel - 1) / geometry_.stride + 1;
+  }
+  /// Values per response map of a band of `rows` output rows (tile overrun included).
+  index_t response_stride(index_t rows) const {
+    const index_t wo = geometry_.out_w();
+    return round_up((rows - 1) * wo + round_up(wo, row_tile), combine_tile);
+  }
+
+  void requantize(bool basis_too) {
+    if (settings_.coefficients != coefficient_format::float32)
+      detail::quantize_coefficients<T>(settings_, std::span<const T>(coef_.data(), std::size_t(coef_.size())),
+                                       std::span<T>(coef_q_.data(), std::size_t(coef_q_.size())));
+    if (basis_too && settings_.basis_bits > 0) {
+      const index_t span_size = basis_.rows() * settings_.bases;
+      for (index_t g = 0; g < groups(); ++g)
+        detail::quantize_basis_group<T>(settings_.basis_bits,
+                                        std::span<const T>(basis_.data() + g * span_size, std::size_t(span_size)),
+                                        std::span<T>(basis_q_.data() + g * span_size, std::size_t(span_size)));
+    }
+  }
+
+  /// Input row ih of one channel, zero-padded and split into `stride` phases:
+  /// out[ph * U + u] = x[ih][u * stride + ph - padding] (0 outside the image).
+  void load_row(const T* channel, index_t ih, T* out) const {
+    const auto& g = geometry_;
+    const index_t U = row_length(), s = g.stride;
+    std::fill(out, out + s * U, T(0));
+    if (ih < 0 || ih >= g.in.h) return;
+    const T* src = channel + ih * g.in.w;
+    if (s == 1) {
+      std::copy(src, src + std::min(g.in.w, U - g.padding), out + g.padding);
+      return;
+    }
+    for (index_t ph = 0; ph < s; ++ph)
+      for (index_t u = 0; u < U; ++u) {
+        const index_t iw = u * s + ph - g.padding;
+        if (iw >= 0 && iw < g.in.w) out[ph * U + u] = src[iw];
+      }
+  }
+
+  /// MB basis responses of one 16-position tile of ROWS consecutive output rows. `rows`
+  /// points at the first output row's loaded input rows (the next output row's start
+  /// `row_step` values later); every loaded vector feeds all MB kernels, and the
+  /// MB * ROWS independent accumulators hide the FMA latency.
+  template <int MB, int ROWS>
+  void basis_tile(const T* rows, index_t row_step, const T* basis, T* out, index_t out_stride, index_t count) const {
+    using tile = Eigen::Array<T, row_tile, 1>;  // fixed size: Eigen keeps it in SIMD registers
+    const index_t kk = index_t(tap_offset_.size()), wo = geometry_.out_w();
+    const index_t* offset = tap_offset_.data();
+    tile acc[ROWS][MB];
+    for (int r = 0; r < ROWS; ++r)
+      for (int mm = 0; mm < MB; ++mm) acc[r][mm].setZero();
+    for (index_t tap = 0; tap < kk; ++tap)
+      for (int r = 0; r < ROWS; ++r) {
+        const tile v = Eigen::Map<const tile>(rows + r * row_step + offset[tap]);
+        for (int mm = 0; mm < MB; ++mm) acc[r][mm] += basis[mm * kk + tap] * v;
+      }
+    // Only the last row may spill past its end (into a row written later, or the tail).
+    for (int r = 0; r < ROWS; ++r)
+      for (int mm = 0; mm < MB; ++mm) {
+        T* dst = out + r * wo + mm * out_stride;
+        if (r + 1 < ROWS && count < row_tile) Eigen::Map<vector<T>>(dst, count) = acc[r][mm].head(count);
+        else Eigen::Map<tile>{dst} = acc[r][mm];
+      }
+  }
+
+  template <int ROWS>
+  void basis_tiles(const T* rows, index_t row_step, const T* basis, T* out, index_t stride) const {
+    const index_t M = settings_.bases, kk = index_t(tap_offset_.size()), wo = geometry_.out_w();
+    const index_t blocks = (M + 3) / 4;  // near-equal blocks of at most 4 bases
+    for (index_t ow = 0; ow < wo; ow += row_tile)
+      for (index_t block = 0, m = 0; block < blocks; ++block) {
+        const index_t size = (M - m) / (blocks - block), count = std::min(row_tile, wo - ow);
+        const T* b = basis + m * kk;
+        T* o = out + m * stride + ow;
+        switch (size) {
+          case 4: basis_tile<4, ROWS>(rows + ow, row_step, b, o, stride, count); break;
+          case 3: basis_tile<3, ROWS>(rows + ow, row_step, b, o, stride, count); break;
+          case 2: basis_tile<2, ROWS>(rows + ow, row_step, b, o, stride, count); break;
+          default: basis_tile<1, ROWS>(rows + ow, row_step, b, o, stride, count); break;
+        }
+        m += size;
+      }
+  }
+
+  /// Stage 1 for output rows [first, last): responses(q, c*M + m) for q = (oh - first)*Wo + ow.
+  void basis_stage(const T* x, index_t first, index_t last, T* input_rows, T* responses, index_t stride) const {
+    const auto& g = geometry_;
+    const index_t C = g.in.c, M = settings_.bases, kk = g.kernel * g.kernel, s = g.stride, wo = g.out_w();
+    const index_t U = row_length(), loaded = (last - first - 1) * s + g.kernel, length = (last - first) * wo;
+    const T* basis = basis_used().data();
+    for (index_t c = 0; c < C; ++c) {
+      for (index_t r = 0; r < loaded; ++r) load_row(x + c * g.in.h * g.in.w, first * s - g.padding + r, input_rows + r * s * U);
+      const T* basis_c = basis + group_of(c) * M * kk;
+      T* maps = responses + c * M * stride;
+      // Two output rows at a time (the second row's tiles spill into the next row or the tail).
+      const index_t row_step = s * s * U;
+      index_t oh = first;
+      for (; oh + 1 < last; oh += 2)
+        basis_tiles<2>(input_rows + (oh - first) * row_step, row_step, basis_c, maps + (oh - first) * wo, stride);
+      if (oh < last) basis_tiles<1>(input_rows + (oh - first) * row_step, row_step, basis_c, maps + (oh - first) * wo, stride);
+      // Tiles past the band's end read zeros in the sparse stage.
+      for (index_t m = 0; m < M; ++m) std::fill(maps + m * stride + length, maps + (m + 1) * stride, T(0));
+    }
+  }
+
+  /// Stage 2 for output rows [first, last): y[n][q] = b[n] + sum_e A_e * responses(q, column_e).
+  void combine_stage(const T* responses, index_t stride, index_t first, index_t last, T* y) const {
+    const index_t wo = geometry_.out_w(), P = geometry_.positions(), length = (last - first) * wo;
+    const T* coef = coef_used().data();
+    using tile = Eigen::Array<T, combine_tile, 1>;  // the accumulator tile, in SIMD registers
+    for (index_t q = 0; q < length; q += combine_tile) {
+      const index_t count = std::min(combine_tile, length - q);
+      for (index_t n = 0; n < out_channels_; ++n) {
+        // Two accumulators over alternate nonzeros: independent FMA chains.
+        tile acc = tile::Constant(bias_[n]), acc2 = tile::Zero();
+        std::int32_t e = row_start_[n];
+        for (; e + 1 < row_start_[n + 1]; e += 2) {
+          acc += coef[e] * Eigen::Map<const tile>(responses + index_t(column_[e]) * stride + q);
+          acc2 += coef[e + 1] * Eigen::Map<const tile>(responses + index_t(column_[e + 1]) * stride + q);
+        }
+        if (e < row_start_[n + 1]) acc += coef[e] * Eigen::Map<const tile>(responses + index_t(column_[e]) * stride + q);
+        acc += acc2;
+        T* out = y + n * P + first * wo + q;
+        if (count == combine_tile) Eigen::Map<tile>{out} = acc;
+        else Eigen::Map<vector<T>>(out, count) = acc.head(count);
+      }
+    }
+  }
+
+  slimnn::detail::conv_geometry geometry_;
+  index_t out_channels_;
+  kdconv::settings settings_;
+  matrix<T> basis_, basis_q_, basis_grad_;
+  std::vector<std::int32_t> row_start_, column_;
+  vector<T> coef_, coef_q_, coef_grad_;
+  vector<T> bias_, bias_grad_;
+  std::vector<index_t> tap_offset_;  ///< k*k offsets into an output row's loaded input rows
+  matrix<T> input_;
+};
+
+static_assert(TrainableLayer<decomposed_conv2d<float>>);
+static_assert(TrainableLayer<decomposed_conv2d<double>>);
+
+}  // namespace slimnn::kdconv
