@@ -2,7 +2,7 @@
 //
 // Each conv2d becomes a decomposed_conv2d: M basis kernels per input channel (8-bit
 // fixed point) and a sparse coefficient matrix pruned by |a|, then the network is
-// fine-tuned for a limited number of batches (coefficients with a fixed mask, plus the
+// fine-tuned for two epochs (coefficients with a fixed mask, plus the
 // dense layers and biases). Settings:
 //   m4-d30   4 bases per channel, 30 % of the coefficients kept, 4-bit power-of-two codes
 //   m6-d15   6 bases per channel, 15 % kept, 4-bit k-means codes (16 shared values)
@@ -23,8 +23,8 @@
 
 namespace examples {
 
-/// Fine-tuning batches per setting (64 images each), about 40 % of an epoch.
-inline constexpr index_t kdconv_fine_tune_batches = 400;
+/// Fine-tuning epochs per setting.
+inline constexpr int kdconv_fine_tune_epochs = 2;
 
 inline scheme kdconv_scheme() {
   return {"kdconv", [](const std::string& kind, const network<float>& baseline, const context& ctx) {
@@ -53,10 +53,9 @@ inline scheme kdconv_scheme() {
                 return swapped;
               });
               recipe r = cnn_recipe();
-              r.epochs = 1;
+              r.epochs = kdconv_fine_tune_epochs;
               r.learning_rate = 1e-3f;
-              train_with(net, r, ctx.data.train, ctx.data.test, "kdconv " + label, ctx.opt.seed + 1,
-                         ctx.opt.quick ? ctx.max_batches() : kdconv_fine_tune_batches);
+              ctx.fine_tune(net, r, "kdconv " + label);
               out.push_back({label, std::move(net)});
             }
             return out;
