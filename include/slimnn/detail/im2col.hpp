@@ -8,6 +8,9 @@
 // col2im_rows is its adjoint (accumulates). Both are O(P * C * k * k) per image.
 #pragma once
 
+#include <algorithm>
+#include <utility>
+
 #include "slimnn/core/error.hpp"
 #include "slimnn/core/shape.hpp"
 #include "slimnn/core/types.hpp"
@@ -35,6 +38,16 @@ struct conv_geometry {
   }
 };
 
+/// The output columns [lo, hi) whose kernel column j reads inside the image
+/// (0 <= ow * stride + j - padding < in.w); the others read zero padding.
+inline std::pair<index_t, index_t> valid_columns(const conv_geometry& g, index_t j) {
+  const index_t offset = j - g.padding, wo = g.out_w();
+  const index_t lo = offset >= 0 ? 0 : (-offset + g.stride - 1) / g.stride;
+  const index_t past = g.in.w - offset;  // ow * stride < past
+  const index_t hi = past <= 0 ? 0 : (past - 1) / g.stride + 1;
+  return {std::min(lo, wo), std::max(std::min(hi, wo), std::min(lo, wo))};
+}
+
 /// cols.block(P*b, 0, P, C*k*k) = im2col of image column x.col(first + b), b < count.
 template <class T, class In, class Cols>
 void im2col_rows(const conv_geometry& g, const In& x, index_t first, index_t count, Cols& cols) {
@@ -53,10 +66,15 @@ void im2col_rows(const conv_geometry& g, const In& x, index_t first, index_t cou
               continue;
             }
             const T* src = img + (c * g.in.h + ih) * g.in.w;
-            for (index_t ow = 0; ow < wo; ++ow) {
-              const index_t iw = ow * g.stride + j - g.padding;
-              row[ow] = (iw >= 0 && iw < g.in.w) ? src[iw] : T(0);
+            const index_t offset = j - g.padding;
+            const auto [lo, hi] = valid_columns(g, j);
+            std::fill(row, row + lo, T(0));
+            if (g.stride == 1) {
+              if (lo < hi) std::copy(src + (lo + offset), src + (hi + offset), row + lo);
+            } else {
+              for (index_t ow = lo; ow < hi; ++ow) row[ow] = src[ow * g.stride + offset];
             }
+            std::fill(row + hi, row + wo, T(0));
           }
         }
   }
@@ -77,10 +95,9 @@ void col2im_rows(const conv_geometry& g, const Cols& cols, index_t first, index_
             if (ih < 0 || ih >= g.in.h) continue;
             T* dst = img + (c * g.in.h + ih) * g.in.w;
             const T* row = in + oh * wo;
-            for (index_t ow = 0; ow < wo; ++ow) {
-              const index_t iw = ow * g.stride + j - g.padding;
-              if (iw >= 0 && iw < g.in.w) dst[iw] += row[ow];
-            }
+            const index_t offset = j - g.padding;
+            const auto [lo, hi] = valid_columns(g, j);
+            for (index_t ow = lo; ow < hi; ++ow) dst[ow * g.stride + offset] += row[ow];
           }
         }
   }
