@@ -162,4 +162,39 @@ TEST(block_circulant_conv2d, rejects_bad_settings_with_clear_messages) {
                                                "block 2: expects input 4x3x3 (36 values), got 35 rows")));
 }
 
+TEST(block_circulant_conv2d, file_round_trips_in_floating_and_fixed_point) {
+  auto layer = conv_case<6, 4, 3, 1, 1, 4>::make<float>();  // p = 1, q = 2, 3x3 kernel
+  layer.set_lr_scale(0.125f);
+  const auto file = slimnn::testing::saved(layer);
+  EXPECT_EQ(file.tensors.at("spectra").shape, (std::vector<std::uint64_t>{4, 2 * 9, 1}));  // [k, q*K*K, p]
+  EXPECT_EQ(file.settings.at("input"), "6x5x6");
+  slimnn::testing::expect_round_trip(layer);
+  layer.quantize_spectra(8);
+  slimnn::testing::expect_round_trip(layer);
+  const auto back = slimnn::testing::load_saved<block_circulant_conv2d<float>>(slimnn::testing::saved(layer));
+  EXPECT_EQ(back.spectrum_bits(), 8);
+  EXPECT_EQ(back.lr_scale(), 0.125f);
+}
+
+TEST(block_circulant_conv2d, corrupt_files_raise_format_error_naming_the_tensor) {
+  using ::testing::StrEq;
+  using ::testing::ThrowsMessage;
+  using L = block_circulant_conv2d<float>;
+  const auto msg = [](const std::string& text) { return ThrowsMessage<format_error>(StrEq("slimnn: edited: " + text)); };
+  const auto good = slimnn::testing::saved(conv_case<6, 4, 3, 1, 1, 4>::make<float>());
+  auto f = good;
+  f.tensors.at("spectra").shape = {4, 9, 2};
+  EXPECT_THAT([&] { slimnn::testing::load_saved<L>(f); }, msg("tensor 'spectra': shape [4, 9, 2], expected [4, 18, 1]"));
+  f = good;
+  f.tensors.at("bias").shape = {2, 2};
+  EXPECT_THAT([&] { slimnn::testing::load_saved<L>(f); }, msg("tensor 'bias': shape [2, 2], expected [4]"));
+  f = good;
+  f.settings["kernel"] = "8";
+  EXPECT_THAT([&] { slimnn::testing::load_saved<L>(f); },
+              msg("setting 'kernel': 8 does not fit input 6x5x6 with padding 1"));
+  f = good;
+  f.settings["block"] = "7";
+  EXPECT_THAT([&] { slimnn::testing::load_saved<L>(f); }, msg("setting 'block': 7 is out of range [1, 6]"));
+}
+
 }  // namespace

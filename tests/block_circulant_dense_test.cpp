@@ -2,6 +2,7 @@
 
 #include <gmock/gmock.h>
 
+#include <cstring>
 #include <thread>
 
 #include "conformance.hpp"
@@ -279,6 +280,70 @@ TEST(block_circulant_dense, concurrent_batch_one_forward_on_a_large_layer) {
     });
   for (auto& th : pool) th.join();
   for (int t = 0; t < threads; ++t) EXPECT_EQ(mismatches[std::size_t(t)], 0) << "thread " << t;
+}
+
+// --- file format -------------------------------------------------------------------------
+
+TEST(block_circulant_dense, file_holds_k_reals_per_block_or_fixed_point_codes) {
+  using slimnn::testing::expect_round_trip;
+  auto layer = circulant_case<10, 7, 4>::make<float>();  // p = 2, q = 3
+  layer.set_lr_scale(0.3f);
+  auto file = slimnn::testing::saved(layer);
+  const auto& spectra = file.tensors.at("spectra");
+  EXPECT_EQ(spectra.shape, (std::vector<std::uint64_t>{4, 3, 2}));  // [k, q, p]: r0, r1, i1, r2
+  float v = 0;
+  std::memcpy(&v, spectra.bytes.data() + ((2 * 3 + 1) * 2 + 0) * sizeof(float), sizeof v);
+  EXPECT_EQ(v, layer.spectrum(1)(0, 1).imag());  // value 2 (i1) of block (0, 1)
+  EXPECT_EQ(file.settings.at("lr_scale"), "0.3");
+  EXPECT_EQ(file.settings.at("spectrum_bits"), "0");
+  expect_round_trip(layer);
+  layer.quantize_spectra(6);
+  expect_round_trip(layer);
+  file = slimnn::testing::saved(layer);
+  EXPECT_EQ(file.tensors.at("spectra_codes").shape, (std::vector<std::uint64_t>{4 * 3 * 2 * 6 / 8}));
+  EXPECT_EQ(file.tensors.count("spectra"), 0u);
+  const auto back = slimnn::testing::load_saved<block_circulant_dense<float>>(file);
+  EXPECT_EQ(back.spectrum_bits(), 6);
+  EXPECT_EQ(back.lr_scale(), 0.3f);
+  EXPECT_EQ(back.first_columns(), layer.first_columns());
+}
+
+TEST(block_circulant_dense, corrupt_files_raise_format_error_naming_the_tensor) {
+  using ::testing::StrEq;
+  using ::testing::ThrowsMessage;
+  using slimnn::testing::load_saved;
+  using L = block_circulant_dense<float>;
+  const auto msg = [](const std::string& text) { return ThrowsMessage<format_error>(StrEq("slimnn: edited: " + text)); };
+  auto layer = circulant_case<10, 7, 4>::make<float>();
+  const auto plain = slimnn::testing::saved(layer);
+  layer.quantize_spectra(6);
+  const auto fixed = slimnn::testing::saved(layer);
+  auto f = fixed;
+  f.tensors.at("spectra_codes").bytes[0] = std::byte(0x3f);  // value 0: code 63, one past 2 * 31
+  EXPECT_THAT([&] { load_saved<L>(f); },
+              msg("tensor 'spectra_codes': code 63 of value 0 is outside 0..62 (6-bit codes offset by 31)"));
+  f = fixed;
+  f.settings["spectrum_bits"] = "8";
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("tensor 'spectra_codes': shape [18], expected [24]"));
+  f.settings["spectrum_bits"] = "17";
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("setting 'spectrum_bits': 17 is out of range [0, 16]"));
+  f = fixed;
+  f.settings["spectrum_fraction_bits"] = "61";
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("setting 'spectrum_fraction_bits': 61 is out of range [-60, 60]"));
+  f = plain;
+  f.tensors.at("spectra").shape = {4, 2, 3};
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("tensor 'spectra': shape [4, 2, 3], expected [4, 3, 2]"));
+  f = plain;
+  f.settings["block"] = "11";
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("setting 'block': 11 is out of range [1, 10]"));
+  f = plain;
+  f.settings["lr_scale"] = "0";
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("setting 'lr_scale': 0 is out of range [1.4013e-45, 3.40282e+38]"));
+  f.settings["lr_scale"] = "fast";
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("setting 'lr_scale': 'fast' is not a number"));
+  f = plain;
+  f.tensors.erase("bias");
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("tensor 'bias': missing"));
 }
 
 }  // namespace

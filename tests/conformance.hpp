@@ -5,6 +5,8 @@
 // and optionally `static constexpr double float_tolerance` (relative, default 1e-4) and
 // `static slimnn::gradient_check_config gradient_config()`; then, in its own test file:
 //   INSTANTIATE_TYPED_TEST_SUITE_P(dense, conformance, ::testing::Types<dense_case>);
+// A layer with save/load (a SaveableLayer, core/tensor_io.hpp) also round-trips through a
+// safetensors buffer to bit-identical outputs (layer_file.hpp); others skip that test.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -13,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "layer_file.hpp"
 #include "slimnn/core/layer.hpp"
 #include "slimnn/net/network.hpp"
 #include "slimnn/train/gradient_check.hpp"
@@ -162,8 +165,19 @@ TYPED_TEST_P(conformance, backward_rejects_wrong_gradient_shape) {
   }
 }
 
+TYPED_TEST_P(conformance, save_load_round_trip) {
+  using layer_f = typename TestFixture::layer_f;
+  if constexpr (slimnn::SaveableLayer<layer_f>) {
+    slimnn::testing::expect_round_trip(TypeParam::template make<float>());
+    slimnn::testing::expect_round_trip(TypeParam::template make<double>(), "block.3.");
+  } else {
+    GTEST_SKIP() << "no layer save/load (whole networks round-trip in network_io_test)";
+  }
+}
+
 REGISTER_TYPED_TEST_SUITE_P(conformance, output_has_declared_shape, rejects_wrong_input_rows,
                             forward_is_deterministic, concurrent_forward_matches_serial,
                             strided_view_matches_contiguous, batch_matches_single_samples,
                             float_matches_double, same_output_inside_a_network,
-                            gradients_match_finite_differences, backward_rejects_wrong_gradient_shape);
+                            gradients_match_finite_differences, backward_rejects_wrong_gradient_shape,
+                            save_load_round_trip);

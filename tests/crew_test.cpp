@@ -2,6 +2,7 @@
 
 #include <gmock/gmock.h>
 
+#include <limits>
 #include <set>
 
 #include "conformance.hpp"
@@ -324,6 +325,79 @@ TEST(crew_dense, after_update_rounds_values_to_codes) {
   layer.after_update();
   EXPECT_EQ(layer.unique_codes(0)[0], 127);
   EXPECT_EQ(layer.unique_codes(0)[1], std::clamp(before + 1, -127, 127));
+}
+
+// --- file format -------------------------------------------------------------------------------
+
+TEST(crew_file, every_layout_and_fine_tuned_values_round_trip) {
+  using layout = crew_index_layout;
+  for (int unique : {2, 4, 5, 40})
+    for (auto l : {layout::lanes, layout::per_input, layout::per_layer}) {
+      if (l == layout::lanes && unique > 16) continue;
+      SCOPED_TRACE(detail::cat("unique ", unique, ", layout ", int(l)));
+      auto layer = layer_from<float>(random_codes(37, 70, unique, 3), l);
+      slimnn::testing::expect_round_trip(layer);
+      auto params = layer.parameters();  // fine-tuned values; the codes follow (after_update)
+      for (index_t k = 0; k < params[0].size; ++k) params[0].value[k] += 0.3f * float(k % 3) - 0.4f;
+      layer.after_update();
+      slimnn::testing::expect_round_trip(layer);
+      const auto file = slimnn::testing::saved(layer);
+      EXPECT_LE(file.tensors.at("index").bytes.size(), layer.index_bytes());  // lanes: equal; packed: no word padding
+      const auto back = slimnn::testing::load_saved<crew_dense<float>>(file);
+      EXPECT_EQ(back.layout(), layer.layout());
+      EXPECT_EQ(back.index_width(3), layer.index_width(3));
+      EXPECT_EQ(back.codes(), layer.codes());
+      const int8_matrix xq = random_int8(37, 3, 5);
+      int32_matrix a, b;
+      layer.forward_int8(xq, a);
+      back.forward_int8(xq, b);
+      EXPECT_EQ(a, b);
+    }
+}
+
+TEST(crew_file, corrupt_files_raise_format_error_naming_the_tensor) {
+  using L = crew_dense<float>;
+  using slimnn::testing::load_saved;
+  const auto msg = [](const std::string& text) { return ThrowsMessage<format_error>(StrEq("slimnn: edited: " + text)); };
+  int8_matrix codes(4, 2);  // u = 3 and 1: 2-bit lanes, index of output j, input 0 in byte j
+  codes << 1, 5, 2, 5, 3, 5, 1, 5;
+  const auto lanes = slimnn::testing::saved(layer_from<float>(codes));
+  auto f = lanes;
+  f.tensors.at("index").bytes[0] = std::byte(3);
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("tensor 'index': index 3 of output 0, input 0 is not below u_i = 3"));
+  f = lanes;
+  f.tensors.at("index").bytes[4] = std::byte(1);
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("tensor 'index': padding output 4 of input 0 has index 1, not 0"));
+  f = lanes;
+  f.settings["index_bits"] = "1";
+  EXPECT_THAT([&] { load_saved<L>(f); },
+              msg("setting 'index_bits': 1 is not a lanes width (1, 2 or 4) of at least 2 bits"));
+  f.settings["index_bits"] = "3";
+  EXPECT_THAT([&] { load_saved<L>(f); },
+              msg("setting 'index_bits': 3 is not a lanes width (1, 2 or 4) of at least 2 bits"));
+  f = lanes;
+  f.set<std::uint8_t>("unique_counts", 0, 5);
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("tensor 'unique_counts': input 0 has 5 unique codes, expected 1..4"));
+  f = lanes;
+  f.set<float>("values", 1, std::numeric_limits<float>::infinity());
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("tensor 'values': value 1 is not finite"));
+  f = lanes;
+  f.settings["layout"] = "packed";
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("setting 'layout': 'packed' is not lanes, per_input or per_layer"));
+  // Packed: 3 outputs of input 0 in 6 bits of byte 0, then input 1 (0 bits).
+  const auto packed = slimnn::testing::saved(layer_from<float>(codes.topRows(3), crew_index_layout::per_input));
+  f = packed;
+  f.tensors.at("index").bytes[0] |= std::byte(0xc0);
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("tensor 'index': input 0: padding bits after the last index are not zero"));
+  f = packed;
+  f.tensors.at("index").bytes[0] |= std::byte(0x30);
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("tensor 'index': index 3 of output 2, input 0 is not below u_i = 3"));
+  f = packed;
+  f.tensors.at("row_scale").shape = {1, 3};
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("tensor 'row_scale': shape [1, 3], expected [3]"));
+  auto layered = slimnn::testing::saved(layer_from<float>(codes, crew_index_layout::per_layer));
+  layered.settings["index_bits"] = "9";
+  EXPECT_THAT([&] { load_saved<L>(layered); }, msg("setting 'index_bits': 9 is out of range [2, 8]"));
 }
 
 // --- errors ----------------------------------------------------------------------------------

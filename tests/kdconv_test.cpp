@@ -350,4 +350,86 @@ TEST(kdconv, rejects_bad_settings_with_clear_messages) {
                                                "basis 8-bit: expects input 2x5x5 (50 values), got 7 rows")));
 }
 
+// --- file format -------------------------------------------------------------------------
+
+TEST(kdconv_file, quantized_formats_round_trip_to_identical_outputs) {
+  const auto conv = random_conv(shape{3, 7, 6}, 5, 3, 1, 1);
+  const std::vector<kdconv::settings> settings = {
+      {.bases = 4, .density = 0.5, .basis_bits = 8, .coefficients = coefficient_format::pow2, .coefficient_bits = 4},
+      {.bases = 3, .shared_basis = true, .density = 0.7, .basis_bits = 6, .coefficients = coefficient_format::kmeans,
+       .coefficient_bits = 3},
+      {.bases = 9, .std_multiple = 0.5, .group_size = 5, .basis_bits = 0, .coefficients = coefficient_format::kmeans,
+       .coefficient_bits = 1, .train_basis = true, .band_rows = 2},
+      {.bases = 2, .density = 0.3, .basis_bits = 2, .coefficients = coefficient_format::pow2, .coefficient_bits = 6,
+       .train_basis = true},
+  };
+  for (const auto& st : settings) {
+    SCOPED_TRACE(st.str());
+    auto layer = kdconv::decompose(conv, st).layer;
+    slimnn::testing::expect_round_trip(layer);
+    for (const auto& p : layer.parameters())  // a training step: the latent values move
+      for (index_t k = 0; k < p.size; ++k) p.value[k] *= 1.1f;
+    layer.after_update();
+    slimnn::testing::expect_round_trip(layer);
+    const auto file = slimnn::testing::saved(layer);
+    const auto back = slimnn::testing::load_saved<decomposed_conv2d<float>>(file);
+    EXPECT_EQ(back.coef_used(), layer.coef_used());
+    EXPECT_EQ(back.basis_used(), layer.basis_used());
+    std::uint64_t bytes = 0;
+    for (const auto& [name, t] : file.tensors) bytes += t.bytes.size();
+    EXPECT_LE(bytes, layer.stored_bytes() + 1);  // columns and codes are rounded up separately
+  }
+}
+
+TEST(kdconv_file, corrupt_files_raise_format_error_naming_the_tensor) {
+  using ::testing::HasSubstr;
+  using ::testing::StrEq;
+  using ::testing::ThrowsMessage;
+  using L = decomposed_conv2d<float>;
+  using slimnn::testing::load_saved;
+  const auto msg = [](const std::string& text) { return ThrowsMessage<format_error>(StrEq("slimnn: edited: " + text)); };
+  // C*M = 9 columns (4-bit indices), every coefficient kept: row 0 holds columns 0..8.
+  const auto conv = random_conv(shape{3, 6, 6}, 4, 3, 1, 1);
+  const auto kmeans = slimnn::testing::saved(
+      kdconv::decompose(conv, {.bases = 3, .density = 1, .basis_bits = 8, .coefficients = coefficient_format::kmeans,
+                               .coefficient_bits = 3}).layer);
+  auto f = kmeans;
+  auto& column = f.tensors.at("columns").bytes[0];
+  column = std::byte((std::uint8_t(column) & 0xf0u) | 15u);
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("tensor 'columns': row 0: column 15 is out of range 0..8"));
+  column = std::byte((std::uint8_t(column) & 0xf0u) | 1u);
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("tensor 'columns': row 0: columns are not in ascending order"));
+  f = kmeans;
+  f.set<std::int32_t>("row_start", 1, -1);
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("tensor 'row_start': offsets decrease at row 0 (0, then -1)"));
+  f.set<std::int32_t>("row_start", 0, 1);
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("tensor 'row_start': starts at 1, not 0"));
+  f = kmeans;
+  f.set<std::int8_t>("basis_fraction_bits", 0, 100);
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("tensor 'basis_fraction_bits': group 0: 100 is out of range [-60, 60]"));
+  f = kmeans;
+  f.tensors.at("basis_codes").bytes[0] = std::byte(0xff);
+  EXPECT_THAT([&] { load_saved<L>(f); },
+              msg("tensor 'basis_codes': code 255 of value 0 is outside 0..254 (8-bit codes offset by 127)"));
+  f = kmeans;
+  auto& codebook = f.tensors.at("coefficient_codebook");
+  codebook.shape = {2};
+  codebook.bytes.resize(2 * sizeof(float));
+  EXPECT_THAT([&] { load_saved<L>(f); },
+              ThrowsMessage<format_error>(::testing::AllOf(HasSubstr("slimnn: edited: tensor 'coefficient_codes': code "),
+                                                           HasSubstr(" is not below the 2 codebook values"))));
+  f = kmeans;
+  f.settings["coefficient_bits"] = "9";
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("setting 'coefficient_bits': 9 is out of range [1, 8]"));
+  f.settings["coefficients"] = "int4";
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("setting 'coefficients': 'int4' is not float, pow2 or kmeans"));
+  f = kmeans;
+  f.settings["basis_bits"] = "1";
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("setting 'basis_bits': 1 is neither 0 (float) nor in 2..16"));
+  auto pow2 = slimnn::testing::saved(
+      kdconv::decompose(conv, {.bases = 3, .coefficients = coefficient_format::pow2, .coefficient_bits = 4}).layer);
+  pow2.settings["coefficient_max_exponent"] = "127";
+  EXPECT_THAT([&] { load_saved<L>(pow2); }, msg("setting 'coefficient_max_exponent': 127 is out of range [-118, 126]"));
+}
+
 }  // namespace

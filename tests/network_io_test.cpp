@@ -8,12 +8,15 @@
 
 #include <filesystem>
 
+#include "layer_file.hpp"
 #include "slimnn/io/safetensors.hpp"
+#include "slimnn/kdconv/decompose.hpp"
 #include "test_util.hpp"
 
 namespace {
 
 using namespace slimnn;
+using slimnn::testing::expect_round_trip;
 using slimnn::testing::random_matrix;
 using ::testing::StrEq;
 using ::testing::ThrowsMessage;
@@ -77,25 +80,6 @@ template <class Case>
 class layer_file : public ::testing::Test {};
 using layer_cases = ::testing::Types<dense_case, conv2d_case, relu_case, flatten_case, max_pool_case, avg_pool_case>;
 TYPED_TEST_SUITE(layer_file, layer_cases);
-
-/// Saves `layer` under `prefix` into a buffer, loads it back, and checks the outputs.
-template <class L>
-void expect_round_trip(const L& layer, const std::string& prefix) {
-  using T = typename L::scalar_type;
-  safetensors_writer out;
-  layer.save(out, prefix);
-  const safetensors_file in(out.bytes(), "buffer");
-  const L back = L::load(in, prefix);
-  EXPECT_EQ(describe(back), describe(layer));
-  EXPECT_EQ(back.cost(), layer.cost());
-  const auto x = random_matrix<T>(layer.input_shape().size(), 3, 11);
-  matrix<T> expected, got;
-  layer.forward(x, expected);
-  back.forward(x, got);
-  EXPECT_EQ(got, expected);
-  for (const auto& name : in.tensor_names()) EXPECT_EQ(name.rfind(prefix, 0), 0u) << name;
-  for (const auto& [key, value] : in.metadata()) EXPECT_EQ(key.rfind(prefix, 0), 0u) << key;
-}
 
 TYPED_TEST(layer_file, round_trips_to_identical_outputs) {
   static_assert(SaveableLayer<decltype(TypeParam::template make<float>())>);
@@ -219,6 +203,39 @@ TEST(network_file, converts_between_scalar_types) {
   EXPECT_LT(slimnn::testing::relative_error(got.cast<double>(), expected), 1e-5);
 }
 
+// --- networks of compressed layers -----------------------------------------------------------
+
+TEST(network_file, compressed_networks_round_trip_to_identical_outputs) {
+  rng_t rng(31);
+  network<float> mlp;
+  auto circulant = project(dense<float>(12, 16, rng), 4);
+  circulant.quantize_spectra(10);
+  const auto smartdeal = smartdeal::decompose(dense<float>(16, 10, rng), {.basis_width = 4}).layer;
+  mlp << circulant << relu<float>(shape::flat(16)) << smartdeal << relu<float>(shape::flat(10))
+      << make_crew_dense(dense<float>(10, 5, rng), {.clusters = 4});
+  network<float> cnn;
+  const auto circulant_conv = project(conv2d<float>(shape{1, 8, 8}, {.out_channels = 4, .kernel = 3, .padding = 1}, rng), 2);
+  const auto smartdeal_conv = smartdeal::decompose(
+      conv2d<float>(shape{4, 8, 8}, {.out_channels = 4, .kernel = 3, .padding = 1}, rng), {.basis_width = 3}).layer;
+  const auto decomposed = kdconv::decompose(conv2d<float>(shape{4, 8, 8}, {.out_channels = 3, .kernel = 3, .stride = 2}, rng),
+                                            {.bases = 4, .density = 0.6, .coefficients = kdconv::coefficient_format::pow2})
+                              .layer;
+  cnn << circulant_conv << relu<float>(shape{4, 8, 8}) << smartdeal_conv << decomposed << flatten<float>(shape{3, 3, 3});
+  const temp_dir dir;
+  for (const network<float>* net : {&mlp, &cnn}) {
+    const auto path = dir / "compressed.safetensors";
+    save(*net, path);
+    const auto back = network<float>::load(path);
+    EXPECT_EQ(back.summary(), net->summary());
+    EXPECT_EQ(back.cost(), net->cost());
+    const auto x = random_matrix<float>(net->input_shape().size(), 4, 7);
+    matrix<float> a, b;
+    net->forward(x, a);
+    back.forward(x, b);
+    EXPECT_EQ(a, b);
+  }
+}
+
 // --- a layer kind defined outside slimnn joins with the protocol and one registration ----
 
 template <class T>
@@ -268,7 +285,9 @@ TEST(network_file, registered_kinds_load_and_unknown_kinds_are_named) {
     EXPECT_THAT([&] { load_network<float>(path); },
                 ThrowsMessage<format_error>(StrEq(
                     "slimnn: " + path +
-                    ": layer 1: unknown layer kind 'test_scale' (known: avg_pool2d, conv2d, dense, flatten, max_pool2d, relu)")));
+                    ": layer 1: unknown layer kind 'test_scale' (known: avg_pool2d, block_circulant_conv2d, "
+                    "block_circulant_dense, conv2d, crew_dense, decomposed_conv2d, dense, flatten, max_pool2d, relu, "
+                    "smartdeal_conv2d, smartdeal_dense)")));
   }
   layer_registry<float>::instance().add<scale<float>>();  // the one line a new kind needs
   const auto back = load_network<float>(path);

@@ -1,5 +1,6 @@
 #include <gmock/gmock.h>
 
+#include <limits>
 #include <random>
 
 #include "conformance.hpp"
@@ -346,6 +347,75 @@ TEST(smartdeal_settings, bad_settings_raise_clear_messages) {
   EXPECT_THAT([&] { layer.forward(matrix<float>::Zero(9, 1), y); },
               ThrowsMessage<shape_error>(StrEq(
                   "slimnn: smartdeal_dense<float>, 10->4, s 4, 1 basis, segment density 1: expects 10 inputs, got 9 rows")));
+}
+
+// --- file format -------------------------------------------------------------------------
+
+TEST(smartdeal_file, trained_layers_round_trip_and_store_packed_factors) {
+  auto layer = random_dense<float>(40, 12, 8, 0, 0.5, 0.7, 6);
+  sgd<float> opt({.learning_rate = 0.002f, .momentum = 0.f});
+  matrix<float> y, dx;
+  for (int step = 0; step < 5; ++step) {
+    layer.forward_train(random_matrix<float>(40, 4, 1), y);
+    layer.backward(y, dx);
+    opt.step(layer);
+  }
+  slimnn::testing::expect_round_trip(layer);
+  const auto file = slimnn::testing::saved(layer);
+  const auto p = layer.factors().pack();
+  EXPECT_EQ(file.tensors.at("basis").shape, (std::vector<std::uint64_t>{8, 8}));
+  const auto& codes = file.tensors.at("codes").bytes;
+  const auto packed = p.codes.to_bytes();
+  EXPECT_TRUE(std::equal(codes.begin(), codes.end(), packed.begin(), packed.end(),
+                         [](std::byte a, std::uint8_t b) { return std::uint8_t(a) == b; }));
+  EXPECT_EQ(file.tensors.at("codes").type, dtype::u8);
+  EXPECT_EQ(file.settings.at("min_exponent"), "-15");
+  std::uint64_t bytes = 0;
+  for (const auto& [name, t] : file.tensors) bytes += t.bytes.size();
+  EXPECT_LE(bytes, layer.cost().param_bytes);  // the file is as small as the cost model says
+}
+
+TEST(smartdeal_file, corrupt_files_raise_format_error_naming_the_tensor) {
+  using L = smartdeal_dense<float>;
+  using slimnn::testing::load_saved;
+  const auto msg = [](const std::string& text) { return ThrowsMessage<format_error>(StrEq("slimnn: edited: " + text)); };
+  // Every segment kept (S = 3, 2-bit segment indices: row 0 holds 0, 1, 2); exponents -4..0
+  // (5 levels in 3-bit fields, 4-bit codes).
+  const smartdeal_dense<float> layer(
+      smartdeal_matrix<float>(6, 21, 8, 0, pow2_quantizer(-4, 0), random_matrix<float>(8, 8, 3),
+                              random_coefficients(6, 24, 8, 1.0, 0.9, 1)),
+      random_matrix<float>(6, 1, 2).col(0));
+  const auto good = slimnn::testing::saved(layer);
+  auto f = good;
+  auto& index = f.tensors.at("segment_index").bytes[0];
+  index = std::byte((std::uint8_t(index) & ~3u) | 3u);
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("tensor 'segment_index': row 0: segment 3 is out of range 0..2"));
+  index = std::byte((std::uint8_t(index) & ~3u) | 2u);
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("tensor 'segment_index': row 0: segments are not in ascending order"));
+  f = good;
+  auto& code = f.tensors.at("codes").bytes[0];
+  code = std::byte((std::uint8_t(code) & 0xf0u) | 7u);
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("tensor 'codes': code 7 of nonzero 0 is outside the 5 exponents -4..0"));
+  f = good;
+  f.tensors.at("element_mask").bytes[0] = std::byte(0);
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("tensor 'element_mask': kept segment 0 has no nonzero element"));
+  f = good;
+  f.set<float>("basis", 5, std::numeric_limits<float>::quiet_NaN());
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("tensor 'basis': contains NaN or infinite values"));
+  f = good;
+  f.settings["max_exponent"] = "200";
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("setting 'max_exponent': 200 is out of range [-4, 123]"));
+  f = good;
+  f.settings["basis_width"] = "4";
+  EXPECT_THAT([&] { load_saved<L>(f); }, msg("tensor 'basis': shape [8, 8], expected [4, 4]"));
+  f = good;
+  f.tensors.at("codes").bytes.pop_back();
+  f.tensors.at("codes").shape[0] -= 1;
+  EXPECT_THAT([&] { load_saved<L>(f); }, ThrowsMessage<format_error>(::testing::HasSubstr("tensor 'codes': shape [")));
+  // The convolution checks its factors against its geometry.
+  auto conv = slimnn::testing::saved(random_conv<float>());
+  conv.settings["out_channels"] = "5";
+  EXPECT_THAT([&] { load_saved<smartdeal_conv2d<float>>(conv); }, msg("tensor 'basis': shape [3, 3], expected [3, 6]"));
 }
 
 }  // namespace

@@ -18,13 +18,19 @@
 // back by col2im and inverse-transformed (G_f: spectra of the output gradient). The
 // spectra's learning rate is scaled by lr_scale() = 1/k by default (each value is shared
 // by a k x k block).
+// File (core/tensor_io.hpp): the stored spectra, k reals per block (circulant/projection.hpp:
+// "<prefix>spectra" [k, q*K*K, p] in T, or "<prefix>spectra_codes" in fixed point) and
+// "<prefix>bias" [N]; settings input, out_channels, kernel, stride, padding, block,
+// lr_scale, spectrum_bits (+ spectrum_fraction_bits). Reloads to bit-identical outputs.
 // Thread safety: forward is const and reentrant (shared FFTW plans, per-thread scratch,
 // no allocation once warm); training members are single-threaded.
 #pragma once
 
 #include <cmath>
+#include <limits>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "slimnn/circulant/projection.hpp"
@@ -200,6 +206,30 @@ class block_circulant_conv2d {
     spectra_.quantize(bits);
   }
   int spectrum_bits() const { return spectra_.bits(); }
+
+  static constexpr const char* kind = "block_circulant_conv2d";
+  void save(tensor_sink& out, const std::string& prefix) const {
+    detail::put_conv_settings(out, prefix, geometry_, out_channels_);
+    out.put_setting(prefix + "block", k_);
+    out.put_setting(prefix + "lr_scale", lr_scale_);
+    spectra_.save(out, prefix);
+    out.put_vector(prefix + "bias", bias_);
+  }
+  static block_circulant_conv2d load(const tensor_source& in, const std::string& prefix) {
+    const auto [input, config] = detail::get_conv_settings(in, prefix);
+    const index_t k = in.setting_int(prefix + "block", 1, std::max(input.c, config.out_channels));
+    const index_t p = (config.out_channels + k - 1) / k, q = (input.c + k - 1) / k;
+    const auto cols = detail::element_count(in, prefix + "spectra", {std::uint64_t(q), std::uint64_t(config.kernel),
+                                                                     std::uint64_t(config.kernel)});
+    auto spectra = detail::circulant_spectra<T>::load(in, prefix, k, p, index_t(cols));
+    auto bias = in.get_vector<T>(prefix + "bias", config.out_channels);
+    block_circulant_conv2d layer(input, config, k);
+    layer.spectra_ = std::move(spectra);
+    layer.bias_ = std::move(bias);
+    layer.lr_scale_ =
+        in.setting_real(prefix + "lr_scale", std::numeric_limits<T>::denorm_min(), std::numeric_limits<T>::max());
+    return layer;
+  }
 
   /// The equivalent reference convolution (expanded, cropped weights and the same bias).
   conv2d<T> to_dense() const {

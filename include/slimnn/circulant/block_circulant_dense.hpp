@@ -17,13 +17,19 @@
 // k x k block, so its learning rate is scaled by lr_scale() = 1/k by default
 // (set_lr_scale changes it; adaptive optimizers such as Adam may prefer 1).
 // k = 1 is the dense layer (with the same weights; summation order may differ).
+// File (core/tensor_io.hpp): the stored spectra, k reals per block (circulant/projection.hpp:
+// "<prefix>spectra" [k, q, p] in T, or "<prefix>spectra_codes" in fixed point) and
+// "<prefix>bias" [outputs]; settings inputs, outputs, block, lr_scale, spectrum_bits
+// (+ spectrum_fraction_bits). Reloads to bit-identical outputs (FFTW_ESTIMATE plans).
 // Thread safety: forward is const and reentrant (shared immutable FFTW plans, per-thread
 // scratch, no allocation once warm); training members are single-threaded.
 #pragma once
 
 #include <cmath>
+#include <limits>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "slimnn/circulant/projection.hpp"
@@ -168,6 +174,30 @@ class block_circulant_dense {
     spectra_.quantize(bits);
   }
   int spectrum_bits() const { return spectra_.bits(); }
+
+  static constexpr const char* kind = "block_circulant_dense";
+  void save(tensor_sink& out, const std::string& prefix) const {
+    out.put_setting(prefix + "inputs", inputs_);
+    out.put_setting(prefix + "outputs", outputs_);
+    out.put_setting(prefix + "block", k_);
+    out.put_setting(prefix + "lr_scale", lr_scale_);
+    spectra_.save(out, prefix);
+    out.put_vector(prefix + "bias", bias_);
+  }
+  static block_circulant_dense load(const tensor_source& in, const std::string& prefix) {
+    constexpr std::int64_t limit = std::int64_t(1) << 40;
+    const index_t inputs = in.setting_int(prefix + "inputs", 1, limit);
+    const index_t outputs = in.setting_int(prefix + "outputs", 1, limit);
+    const index_t k = in.setting_int(prefix + "block", 1, std::max(inputs, outputs));
+    auto spectra = detail::circulant_spectra<T>::load(in, prefix, k, (outputs + k - 1) / k, (inputs + k - 1) / k);
+    auto bias = in.get_vector<T>(prefix + "bias", outputs);
+    block_circulant_dense layer(inputs, outputs, k);
+    layer.spectra_ = std::move(spectra);
+    layer.bias_ = std::move(bias);
+    layer.lr_scale_ =
+        in.setting_real(prefix + "lr_scale", std::numeric_limits<T>::denorm_min(), std::numeric_limits<T>::max());
+    return layer;
+  }
 
   /// The equivalent dense layer (expanded, cropped weights and the same bias).
   dense<T> to_dense() const {

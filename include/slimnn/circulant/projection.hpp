@@ -22,6 +22,11 @@
 // imaginary parts of the DC bin (and of the Nyquist bin for even k) are structurally
 // zero and kept at zero. It also holds the optional fixed-point (Q-format) rounding of
 // the stored spectra (slimnn::uniform_quantizer::fixed_point over all stored values).
+// In a file (save/load) each block keeps its k reals in the packed real-FFT order
+// r0, r1, i1, r2, i2, ... (r_{k/2} last for even k): "<prefix>spectra" [k, Q, p] in T (value
+// t of block (i, j) at [t][j][i]), or in fixed-point mode "<prefix>spectra_codes", the
+// same values as bits-bit codes (detail/packed_io.hpp); settings spectrum_bits (0 or
+// 2..16) and, in fixed point, spectrum_fraction_bits f (scale 2^-f).
 // Thread safety: plain values; const members are reentrant.
 #pragma once
 
@@ -34,7 +39,9 @@
 #include "slimnn/core/error.hpp"
 #include "slimnn/core/fft.hpp"
 #include "slimnn/core/quantize.hpp"
+#include "slimnn/core/tensor_io.hpp"
 #include "slimnn/core/types.hpp"
+#include "slimnn/detail/packed_io.hpp"
 
 namespace slimnn {
 
@@ -183,6 +190,47 @@ class circulant_spectra {
   int bits() const { return bits_; }
   double scale() const { return scale_; }
 
+  void save(tensor_sink& out, const std::string& prefix) const {
+    const auto n = std::size_t(rows_ * cols_);
+    const T* v = reinterpret_cast<const T*>(values_.data());
+    std::vector<T> packed(std::size_t(k_) * n);
+    for (index_t t = 0; t < k_; ++t)
+      for (std::size_t b = 0; b < n; ++b) packed[std::size_t(t) * n + b] = v[packed_index(t, b)];
+    out.put_setting(prefix + "spectrum_bits", bits_);
+    if (bits_ == 0) {
+      out.put_array(prefix + "spectra", {std::uint64_t(k_), std::uint64_t(cols_), std::uint64_t(rows_)}, packed);
+    } else {
+      out.put_setting(prefix + "spectrum_fraction_bits", -std::ilogb(scale_));
+      const uniform_quantizer q(bits_, scale_);
+      put_fixed_point(out, prefix + "spectra_codes", std::span<const T>(packed), {&q, 1});
+    }
+  }
+  /// The store save() wrote for k-blocks in a rows x cols grid; format_error on bad content.
+  static circulant_spectra load(const tensor_source& in, const std::string& prefix, index_t k, index_t rows,
+                                index_t cols) {
+    const std::string key = prefix + "spectrum_bits";
+    const int bits = int(in.setting_int(key, 0, 16));
+    if (bits == 1) in.fail_setting(key, "1 is neither 0 (floating point) nor in 2..16");
+    double scale = 1;
+    std::vector<T> packed;
+    if (bits == 0) {
+      packed = in.get<T>(prefix + "spectra", {std::uint64_t(k), std::uint64_t(cols), std::uint64_t(rows)});
+    } else {
+      scale = std::ldexp(1.0, -int(in.setting_int(prefix + "spectrum_fraction_bits", -60, 60)));
+      const std::string name = prefix + "spectra_codes";
+      const auto count = element_count(in, name, {std::uint64_t(k), std::uint64_t(cols), std::uint64_t(rows)});
+      const uniform_quantizer q(bits, scale);
+      packed = get_fixed_point<T>(in, name, count, {&q, 1});
+    }
+    circulant_spectra s(k, rows, cols);
+    s.bits_ = bits;
+    s.scale_ = scale;
+    const auto n = std::size_t(rows * cols);
+    for (index_t t = 0; t < k; ++t)
+      for (std::size_t b = 0; b < n; ++b) s.values()[s.packed_index(t, b)] = packed[std::size_t(t) * n + b];
+    return s;
+  }
+
   /// Bytes a compact store needs: k reals per block (the half spectrum without its
   /// structurally zero imaginary parts) at sizeof(T) or at the fixed-point width.
   std::uint64_t stored_bytes() const {
@@ -200,6 +248,12 @@ class circulant_spectra {
       s[std::size_t(t)] = std::sin(angle);
     }
     return {c, s};
+  }
+
+  /// Where value t of block b in the packed real-FFT order (r0, r1, i1, r2, i2, ...) is
+  /// in the real view values().
+  std::size_t packed_index(index_t t, std::size_t b) const {
+    return 2 * (std::size_t((t + 1) / 2 * rows_ * cols_) + b) + (t == 0 || t % 2 == 1 ? 0 : 1);
   }
 
   index_t k_ = 1, rows_ = 0, cols_ = 0;

@@ -3,7 +3,8 @@
 //
 // Tensors are named n-dimensional arrays of little-endian elements in row-major order
 // (the last extent varies fastest), exactly as safetensors and PyTorch lay them out.
-// Settings are string key/value pairs (integers in decimal, shapes as "CxHxW").
+// Settings are string key/value pairs (integers in decimal, shapes as "CxHxW", reals in
+// the shortest decimal form that reads back to the same value).
 //
 // The save/load protocol of a layer L (every reference layer follows it):
 //   static constexpr const char* kind = "dense";      // stable, unique name of the kind
@@ -151,13 +152,15 @@ inline double element_as_double(dtype t, const std::byte* p) {
   }
 }
 
-/// Parses a whole decimal integer; nullopt on anything else.
-inline std::optional<std::int64_t> parse_int(std::string_view s) {
-  std::int64_t v = 0;
+/// Parses a whole decimal integer (or, for floating V, a real); nullopt on anything else.
+template <class V = std::int64_t>
+std::optional<V> parse_number(std::string_view s) {
+  V v = 0;
   const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc() || end != s.data() + s.size() || s.empty()) return std::nullopt;
   return v;
 }
+inline std::optional<std::int64_t> parse_int(std::string_view s) { return parse_number(s); }
 
 }  // namespace detail
 
@@ -249,6 +252,13 @@ class tensor_sink {
   template <std::integral I>
   void put_setting(const std::string& key, I value) { put_setting(key, std::to_string(value)); }
   void put_setting(const std::string& key, const shape& s) { put_setting(key, s.str()); }
+  /// A real, in the shortest form that reads back exactly (setting_real).
+  template <std::floating_point F>
+  void put_setting(const std::string& key, F value) {
+    char text[64];
+    const auto [end, ec] = std::to_chars(text, text + sizeof text, value);
+    put_setting(key, std::string(text, ec == std::errc() ? end : text));
+  }
 
  protected:
   virtual void do_put(const std::string& name, dtype type, std::vector<std::uint64_t> shape,
@@ -344,6 +354,15 @@ class tensor_source {
     const std::string* s = find_setting(key);
     if (!s) return std::nullopt;
     return checked_int(key, *s, min, max);
+  }
+  /// A real setting in [min, max] (so never NaN), parsed directly as F.
+  template <std::floating_point F>
+  F setting_real(const std::string& key, F min, F max) const {
+    const std::string& s = setting(key);
+    const auto v = detail::parse_number<F>(s);
+    if (!v) fail_setting(key, detail::cat("'", s, "' is not a number"));
+    if (!(*v >= min && *v <= max)) fail_setting(key, detail::cat(s, " is out of range [", min, ", ", max, "]"));
+    return *v;
   }
   /// A shape setting ("784" or "32x14x14"); each extent in [1, 2^24], at most 2^40 values.
   slimnn::shape setting_shape(const std::string& key) const {

@@ -29,6 +29,14 @@
 // Training: forward_train expands W = s_j * V_i[idx] and uses dense products; backward gives
 // dL/dV_i[u] = sum over the weights (j, i) with idx(j, i) = u of s_j * dL/dW(j, i) (the
 // Deep-Compression centroid update), dL/db, and dx = W^T dy.
+// File (core/tensor_io.hpp): "<prefix>unique_counts" [inputs] U8 (u_i), "<prefix>values"
+// [sum u_i] in T (V_i in order; the codes are round(V_i), as after_update), "<prefix>index"
+// U8, the index stream of the layout (lanes: [blocks, inputs, 32] as in memory; packed:
+// input by input, each to_bytes() of detail/bitpack.hpp), "<prefix>row_scale" and
+// "<prefix>bias" [outputs]; settings inputs, outputs, max_code, layout (lanes, per_input,
+// per_layer) and index_bits (lanes: 1, 2 or 4; per_layer: up to 8; per_input has
+// ceil(log2 u_i) bits per input). load checks every count, value and index (below u_i;
+// lanes padding 0).
 // Thread safety: forward/forward_int8 are const and reentrant (grow-only per-thread buffers);
 // training members are single-threaded.
 #pragma once
@@ -46,6 +54,7 @@
 #include "slimnn/crew/weight_quantization.hpp"
 #include "slimnn/detail/bitpack.hpp"
 #include "slimnn/detail/crew_kernels.hpp"
+#include "slimnn/detail/packed_io.hpp"
 #include "slimnn/layers/dense.hpp"
 
 namespace slimnn {
@@ -251,6 +260,112 @@ class crew_dense {
       codes_[k] = std::int8_t(std::clamp<double>(std::nearbyint(double(values_[k])), -max_code_, max_code_));
   }
 
+  // --- file ---------------------------------------------------------------------------
+
+  static constexpr const char* kind = "crew_dense";
+  void save(tensor_sink& out, const std::string& prefix) const {
+    out.put_setting(prefix + "inputs", inputs_);
+    out.put_setting(prefix + "outputs", outputs_);
+    out.put_setting(prefix + "max_code", max_code_);
+    out.put_setting(prefix + "layout", layout_key(layout_));
+    if (layout_ != crew_index_layout::per_input) out.put_setting(prefix + "index_bits", index_width(0));
+    const std::vector<std::uint8_t> counts(unique_.begin(), unique_.end());  // u_i <= 255 (int8 codes)
+    out.put_array(prefix + "unique_counts", {std::uint64_t(inputs_)}, counts);
+    out.put_array(prefix + "values", {values_.size()}, values_);
+    if (layout_ == crew_index_layout::lanes) {
+      out.put_array(prefix + "index", {std::uint64_t(lanes_.blocks()), std::uint64_t(inputs_), 32}, lanes_.bytes);
+    } else {
+      std::vector<std::uint8_t> bytes;
+      for (const auto& p : packed_) {
+        const auto b = p.to_bytes();
+        bytes.insert(bytes.end(), b.begin(), b.end());
+      }
+      out.put_array(prefix + "index", {bytes.size()}, bytes);
+    }
+    out.put_vector(prefix + "row_scale", row_scale_);
+    out.put_vector(prefix + "bias", bias_);
+  }
+
+  static crew_dense load(const tensor_source& in, const std::string& prefix) {
+    constexpr std::int64_t limit = std::int64_t(1) << 40;
+    crew_dense l;
+    l.inputs_ = in.setting_int(prefix + "inputs", 1, limit);
+    l.outputs_ = in.setting_int(prefix + "outputs", 1, limit);
+    l.max_code_ = int(in.setting_int(prefix + "max_code", 1, 127));
+    const std::string& layout = in.setting(prefix + "layout");
+    for (auto c : {crew_index_layout::lanes, crew_index_layout::per_input, crew_index_layout::per_layer})
+      if (layout == layout_key(c)) l.layout_ = c;
+    if (layout != layout_key(l.layout_))
+      in.fail_setting(prefix + "layout", detail::cat("'", layout, "' is not lanes, per_input or per_layer"));
+    const bool lanes = l.layout_ == crew_index_layout::lanes;
+    // u_i: at most one index per output, per code of the grid, and 16 for lanes.
+    const std::string counts = prefix + "unique_counts", values = prefix + "values", index = prefix + "index";
+    const auto u = in.get<std::uint8_t>(counts, {std::uint64_t(l.inputs_)});
+    const index_t most = std::min<index_t>({l.outputs_, 2 * index_t(l.max_code_) + 1, lanes ? 16 : 255});
+    l.offsets_.assign(u.size() + 1, 0);
+    l.unique_.assign(u.begin(), u.end());
+    for (std::size_t i = 0; i < u.size(); ++i) {
+      if (u[i] < 1 || u[i] > most)
+        in.fail(counts, detail::cat("input ", i, " has ", int(u[i]), " unique codes, expected 1..", most));
+      l.offsets_[i + 1] = l.offsets_[i] + u[i];
+      l.max_unique_ = std::max<index_t>(l.max_unique_, u[i]);
+    }
+    l.values_ = in.get<T>(values, {std::uint64_t(l.offsets_.back())});
+    for (std::size_t k = 0; k < l.values_.size(); ++k)
+      if (!std::isfinite(double(l.values_[k]))) in.fail(values, detail::cat("value ", k, " is not finite"));
+    l.codes_.resize(l.values_.size() + 16, 0);
+    l.after_update();
+    // The index stream, each index checked against its input's u_i.
+    const auto check = [&](index_t j, index_t i, std::uint32_t idx) {
+      if (idx >= l.unique_[std::size_t(i)])
+        in.fail(index, detail::cat("index ", idx, " of output ", j, ", input ", i, " is not below u_i = ",
+                                   l.unique_[std::size_t(i)]));
+    };
+    const int needed = detail::bits_for(std::uint64_t(l.max_unique_));
+    if (lanes) {
+      const auto w = int(in.setting_int(prefix + "index_bits", 1, 4));
+      if (w == 3 || w < needed)
+        in.fail_setting(prefix + "index_bits", detail::cat(w, " is not a lanes width (1, 2 or 4) of at least ", needed,
+                                                           " bits"));
+      const index_t block = 32 * (8 / w), blocks = (l.outputs_ + block - 1) / block;
+      const auto bytes = in.get<std::uint8_t>(index, {std::uint64_t(blocks), std::uint64_t(l.inputs_), 32});
+      l.lanes_ = detail::crew_lanes(l.inputs_, l.outputs_, w);
+      l.lanes_.bytes = bytes;
+      for (index_t i = 0; i < l.inputs_; ++i)
+        for (index_t j = 0; j < blocks * block; ++j) {
+          const std::uint32_t idx = l.lanes_.get(j, i);
+          if (j < l.outputs_) check(j, i, idx);
+          else if (idx != 0)
+            in.fail(index, detail::cat("padding output ", j, " of input ", i, " has index ", idx, ", not 0"));
+        }
+    } else {
+      const int layer_width = l.layout_ == crew_index_layout::per_layer
+                                  ? int(in.setting_int(prefix + "index_bits", needed, 8)) : 0;
+      detail::element_count(in, index, {std::uint64_t(l.inputs_), std::uint64_t(l.outputs_)});
+      std::vector<int> width(u.size());
+      std::size_t total = 0;
+      for (std::size_t i = 0; i < u.size(); ++i) {
+        width[i] = layer_width ? layer_width : detail::bits_for(u[i]);
+        total += detail::packed_bits::byte_count(std::size_t(l.outputs_), width[i]);
+      }
+      const auto bytes = in.get<std::uint8_t>(index, {std::uint64_t(total)});
+      const std::uint8_t* at = bytes.data();
+      for (index_t i = 0; i < l.inputs_; ++i) {
+        const std::size_t n = detail::packed_bits::byte_count(std::size_t(l.outputs_), width[std::size_t(i)]);
+        auto p = detail::packed_bits::from_bytes(std::size_t(l.outputs_), width[std::size_t(i)], {at, n});
+        if (!p) in.fail(index, detail::cat("input ", i, ": padding bits after the last index are not zero"));
+        for (index_t j = 0; j < l.outputs_; ++j) check(j, i, p->get(std::size_t(j)));
+        l.packed_.push_back(std::move(*p));
+        at += n;
+      }
+    }
+    l.row_scale_ = in.get_vector<T>(prefix + "row_scale", l.outputs_);
+    l.bias_ = in.get_vector<T>(prefix + "bias", l.outputs_);
+    l.values_grad_.assign(l.values_.size(), T(0));
+    l.bias_grad_ = vector<T>::Zero(l.outputs_);
+    return l;
+  }
+
   // --- inspection --------------------------------------------------------------------
 
   index_t inputs() const { return inputs_; }
@@ -388,6 +503,16 @@ class crew_dense {
     // |x * code| <= 128 * 127 per term: int32 holds the sum of up to 132104 inputs.
     detail::require<config_error>(inputs_ <= 132104, describe(*this),
                                   ": the int8 path accumulates in int32 and supports at most 132104 inputs");
+  }
+
+  crew_dense() = default;  // for load
+
+  static const char* layout_key(crew_index_layout layout) {
+    switch (layout) {
+      case crew_index_layout::lanes: return "lanes";
+      case crew_index_layout::per_layer: return "per_layer";
+      default: return "per_input";
+    }
   }
 
   std::string layout_name() const {

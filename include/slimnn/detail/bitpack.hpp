@@ -4,10 +4,14 @@
 // 64-bit words: value i occupies bits [i*width, (i+1)*width) of the stream, possibly
 // straddling two words. width 0 stores nothing (every value is 0). get/set are O(1).
 // bits_for(n) is the width that distinguishes n values: ceil(log2 n), 0 for n <= 1.
+// to_bytes / from_bytes give the same stream as ceil(count * width / 8) bytes (value i at
+// bits [i*width, (i+1)*width) of the little-endian byte string; padding bits zero).
 // Thread safety: concurrent get() is safe; set() needs exclusive access.
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <span>
 #include <vector>
 
 #include "slimnn/core/error.hpp"
@@ -54,6 +58,25 @@ class packed_bits {
       const std::size_t spill = 64 - shift;
       words_[word + 1] = (words_[word + 1] & ~(mask() >> spill)) | (std::uint64_t(value) >> spill);
     }
+  }
+
+  /// Bytes of the byte stream of `count` values of `width` bits.
+  static std::size_t byte_count(std::size_t count, int width) { return (count * std::size_t(width) + 7) / 8; }
+  /// The values as a byte stream of byte_count(size(), width()) bytes.
+  std::vector<std::uint8_t> to_bytes() const {
+    std::vector<std::uint8_t> out(byte_count(count_, width_));
+    for (std::size_t b = 0; b < out.size(); ++b) out[b] = std::uint8_t(words_[b / 8] >> (8 * (b % 8)));
+    return out;
+  }
+  /// The inverse of to_bytes; nullopt unless `bytes` has byte_count(count, width) bytes
+  /// and its padding bits (after the last value) are zero.
+  static std::optional<packed_bits> from_bytes(std::size_t count, int width, std::span<const std::uint8_t> bytes) {
+    if (bytes.size() != byte_count(count, width)) return std::nullopt;
+    const std::size_t used = count * std::size_t(width) % 8;
+    if (used != 0 && (bytes.back() >> used) != 0) return std::nullopt;
+    packed_bits p(count, width);
+    for (std::size_t b = 0; b < bytes.size(); ++b) p.words_[b / 8] |= std::uint64_t(bytes[b]) << (8 * (b % 8));
+    return p;
   }
 
   friend bool operator==(const packed_bits&, const packed_bits&) = default;

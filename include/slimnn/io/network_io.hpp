@@ -29,8 +29,12 @@
 #include <utility>
 #include <vector>
 
+#include "slimnn/circulant/block_circulant_conv2d.hpp"
+#include "slimnn/circulant/block_circulant_dense.hpp"
 #include "slimnn/core/tensor_io.hpp"
+#include "slimnn/crew/crew_dense.hpp"
 #include "slimnn/io/safetensors.hpp"
+#include "slimnn/kdconv/decomposed_conv2d.hpp"
 #include "slimnn/layers/conv2d.hpp"
 #include "slimnn/layers/dense.hpp"
 #include "slimnn/layers/flatten.hpp"
@@ -38,6 +42,8 @@
 #include "slimnn/layers/relu.hpp"
 #include "slimnn/net/any_layer.hpp"
 #include "slimnn/net/network.hpp"
+#include "slimnn/smartdeal/smartdeal_conv2d.hpp"
+#include "slimnn/smartdeal/smartdeal_dense.hpp"
 
 namespace slimnn {
 
@@ -56,6 +62,12 @@ void add_builtin_layers(layer_registry<T>& registry) {
   registry.template add<flatten<T>>();
   registry.template add<max_pool2d<T>>();
   registry.template add<avg_pool2d<T>>();
+  registry.template add<block_circulant_dense<T>>();
+  registry.template add<block_circulant_conv2d<T>>();
+  registry.template add<smartdeal_dense<T>>();
+  registry.template add<smartdeal_conv2d<T>>();
+  registry.template add<crew_dense<T>>();
+  registry.template add<kdconv::decomposed_conv2d<T>>();
 }
 
 /// Layer kinds -> loaders, for networks of scalar T.

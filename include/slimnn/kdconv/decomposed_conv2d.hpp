@@ -25,19 +25,32 @@
 // and after_update() re-quantizes (optimizers call it after every step). Backward goes
 // through the equivalent dense kernel: dW by im2col + GEMM, then dA[n,c,m] = <dW[n,c], B[c,m]>
 // on the mask and dB[c,m] = sum_n A[n,c,m] dW[n,c].
+// File (core/tensor_io.hpp): the values forward uses. "<prefix>basis" [G, M, k, k] in T, or
+// "<prefix>basis_codes" (basis_bits-bit codes, detail/packed_io.hpp) with
+// "<prefix>basis_fraction_bits" [G] I8; "<prefix>row_start" [N+1] I32 and "<prefix>columns"
+// (packed c*M + m); "<prefix>coefficients" [nnz] in T, or "<prefix>coefficient_codes" (packed
+// pow2 codes, setting coefficient_max_exponent; or indices into "<prefix>coefficient_codebook"
+// [<= 2^bits] in T); "<prefix>bias" [N]; settings input, out_channels, kernel, stride,
+// padding and every kdconv::settings field. A loaded layer's latent values are the stored ones.
 // Thread safety: forward is const and reentrant (per-thread scratch); training members
 // are single-threaded.
 #pragma once
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "slimnn/core/layer.hpp"
+#include "slimnn/core/tensor_io.hpp"
 #include "slimnn/detail/im2col.hpp"
+#include "slimnn/detail/packed_io.hpp"
 #include "slimnn/detail/scratch.hpp"
 #include "slimnn/kdconv/settings.hpp"
 #include "slimnn/layers/conv2d.hpp"
@@ -72,6 +85,14 @@ class decomposed_conv2d {
   /// (quantized here as `s` says). Throws shape_error / config_error on inconsistent parts.
   decomposed_conv2d(slimnn::detail::conv_geometry geometry, index_t out_channels, const kdconv::settings& s,
                     matrix<T> basis, sparse_coefficients<T> coefficients, vector<T> bias)
+      : decomposed_conv2d(geometry, out_channels, s, std::move(basis), std::move(coefficients), std::move(bias),
+                          false) {}
+
+ private:
+  /// As above; when `quantized`, the basis and coefficients are already the stored
+  /// (quantized) values of a saved layer and are used unchanged, also as latent values.
+  decomposed_conv2d(slimnn::detail::conv_geometry geometry, index_t out_channels, const kdconv::settings& s,
+                    matrix<T> basis, sparse_coefficients<T> coefficients, vector<T> bias, bool quantized)
       : geometry_(geometry), out_channels_(out_channels), settings_(s), basis_(std::move(basis)),
         row_start_(std::move(coefficients.row_start)), column_(std::move(coefficients.column)),
         coef_(std::move(coefficients.value)), bias_(std::move(bias)) {
@@ -105,13 +126,14 @@ class decomposed_conv2d {
     bias_grad_ = vector<T>::Zero(bias_.size());
     basis_q_ = basis_;
     coef_q_ = coef_;
-    requantize(true);
+    if (!quantized) requantize(true);
     // Tap (i, j) of an output row reads loaded row i, stride phase j % s, from j / s on.
     for (index_t i = 0; i < geometry_.kernel; ++i)
       for (index_t j = 0; j < geometry_.kernel; ++j)
         tap_offset_.push_back((i * geometry_.stride + j % geometry_.stride) * row_length() + j / geometry_.stride);
   }
 
+ public:
   shape input_shape() const { return geometry_.in; }
   shape output_shape() const { return {out_channels_, geometry_.out_h(), geometry_.out_w()}; }
   std::string name() const { return std::string("decomposed_conv2d<") + scalar_name<T>() + ">"; }
@@ -256,6 +278,168 @@ class decomposed_conv2d {
     return out;
   }
 
+  static constexpr const char* kind = "decomposed_conv2d";
+  void save(tensor_sink& out, const std::string& prefix) const {
+    namespace sd = slimnn::detail;
+    const kdconv::settings& s = settings_;
+    sd::put_conv_settings(out, prefix, geometry_, out_channels_);
+    out.put_setting(prefix + "bases", s.bases);
+    out.put_setting(prefix + "shared_basis", int(s.shared_basis));
+    out.put_setting(prefix + "density", s.density);
+    out.put_setting(prefix + "std_multiple", s.std_multiple);
+    out.put_setting(prefix + "group_size", s.group_size);
+    out.put_setting(prefix + "basis_bits", s.basis_bits);
+    out.put_setting(prefix + "coefficients", format_name(s.coefficients));
+    out.put_setting(prefix + "coefficient_bits", s.coefficient_bits);
+    out.put_setting(prefix + "train_basis", int(s.train_basis));
+    out.put_setting(prefix + "band_rows", s.band_rows);
+    out.put_vector(prefix + "bias", bias_);
+    const auto k = std::uint64_t(geometry_.kernel), M = std::uint64_t(s.bases), G = std::uint64_t(groups());
+    const matrix<T>& basis = basis_used();
+    const std::span<const T> b(basis.data(), std::size_t(basis.size()));
+    if (s.basis_bits == 0) {
+      out.put_array(prefix + "basis", {G, M, k, k}, b);
+    } else {
+      std::vector<uniform_quantizer> q;
+      std::vector<std::int8_t> fraction;
+      for (std::size_t g = 0; g < G; ++g) {  // the grid each group was rounded to
+        const auto group = b.subspan(g * b.size() / G, b.size() / G);
+        q.push_back(uniform_quantizer::fixed_point(std::vector<double>(group.begin(), group.end()), s.basis_bits));
+        fraction.push_back(std::int8_t(-std::ilogb(q.back().scale())));
+      }
+      out.put_array(prefix + "basis_fraction_bits", {G}, fraction);
+      sd::put_fixed_point(out, prefix + "basis_codes", b, std::span<const uniform_quantizer>(q));
+    }
+    out.put_array(prefix + "row_start", {row_start_.size()}, row_start_);
+    sd::packed_bits columns(column_.size(), column_bits(geometry_.in.c * s.bases));
+    for (std::size_t e = 0; e < column_.size(); ++e) columns.set(e, std::uint32_t(column_[e]));
+    sd::put_packed(out, prefix + "columns", columns);
+    const vector<T>& c = coef_used();
+    if (s.coefficients == coefficient_format::float32) {
+      out.put_vector(prefix + "coefficients", c);
+      return;
+    }
+    sd::packed_bits codes(std::size_t(c.size()), s.coefficient_bits);
+    if (s.coefficients == coefficient_format::pow2) {
+      int top = -126;
+      for (index_t e = 0; e < c.size(); ++e) top = std::max(top, std::ilogb(c[e]));  // exact powers of two
+      const auto q = pow2_quantizer::with_bits(s.coefficient_bits - 1, std::max(top, pow2_top(s.coefficient_bits)));
+      for (index_t e = 0; e < c.size(); ++e) codes.set(std::size_t(e), q.encode(double(c[e])));
+      out.put_setting(prefix + "coefficient_max_exponent", q.max_exponent());
+    } else {
+      using bits_t = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+      std::vector<bits_t> keys(std::size_t(c.size()));  // values by bit pattern: -0 and NaN stay apart
+      for (index_t e = 0; e < c.size(); ++e) keys[std::size_t(e)] = std::bit_cast<bits_t>(c[e]);
+      std::vector<bits_t> distinct = keys;
+      std::sort(distinct.begin(), distinct.end());
+      distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+      for (std::size_t e = 0; e < keys.size(); ++e)
+        codes.set(e, std::uint32_t(std::lower_bound(distinct.begin(), distinct.end(), keys[e]) - distinct.begin()));
+      std::vector<T> codebook;
+      for (bits_t d : distinct) codebook.push_back(std::bit_cast<T>(d));
+      out.put_array(prefix + "coefficient_codebook", {codebook.size()}, codebook);
+    }
+    sd::put_packed(out, prefix + "coefficient_codes", codes);
+  }
+
+  static decomposed_conv2d load(const tensor_source& in, const std::string& prefix) {
+    namespace sd = slimnn::detail;
+    const auto [input, config] = sd::get_conv_settings(in, prefix);
+    const index_t k = config.kernel, N = config.out_channels, C = input.c;
+    kdconv::settings s;
+    const auto key = [&](const char* name) { return prefix + name; };
+    s.bases = in.setting_int(key("bases"), 1, k * k);
+    s.shared_basis = in.setting_int(key("shared_basis"), 0, 1) != 0;
+    s.density = in.setting_real(key("density"), std::numeric_limits<double>::denorm_min(), 1.0);
+    s.std_multiple = in.setting_real(key("std_multiple"), 0.0, std::numeric_limits<double>::max());
+    s.group_size = in.setting_int(key("group_size"), 1, N);
+    s.basis_bits = int(in.setting_int(key("basis_bits"), 0, 16));
+    if (s.basis_bits == 1) in.fail_setting(key("basis_bits"), "1 is neither 0 (float) nor in 2..16");
+    const std::string& format = in.setting(key("coefficients"));
+    for (auto f : {coefficient_format::float32, coefficient_format::pow2, coefficient_format::kmeans})
+      if (format == format_name(f)) s.coefficients = f;
+    if (format != format_name(s.coefficients))
+      in.fail_setting(key("coefficients"), sd::cat("'", format, "' is not float, pow2 or kmeans"));
+    const bool float_format = s.coefficients == coefficient_format::float32;
+    constexpr auto int_min = std::numeric_limits<int>::min(), int_max = std::numeric_limits<int>::max();
+    s.coefficient_bits = int(in.setting_int(key("coefficient_bits"),  // not used by float coefficients
+                                            float_format ? int_min : s.coefficients == coefficient_format::pow2 ? 2 : 1,
+                                            float_format ? int_max : 8));
+    s.train_basis = in.setting_int(key("train_basis"), 0, 1) != 0;
+    s.band_rows = in.setting_int(key("band_rows"), 0, std::int64_t(1) << 24);
+    // The basis: G groups of M kernels of k x k, in T or fixed point with one Q-format per group.
+    const index_t M = s.bases, G = s.shared_basis ? 1 : C;
+    const std::uint64_t basis_shape[] = {std::uint64_t(G), std::uint64_t(M), std::uint64_t(k), std::uint64_t(k)};
+    const auto basis_values = sd::element_count(in, key(s.basis_bits ? "basis_codes" : "basis"),
+                                                {basis_shape[0], basis_shape[1], basis_shape[2], basis_shape[3]});
+    std::vector<T> b;
+    if (s.basis_bits == 0) {
+      b = in.get<T>(key("basis"), basis_shape);
+    } else {
+      const auto fraction = in.get<std::int8_t>(key("basis_fraction_bits"), {std::uint64_t(G)});
+      std::vector<uniform_quantizer> q;
+      for (std::size_t g = 0; g < fraction.size(); ++g) {
+        if (fraction[g] < -60 || fraction[g] > 60)
+          in.fail(key("basis_fraction_bits"),
+                  sd::cat("group ", g, ": ", int(fraction[g]), " is out of range [-60, 60]"));
+        q.emplace_back(s.basis_bits, std::ldexp(1.0, -fraction[g]));
+      }
+      b = sd::get_fixed_point<T>(in, key("basis_codes"), basis_values, std::span<const uniform_quantizer>(q));
+    }
+    // The sparse combination: CSR row offsets, packed column indices, values by format.
+    const auto columns = sd::element_count(in, key("columns"), {std::uint64_t(C), std::uint64_t(M)});
+    const auto row_start = in.get<std::int32_t>(key("row_start"), {std::uint64_t(N) + 1});
+    if (row_start[0] != 0) in.fail(key("row_start"), sd::cat("starts at ", row_start[0], ", not 0"));
+    for (std::size_t n = 0; n < std::size_t(N); ++n) {
+      if (row_start[n + 1] < row_start[n])
+        in.fail(key("row_start"),
+                sd::cat("offsets decrease at row ", n, " (", row_start[n], ", then ", row_start[n + 1], ")"));
+      if (std::uint64_t(row_start[n + 1] - row_start[n]) > columns)
+        in.fail(key("row_start"), sd::cat("row ", n, " has ", row_start[n + 1] - row_start[n],
+                                          " nonzeros, more than its ", columns, " columns"));
+    }
+    const auto nonzeros = std::uint64_t(row_start.back());
+    const auto column_codes = sd::get_packed(in, key("columns"), nonzeros, column_bits(index_t(columns)));
+    sparse_coefficients<T> coefficients{row_start, std::vector<std::int32_t>(nonzeros), vector<T>(index_t(nonzeros))};
+    for (index_t n = 0; n < N; ++n)
+      for (std::int32_t e = row_start[std::size_t(n)]; e < row_start[std::size_t(n + 1)]; ++e) {
+        const auto col = column_codes.get(std::size_t(e));
+        if (col >= columns)
+          in.fail(key("columns"), sd::cat("row ", n, ": column ", col, " is out of range 0..", columns - 1));
+        if (e > row_start[std::size_t(n)] && col <= column_codes.get(std::size_t(e - 1)))
+          in.fail(key("columns"), sd::cat("row ", n, ": columns are not in ascending order"));
+        coefficients.column[std::size_t(e)] = std::int32_t(col);
+      }
+    auto& value = coefficients.value;
+    if (float_format) {
+      value = in.get_vector<T>(key("coefficients"), index_t(nonzeros));
+    } else {
+      const auto codes = sd::get_packed(in, key("coefficient_codes"), nonzeros, s.coefficient_bits);
+      if (s.coefficients == coefficient_format::pow2) {
+        const std::string top = key("coefficient_max_exponent");
+        const auto q = pow2_quantizer::with_bits(s.coefficient_bits - 1,
+                                                 int(in.setting_int(top, pow2_top(s.coefficient_bits), 126)));
+        for (index_t e = 0; e < value.size(); ++e) value[e] = T(q.decode(std::uint8_t(codes.get(std::size_t(e)))));
+      } else {
+        const std::string name = key("coefficient_codebook");
+        const auto& shape = in.shape_of(name);
+        if (shape.size() != 1 || shape[0] > (std::uint64_t(1) << s.coefficient_bits))
+          in.fail(name, sd::cat("shape ", shape_string(shape), ", expected [", 1 << s.coefficient_bits, "] or fewer values"));
+        const auto codebook = in.get<T>(name);
+        for (index_t e = 0; e < value.size(); ++e) {
+          const auto code = codes.get(std::size_t(e));
+          if (code >= codebook.size())
+            in.fail(key("coefficient_codes"), sd::cat("code ", code, " of nonzero ", e, " is not below the ",
+                                                      codebook.size(), " codebook values"));
+          value[e] = codebook[code];
+        }
+      }
+    }
+    matrix<T> basis = Eigen::Map<const matrix<T>>(b.data(), k * k, G * M);
+    return decomposed_conv2d({input, k, config.stride, config.padding}, N, s, std::move(basis), std::move(coefficients),
+                             in.get_vector<T>(key("bias"), N), true);
+  }
+
   const slimnn::detail::conv_geometry& geometry() const { return geometry_; }
   const kdconv::settings& config() const { return settings_; }
   index_t out_channels() const { return out_channels_; }
@@ -301,6 +485,10 @@ class decomposed_conv2d {
 
  private:
   static index_t round_up(index_t v, index_t to) { return (v + to - 1) / to * to; }
+  /// Bits of a stored column index c*M + m (as stored_bytes counts them).
+  static int column_bits(index_t columns) { return std::max(1, int(std::bit_width(std::uint64_t(columns - 1)))); }
+  /// The lowest largest exponent of a `bits`-bit pow2 code range above 2^-126.
+  static int pow2_top(int bits) { return (1 << (bits - 1)) - 126; }
   index_t group_of(index_t c) const { return settings_.shared_basis ? 0 : c; }
   /// Length of one padded, phase-split input row: every 16-position tile can read it.
   index_t row_length() const {

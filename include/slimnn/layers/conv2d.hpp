@@ -15,6 +15,7 @@
 #include <cmath>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "slimnn/core/layer.hpp"
@@ -30,6 +31,33 @@ struct conv2d_config {
   index_t stride = 1;
   index_t padding = 0;
 };
+
+namespace detail {
+
+/// The settings every convolution writes: input (CxHxW), out_channels, kernel, stride, padding.
+inline void put_conv_settings(tensor_sink& out, const std::string& prefix, const conv_geometry& g,
+                              index_t out_channels) {
+  out.put_setting(prefix + "input", g.in);
+  out.put_setting(prefix + "out_channels", out_channels);
+  out.put_setting(prefix + "kernel", g.kernel);
+  out.put_setting(prefix + "stride", g.stride);
+  out.put_setting(prefix + "padding", g.padding);
+}
+
+/// Reads them back; format_error for values out of range or a kernel that does not fit.
+inline std::pair<shape, conv2d_config> get_conv_settings(const tensor_source& in, const std::string& prefix) {
+  constexpr std::int64_t limit = std::int64_t(1) << 24;
+  const shape input = in.setting_shape(prefix + "input");
+  const conv2d_config c{.out_channels = in.setting_int(prefix + "out_channels", 1, limit),
+                        .kernel = in.setting_int(prefix + "kernel", 1, limit),
+                        .stride = in.setting_int(prefix + "stride", 1, limit),
+                        .padding = in.setting_int(prefix + "padding", 0, limit)};
+  if (c.kernel > input.h + 2 * c.padding || c.kernel > input.w + 2 * c.padding)
+    in.fail_setting(prefix + "kernel", cat(c.kernel, " does not fit input ", input.str(), " with padding ", c.padding));
+  return {input, c};
+}
+
+}  // namespace detail
 
 template <class T>
 class conv2d {
@@ -122,11 +150,7 @@ class conv2d {
 
   static constexpr const char* kind = "conv2d";
   void save(tensor_sink& out, const std::string& prefix) const {
-    out.put_setting(prefix + "input", geometry_.in);
-    out.put_setting(prefix + "out_channels", out_channels_);
-    out.put_setting(prefix + "kernel", geometry_.kernel);
-    out.put_setting(prefix + "stride", geometry_.stride);
-    out.put_setting(prefix + "padding", geometry_.padding);
+    detail::put_conv_settings(out, prefix, geometry_, out_channels_);
     const auto n = std::uint64_t(out_channels_), c = std::uint64_t(geometry_.in.c), k = std::uint64_t(geometry_.kernel);
     out.put_array(prefix + "weight", {n, c, k, k}, std::span<const T>(weight_.data(), std::size_t(weight_.size())));
     out.put_vector(prefix + "bias", bias_);

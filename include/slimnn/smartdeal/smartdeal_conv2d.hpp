@@ -11,6 +11,9 @@
 // smartdeal::decompose(conv, settings) converts a trained conv2d (settings.basis_width
 // must equal the kernel size); to_dense() gives the (C*k*k) x N weight of conv2d.
 // Training as smartdeal_dense (straight-through coefficients, fixed mask).
+// File (core/tensor_io.hpp): the packed factors as smartdeal_dense (basis width = kernel)
+// and "<prefix>bias" [N]; settings input, out_channels, kernel, stride, padding, group_rows,
+// min_exponent, max_exponent.
 // Thread safety: forward is const and reentrant (per-thread scratch); training members
 // are single-threaded.
 #pragma once
@@ -116,6 +119,20 @@ class smartdeal_conv2d {
     c.adds = c.macs = (basis + nnz) * P;
     c.bytes_read = c.param_bytes + std::uint64_t(geometry_.in.size()) * sizeof(T);
     return c;
+  }
+
+  static constexpr const char* kind = "smartdeal_conv2d";
+  void save(tensor_sink& out, const std::string& prefix) const {
+    detail::put_conv_settings(out, prefix, geometry_, factors_.rows());
+    factors_.save(out, prefix);
+    out.put_vector(prefix + "bias", bias_);
+  }
+  static smartdeal_conv2d load(const tensor_source& in, const std::string& prefix) {
+    const auto [input, config] = detail::get_conv_settings(in, prefix);
+    const auto patch = detail::element_count(
+        in, prefix + "basis", {std::uint64_t(input.c), std::uint64_t(config.kernel), std::uint64_t(config.kernel)});
+    auto factors = smartdeal_matrix<T>::load(in, prefix, config.out_channels, index_t(patch), config.kernel);
+    return smartdeal_conv2d(input, config, std::move(factors), in.get_vector<T>(prefix + "bias", config.out_channels));
   }
 
   const detail::conv_geometry& geometry() const { return geometry_; }

@@ -11,6 +11,10 @@
 // to_dense() gives the equivalent dense weight in double.
 // Training: "basis", "coefficients" (straight-through, see smartdeal_matrix.hpp), "bias";
 // after_update() keeps the layer a valid SmartDeal layer with a fixed mask.
+// File (core/tensor_io.hpp): the packed factors (smartdeal_matrix::save: "<prefix>basis" in T,
+// bit-packed U8 "segment_counts", "segment_index", "element_mask", "codes") and
+// "<prefix>bias" [outputs]; settings inputs, outputs, basis_width, group_rows,
+// min_exponent, max_exponent.
 // Thread safety: forward is const and reentrant (per-thread scratch); training members
 // are single-threaded.
 #pragma once
@@ -99,6 +103,23 @@ class smartdeal_dense {
     c.macs = basis + nnz;
     c.bytes_read = c.param_bytes + std::uint64_t(factors_.cols()) * sizeof(T);
     return c;
+  }
+
+  static constexpr const char* kind = "smartdeal_dense";
+  void save(tensor_sink& out, const std::string& prefix) const {
+    out.put_setting(prefix + "inputs", factors_.cols());
+    out.put_setting(prefix + "outputs", factors_.rows());
+    out.put_setting(prefix + "basis_width", factors_.basis_width());
+    factors_.save(out, prefix);
+    out.put_vector(prefix + "bias", bias_);
+  }
+  static smartdeal_dense load(const tensor_source& in, const std::string& prefix) {
+    constexpr std::int64_t limit = std::int64_t(1) << 40;
+    const index_t inputs = in.setting_int(prefix + "inputs", 1, limit);
+    const index_t outputs = in.setting_int(prefix + "outputs", 1, limit);
+    const index_t s = in.setting_int(prefix + "basis_width", 1, inputs);
+    auto factors = smartdeal_matrix<T>::load(in, prefix, outputs, inputs, s);
+    return smartdeal_dense(std::move(factors), in.get_vector<T>(prefix + "bias", outputs));
   }
 
   const smartdeal_matrix<T>& factors() const { return factors_; }

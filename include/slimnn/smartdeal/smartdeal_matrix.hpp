@@ -23,6 +23,10 @@
 // (detail::packed_bits) per-row kept-segment counts, segment indices, one s-bit element
 // mask per kept segment and a (1 + exponent bits)-bit code per nonzero. stored_bytes()
 // counts exactly those bytes.
+// File (save/load, core/tensor_io.hpp): pack() as "<prefix>basis" [s, s*G] in T and the
+// bit-packed U8 streams "<prefix>segment_counts", "segment_index", "element_mask" and
+// "codes" (detail/packed_io.hpp); settings group_rows, min_exponent, max_exponent. load
+// checks every count, index, mask and code before unpack().
 //
 // Training: parameters() are "basis" (s x s*G, column block g is B_g) and "coefficients"
 // (the effective power-of-two values, in the compute layout). A hidden latent copy of the
@@ -48,7 +52,9 @@
 
 #include "slimnn/core/layer.hpp"
 #include "slimnn/core/quantize.hpp"
+#include "slimnn/core/tensor_io.hpp"
 #include "slimnn/detail/bitpack.hpp"
+#include "slimnn/detail/packed_io.hpp"
 #include "slimnn/detail/scratch.hpp"
 
 namespace slimnn {
@@ -287,6 +293,67 @@ class smartdeal_matrix {
 
   /// Bytes of pack(): bases, segment counts and indices, element masks and codes.
   std::uint64_t stored_bytes() const { return stored_bytes_; }
+
+  /// Writes pack() under `prefix` (the header comment); the caller stores rows, cols, s.
+  void save(tensor_sink& out, const std::string& prefix) const {
+    const smartdeal_packed<T> p = pack();
+    out.put_setting(prefix + "group_rows", p.group_rows);
+    out.put_setting(prefix + "min_exponent", p.min_exponent);
+    out.put_setting(prefix + "max_exponent", p.max_exponent);
+    out.put_matrix(prefix + "basis", p.bases);
+    detail::put_packed(out, prefix + "segment_counts", p.segment_counts);
+    detail::put_packed(out, prefix + "segment_index", p.segment_index);
+    detail::put_packed(out, prefix + "element_mask", p.element_mask);
+    detail::put_packed(out, prefix + "codes", p.codes);
+  }
+  /// Reads what save wrote for a rows x cols matrix of basis width s (1 <= s <= cols);
+  /// format_error naming the tensor or setting on any inconsistency.
+  static smartdeal_matrix load(const tensor_source& in, const std::string& prefix, index_t rows, index_t cols,
+                               index_t s) {
+    smartdeal_packed<T> p{rows, cols, s, in.setting_int(prefix + "group_rows", 1, rows), 0, 0, {}, {}, {}, {}, {}};
+    p.min_exponent = int(in.setting_int(prefix + "min_exponent", -125, 126));
+    p.max_exponent = int(in.setting_int(prefix + "max_exponent", p.min_exponent, std::min(126, p.min_exponent + 127)));
+    const pow2_quantizer q(p.min_exponent, p.max_exponent);
+    const index_t S = (cols + s - 1) / s, groups = (rows + p.group_rows - 1) / p.group_rows;
+    const std::string basis = prefix + "basis", counts = prefix + "segment_counts", index = prefix + "segment_index",
+                      mask = prefix + "element_mask", codes = prefix + "codes";
+    detail::element_count(in, basis, {std::uint64_t(s), std::uint64_t(s), std::uint64_t(groups)});
+    if (double(groups) * double(S * s) >= 4294967296.0) in.fail(basis, "the matrix is too large for 32-bit offsets");
+    p.bases = in.get_matrix<T>(basis, s, s * groups);
+    if (!p.bases.allFinite()) in.fail(basis, "contains NaN or infinite values");
+    detail::element_count(in, counts, {std::uint64_t(rows), std::uint64_t(S)});  // bounds the kept segments
+    p.segment_counts = detail::get_packed(in, counts, std::uint64_t(rows), detail::bits_for(std::uint64_t(S) + 1));
+    std::uint64_t kept = 0;
+    for (index_t o = 0; o < rows; ++o) {
+      const auto n = p.segment_counts.get(std::size_t(o));
+      if (n > std::uint64_t(S)) in.fail(counts, detail::cat("row ", o, " keeps ", n, " segments, it has ", S));
+      kept += n;
+    }
+    p.segment_index = detail::get_packed(in, index, kept, detail::bits_for(std::uint64_t(S)));
+    for (index_t o = 0, unit = 0; o < rows; ++o)
+      for (std::uint32_t k = 0, n = p.segment_counts.get(std::size_t(o)); k < n; ++k, ++unit) {
+        const auto r = p.segment_index.get(std::size_t(unit));
+        if (r >= std::uint64_t(S))
+          in.fail(index, detail::cat("row ", o, ": segment ", r, " is out of range 0..", S - 1));
+        if (k > 0 && r <= p.segment_index.get(std::size_t(unit - 1)))
+          in.fail(index, detail::cat("row ", o, ": segments are not in ascending order"));
+      }
+    p.element_mask = detail::get_packed(in, mask, detail::element_count(in, mask, {kept, std::uint64_t(s)}), 1);
+    std::uint64_t nonzeros = 0;
+    for (std::uint64_t unit = 0; unit < kept; ++unit) {
+      std::uint64_t set = 0;
+      for (index_t j = 0; j < s; ++j) set += p.element_mask.get(std::size_t(unit) * std::size_t(s) + std::size_t(j));
+      if (set == 0) in.fail(mask, detail::cat("kept segment ", unit, " has no nonzero element"));
+      nonzeros += set;
+    }
+    p.codes = detail::get_packed(in, codes, nonzeros, q.code_bits());
+    const std::uint32_t field = (1u << q.exponent_bits()) - 1u;
+    for (std::size_t i = 0; i < p.codes.size(); ++i)
+      if (int(p.codes.get(i) & field) >= q.levels())
+        in.fail(codes, detail::cat("code ", p.codes.get(i), " of nonzero ", i, " is outside the ", q.levels(),
+                                   " exponents ", p.min_exponent, "..", p.max_exponent));
+    return unpack(p);
+  }
 
   /// Basis-domain MACs per input vector: G*cols_pad*s for z, one per nonzero after.
   std::uint64_t basis_macs() const { return std::uint64_t(groups_ * padded_cols() * s_); }
