@@ -7,8 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "slimnn/io/network_io.hpp"
-#include "slimnn/io/safetensors.hpp"
+#include "slimnn/slimnn.hpp"
 
 namespace {
 
@@ -58,6 +57,22 @@ int main(int argc, char** argv) {
   cnn << conv << relu<float>(conv.output_shape()) << pool << pool2 << flatten<float>(pool2.output_shape())
       << dense<float>(2, 2, rng);
   write(dir / "valid_cnn.safetensors", network_bytes(cnn));
+
+  // Every compressed kind, so that mutations reach their loaders.
+  dense<float> narrow(8, 4, rng);
+  network<float> compressed_mlp;
+  compressed_mlp << block_circulant_dense<float>(16, 8, 4, rng) << relu<float>(shape::flat(8))
+                 << smartdeal::decompose(narrow, {.basis_width = 4, .segment_density = 0.5}).layer
+                 << make_crew_dense(dense<float>(4, 3, rng), crew_config{.clusters = 2});
+  write(dir / "valid_compressed_mlp.safetensors", network_bytes(compressed_mlp));
+
+  conv2d<float> c1(shape{4, 5, 5}, {.out_channels = 4, .kernel = 3, .padding = 1}, rng);
+  conv2d<float> c2(c1.output_shape(), {.out_channels = 4, .kernel = 3, .padding = 1}, rng);
+  conv2d<float> c3(c2.output_shape(), {.out_channels = 2, .kernel = 3, .stride = 2}, rng);
+  network<float> compressed_cnn;
+  compressed_cnn << project(c1, 2) << smartdeal::decompose(c2, {.basis_width = 3, .segment_density = 0.5}).layer
+                 << kdconv::decompose(c3, {.bases = 2, .density = 0.5}).layer;
+  write(dir / "valid_compressed_cnn.safetensors", network_bytes(compressed_cnn));
 
   safetensors_writer dtypes;
   dtypes.put_array("f32", {2}, std::vector<float>{1.5f, -2});
