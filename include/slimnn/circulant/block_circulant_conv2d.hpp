@@ -5,9 +5,11 @@
 // with k x k blocks (first-column convention, see circulant/projection.hpp): channels
 // are padded to q*k inputs and p*k outputs and the outputs cropped. Forward, per sample:
 // FFT each input pixel's channel blocks once (one batched r2c per sample: q*H*W
-// transforms), then for each frequency f an im2col of the complex spectra (reusing
-// detail::im2col_rows) and one complex GEMM  Y_f (Ho*Wo x p) = cols_f (Ho*Wo x q*K^2)
-// S_f^T, accumulating over input blocks and kernel positions in the frequency domain;
+// transforms), then for each frequency f the products  Y_f (Ho*Wo x p) = cols_f
+// (Ho*Wo x q*K^2) S_f^T, accumulating over input blocks and kernel positions in the
+// frequency domain: with stride 1 as K^2 GEMMs on shifted views of the zero-padded
+// spectrum image (no im2col; see shifted_products), otherwise by an im2col of the
+// complex spectra (detail::im2col_rows) and one GEMM;
 // finally one batched c2r of the p output blocks of every output pixel, 1/k, and the bias.
 // Weights are stored transformed, frequency-major: for each f one p x (q*K^2) complex
 // matrix S_f, column jb*K^2 + i*K + j for input block jb and kernel position (i, j).
@@ -284,18 +286,55 @@ class block_circulant_conv2d {
     detail::im2col_rows<complex>(spectral_geometry(), image, 0, 1, cols);
   }
 
+  /// Stride 1 without im2col: each channel block's spectrum image is zero-padded to
+  /// Hp x Wp, so kernel tap (i, j) of every output position of a "wide" output row
+  /// (Wp positions, the last Wp - Wo discarded) reads the padded image shifted by
+  /// i*Wp + j, a plain strided view. Per frequency: K^2 complex GEMMs
+  /// Ywide (Ho*Wp x p) += Xpad[shift] (Ho*Wp x q) S_tap^T, then the valid columns are kept.
+  void shifted_products(const complex* X, complex* Y) const {
+    const auto& g = geometry_;
+    const index_t K = g.kernel, H = g.in.h, W = g.in.w, Wp = W + 2 * g.padding, Hp = H + 2 * g.padding;
+    const index_t Ho = g.out_h(), Wo = g.out_w(), P = g.positions(), wide = Ho * Wp;
+    const index_t plane = Hp * Wp + K - 1;  // + K - 1 zero values read by the last taps' discarded columns
+    complex* padded = detail::fft_scratch<block_circulant_conv2d, complex, 3>(q_ * plane);
+    complex* wide_data = detail::fft_scratch<block_circulant_conv2d, complex, 5>(wide * p_);
+    std::fill(padded, padded + q_ * plane, complex(0));
+    Eigen::Map<matrix<complex>> Ywide(wide_data, wide, p_);
+    using strided = Eigen::Map<const matrix<complex>, 0, Eigen::OuterStride<>>;
+    for (index_t f = 0; f < spectra_.frequencies(); ++f) {
+      const complex* Xf = X + f * q_ * H * W;
+      for (index_t jb = 0; jb < q_; ++jb)
+        for (index_t h = 0; h < H; ++h)
+          std::copy(Xf + (jb * H + h) * W, Xf + (jb * H + h + 1) * W,
+                    padded + jb * plane + (h + g.padding) * Wp + g.padding);
+      const auto Sf = spectra_.at(f);  // p x (q*K^2), column jb*K^2 + tap
+      for (index_t tap = 0; tap < K * K; ++tap) {
+        const strided shifted(padded + (tap / K) * Wp + tap % K, wide, q_, Eigen::OuterStride<>(plane));
+        const strided S_tap(Sf.data() + tap * p_, p_, q_, Eigen::OuterStride<>(K * K * p_));
+        if (tap == 0) Ywide.noalias() = shifted * S_tap.transpose();
+        else Ywide.noalias() += shifted * S_tap.transpose();
+      }
+      Eigen::Map<matrix<complex>> Yf(Y + f * p_ * P, P, p_);
+      for (index_t oh = 0; oh < Ho; ++oh) Yf.middleRows(oh * Wo, Wo) = Ywide.middleRows(oh * Wp, Wo);
+    }
+  }
+
   /// y (one sample) from the input spectra X.
   template <class Out>
   void forward_sample(const complex* X, Out&& y) const {
     const index_t P = geometry_.positions(), HW = geometry_.in.h * geometry_.in.w, Q = q_ * taps();
     complex* Y = detail::fft_scratch<block_circulant_conv2d, complex, 2>(out_spec_stride());
-    complex* cols_data = detail::fft_scratch<block_circulant_conv2d, complex, 3>(P * Q);
     T* real = detail::fft_scratch<block_circulant_conv2d, T, 4>(fft_padded<T>(p_ * k_ * P));
-    Eigen::Map<matrix<complex>> cols(cols_data, P, Q);
-    for (index_t f = 0; f < spectra_.frequencies(); ++f) {
-      im2col(X + f * q_ * HW, cols);
-      Eigen::Map<matrix<complex>> Yf(Y + f * p_ * P, P, p_);
-      Yf.noalias() = cols * spectra_.at(f).transpose();
+    if (geometry_.stride == 1) {
+      shifted_products(X, Y);
+    } else {
+      complex* cols_data = detail::fft_scratch<block_circulant_conv2d, complex, 3>(P * Q);
+      Eigen::Map<matrix<complex>> cols(cols_data, P, Q);
+      for (index_t f = 0; f < spectra_.frequencies(); ++f) {
+        im2col(X + f * q_ * HW, cols);
+        Eigen::Map<matrix<complex>> Yf(Y + f * p_ * P, P, p_);
+        Yf.noalias() = cols * spectra_.at(f).transpose();
+      }
     }
     out_c2r_.inverse(Y, real);
     const T inv_k = T(1) / T(k_);
