@@ -166,6 +166,47 @@ TEST(crew_dense, simd_and_portable_kernels_are_identical) {
 
 // --- storage ---------------------------------------------------------------------------
 
+TEST(crew_lanes, both_interleaves_place_indices_as_documented) {
+  for (const int width : {1, 2, 4})
+    for (const int group : {1, 4}) {
+      const index_t inputs = 7, outputs = 150;  // padding inputs (group 4) and outputs
+      detail::crew_lanes lanes(inputs, outputs, width, group);
+      const std::uint32_t mask = (1u << width) - 1u;
+      const auto value = [&](index_t j, index_t i) { return std::uint32_t(j * 7 + i * 3) & mask; };
+      for (index_t i = 0; i < inputs; ++i)
+        for (index_t j = 0; j < outputs; ++j) lanes.set(j, i, value(j, i));
+      const index_t positions = group == 1 ? 32 : 16, block = positions * (8 / width);
+      const index_t rows = (inputs + group - 1) / group, blocks = (outputs + block - 1) / block;
+      ASSERT_EQ(lanes.bytes.size(), std::size_t(blocks * rows * positions * group));
+      for (index_t i = 0; i < inputs; ++i)
+        for (index_t j = 0; j < outputs; ++j) {
+          const std::uint8_t byte =
+              lanes.bytes[std::size_t((j / block * rows + i / group) * positions * group + j % positions * group + i % group)];
+          ASSERT_EQ((byte >> (j % block / positions * width)) & mask, value(j, i)) << width << " " << group;
+        }
+      const detail::crew_lanes other = lanes.regrouped(5 - group);
+      EXPECT_EQ(other.group, 5 - group);
+      EXPECT_EQ(other.regrouped(group).bytes, lanes.bytes);
+      for (index_t i = 0; i < inputs; ++i)
+        for (index_t j = 0; j < outputs; ++j) ASSERT_EQ(other.get(j, i), value(j, i));
+    }
+}
+
+TEST(crew_dense, int8_kernels_skip_inactive_inputs_exactly) {
+  const int8_matrix codes = random_codes(45, 77, 16, 8);
+  const auto layer = layer_from<float>(codes);
+  int8_matrix x = random_int8(45, 4, 3);
+  x.col(0).setZero();                  // no active input
+  x.col(1).segment(4, 12).setZero();   // whole groups of 4 inactive
+  x.col(2).segment(5, 9).setZero();    // groups partly active
+  x(44, 3) = 0;                        // the last, partial group
+  int32_matrix best, portable;
+  layer.forward_int8(x, best);
+  layer.forward_int8(x, portable, crew_kernel::portable);
+  EXPECT_EQ(best, (codes.cast<std::int32_t>() * x.cast<std::int32_t>()).eval());
+  EXPECT_EQ(portable, best);
+}
+
 TEST(crew_dense, indices_round_trip_in_every_layout) {
   const int8_matrix codes = random_codes(23, 45, 9, 5);
   for (const auto layout : {crew_index_layout::lanes, crew_index_layout::per_input, crew_index_layout::per_layer}) {
@@ -225,9 +266,11 @@ TEST(crew_dense, cost_counts_every_stored_byte) {
   const int8_matrix codes = random_codes(100, 70, 16, 3);
   const auto layer = layer_from<float>(codes);
   const std::uint64_t entries = layer.table_entries();
-  // lanes: ceil(70 / 64) = 2 blocks x 100 inputs x 32 bytes
-  EXPECT_EQ(layer.index_bytes(), 2u * 100u * 32u);
-  EXPECT_EQ(layer.cost().param_bytes, 6400 + entries * 5 + 16 + 101 * 4 + 2 * 70 * 4);
+  // lanes, 4-bit: one input per row, ceil(70 / 64) = 2 blocks x 100 inputs x 32 bytes; or
+  // 4 inputs per row (AVX-512 VBMI + VNNI builds), ceil(70 / 32) = 3 blocks x 25 rows x 64 bytes
+  const std::uint64_t index = detail::crew_native_group == 1 ? 2u * 100u * 32u : 3u * 25u * 64u;
+  EXPECT_EQ(layer.index_bytes(), index);
+  EXPECT_EQ(layer.cost().param_bytes, index + entries * 5 + 16 + 101 * 4 + 2 * 70 * 4);
 }
 
 TEST(crew_dense, edge_cases_single_value_zero_columns_one_input) {
@@ -342,7 +385,11 @@ TEST(crew_file, every_layout_and_fine_tuned_values_round_trip) {
       layer.after_update();
       slimnn::testing::expect_round_trip(layer);
       const auto file = slimnn::testing::saved(layer);
-      EXPECT_LE(file.tensors.at("index").bytes.size(), layer.index_bytes());  // lanes: equal; packed: no word padding
+      const auto file_bytes = file.tensors.at("index").bytes.size();
+      if (l == layout::lanes)  // one input per 32-byte row, ceil(70 / (32 * 8 / w)) blocks
+        EXPECT_EQ(file_bytes, std::size_t((70 + 256 / layer.index_width(0) - 1) / (256 / layer.index_width(0)) * 37 * 32));
+      else
+        EXPECT_LE(file_bytes, layer.index_bytes());  // no padding to 64-bit words
       const auto back = slimnn::testing::load_saved<crew_dense<float>>(file);
       EXPECT_EQ(back.layout(), layer.layout());
       EXPECT_EQ(back.index_width(3), layer.index_width(3));

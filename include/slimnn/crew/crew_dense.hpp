@@ -16,22 +16,24 @@
 // int8 range raise config_error) and returns y_j = scale * s_j * acc_j + b_j.
 //
 // Stored (what cost().param_bytes counts, every byte): the index stream of the chosen
-// layout (crew_index_layout; lanes: ceil(outputs / (32 * 8 / w)) * inputs * 32 bytes with w in
-// {1, 2, 4} bits, packed: 64-bit words of ceil(log2 u_i) or one width per layer bits per
+// layout (crew_index_layout; lanes: ceil(outputs / (P * 8 / w)) * ceil(inputs / G) * P * G
+// bytes with w in {1, 2, 4} bits and G = 1, P = 32 or, for AVX-512 VBMI + VNNI builds, G = 4,
+// P = 16 (detail/crew_kernels.hpp); packed: 64-bit words of ceil(log2 u_i) or one width per layer bits per
 // weight), the shared values (sizeof(T) each) and codes (1 byte each, plus 16 bytes of
 // padding), the per-input table offsets (uint32, inputs + 1), the row scales and the bias
 // (sizeof(T) each). cost().mults = the table entries with a nonzero code (a zero code's
 // product is 0) plus one scale per output; adds = outputs * inputs gathers-adds;
 // macs = mults.
-// Kernels (detail/crew_kernels.hpp): lanes layout (all u_i <= 16) with AVX2 when compiled
-// for it (vpermps for float, vpshufb for int8), else portable; packed layouts portable.
+// Kernels (detail/crew_kernels.hpp): lanes layout (all u_i <= 16) with AVX-512 VBMI + VNNI
+// when compiled for it (vpermps for float, vpermb + vpdpbusd for int8), else AVX2 (vpermps,
+// vpshufb), else portable; packed layouts portable.
 // Batch > 1 runs the products and gathers per sample.
 // Training: forward_train expands W = s_j * V_i[idx] and uses dense products; backward gives
 // dL/dV_i[u] = sum over the weights (j, i) with idx(j, i) = u of s_j * dL/dW(j, i) (the
 // Deep-Compression centroid update), dL/db, and dx = W^T dy.
 // File (core/tensor_io.hpp): "<prefix>unique_counts" [inputs] U8 (u_i), "<prefix>values"
 // [sum u_i] in T (V_i in order; the codes are round(V_i), as after_update), "<prefix>index"
-// U8, the index stream of the layout (lanes: [blocks, inputs, 32] as in memory; packed:
+// U8, the index stream of the layout (lanes: [blocks, inputs, 32], group 1; packed:
 // input by input, each to_bytes() of detail/bitpack.hpp), "<prefix>row_scale" and
 // "<prefix>bias" [outputs]; settings inputs, outputs, max_code, layout (lanes, per_input,
 // per_layer) and index_bits (lanes: 1, 2 or 4; per_layer: up to 8; per_input has
@@ -154,7 +156,16 @@ class crew_dense {
         if (xb[i] != 0) active[count++] = std::int32_t(i);
       std::int32_t* out = acc.col(b).data();
       std::fill(out, out + outputs_, 0);
-#ifdef __AVX2__
+#if defined(SLIMNN_CREW_AVX512)
+      if (kernel == crew_kernel::best && layout_ == crew_index_layout::lanes) {
+        std::uint8_t* tables = buffer<std::uint8_t, 0>(std::size_t(lanes_.groups()) * 128);
+        std::int32_t* groups = active;  // the groups of 4 inputs with an active input
+        const index_t group_count =
+            detail::crew_int8_tables_avx512(xb, inputs_, offsets_.data(), codes_.data(), groups, tables);
+        detail::crew_gather_int8_avx512(lanes_, tables, groups, group_count, out);
+        continue;
+      }
+#elif defined(__AVX2__)
       if (kernel == crew_kernel::best && layout_ == crew_index_layout::lanes) {
         std::uint8_t* tables = buffer<std::uint8_t, 0>(std::size_t(inputs_) * 32);
         detail::crew_int8_tables_avx2(xb, offsets_.data(), codes_.data(), active, count, tables);
@@ -273,7 +284,8 @@ class crew_dense {
     out.put_array(prefix + "unique_counts", {std::uint64_t(inputs_)}, counts);
     out.put_array(prefix + "values", {values_.size()}, values_);
     if (layout_ == crew_index_layout::lanes) {
-      out.put_array(prefix + "index", {std::uint64_t(lanes_.blocks()), std::uint64_t(inputs_), 32}, lanes_.bytes);
+      const detail::crew_lanes file = lanes_.regrouped(1);  // one input per 32-byte row
+      out.put_array(prefix + "index", {std::uint64_t(file.blocks()), std::uint64_t(inputs_), 32}, file.bytes);
     } else {
       std::vector<std::uint8_t> bytes;
       for (const auto& p : packed_) {
@@ -329,7 +341,7 @@ class crew_dense {
                                                            " bits"));
       const index_t block = 32 * (8 / w), blocks = (l.outputs_ + block - 1) / block;
       const auto bytes = in.get<std::uint8_t>(index, {std::uint64_t(blocks), std::uint64_t(l.inputs_), 32});
-      l.lanes_ = detail::crew_lanes(l.inputs_, l.outputs_, w);
+      l.lanes_ = detail::crew_lanes(l.inputs_, l.outputs_, w, 1);
       l.lanes_.bytes = bytes;
       for (index_t i = 0; i < l.inputs_; ++i)
         for (index_t j = 0; j < blocks * block; ++j) {
@@ -338,6 +350,7 @@ class crew_dense {
           else if (idx != 0)
             in.fail(index, detail::cat("padding output ", j, " of input ", i, " has index ", idx, ", not 0"));
         }
+      l.lanes_ = l.lanes_.regrouped(detail::crew_native_group);
     } else {
       const int layer_width = l.layout_ == crew_index_layout::per_layer
                                   ? int(in.setting_int(prefix + "index_bits", needed, 8)) : 0;
@@ -490,7 +503,11 @@ class crew_dense {
       detail::crew_gather_packed(packed_, offsets_.data(), table, active, count, outputs_, acc);
       return;
     }
-#ifdef __AVX2__
+#if defined(SLIMNN_CREW_AVX512)
+    if constexpr (std::is_same_v<Acc, float>)
+      if (kernel == crew_kernel::best)
+        return detail::crew_gather_lanes_avx512(lanes_, offsets_.data(), table, active, count, acc);
+#elif defined(__AVX2__)
     if constexpr (std::is_same_v<Acc, float>)
       if (kernel == crew_kernel::best)
         return detail::crew_gather_lanes_avx2(lanes_, offsets_.data(), table, active, count, acc);
