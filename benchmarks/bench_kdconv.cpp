@@ -35,17 +35,20 @@ double median_us(const Layer& layer, const matrix<float>& x, int repeats) {
   return times[times.size() / 2];
 }
 
-void register_kdconv(index_t channels, index_t size, index_t bases, int density_percent, kdconv::dataflow order) {
+void register_kdconv(index_t channels, index_t size, index_t bases, int density_percent, kdconv::dataflow order,
+                     index_t group_size = 1) {
   rng_t rng(1);
   const conv2d<float> conv(shape{channels, size, size}, {.out_channels = channels, .kernel = 3, .padding = 1}, rng);
   auto d = kdconv::decompose(conv, {.bases = bases,
                                     .density = density_percent / 100.0,
+                                    .group_size = group_size,
                                     .basis_bits = 8,
                                     .coefficients = kdconv::coefficient_format::pow2,
                                     .coefficient_bits = 4});
   const bool materialised = order == kdconv::dataflow::materialised;
   const auto name = slimnn::detail::cat(materialised ? "kdconv_materialised/" : "kdconv/", channels, 'x', channels,
-                                        '/', size, 'x', size, "/m", bases, "/d", density_percent, "/b1");
+                                        '/', size, 'x', size, "/m", bases, "/d", density_percent,
+                                        group_size > 1 ? slimnn::detail::cat("/g", group_size) : std::string(), "/b1");
   if (!materialised)
     std::printf("%-34s MACs %9llu vs dense %10llu (%.2fx fewer), response buffer %7.1f KiB vs materialised %7.1f KiB, "
                 "weight error %.3f\n",
@@ -87,6 +90,7 @@ int main(int argc, char** argv) {
   for (const auto& s : shapes) {
     bench::register_dense_conv(s.channels, s.channels, s.size, 1);
     register_kdconv(s.channels, s.size, s.bases, 10, kdconv::dataflow::basis_first);
+    register_kdconv(s.channels, s.size, s.bases, 10, kdconv::dataflow::basis_first, 4);
   }
   for (const auto& s : shapes) register_kdconv(s.channels, s.size, s.bases, 10, kdconv::dataflow::materialised);
   return bench::run(argc, argv);

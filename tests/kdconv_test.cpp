@@ -95,20 +95,22 @@ TEST(kdconv, both_orders_match_the_reconstructed_dense_conv) {
     for (index_t stride : {1, 2})
       for (index_t pad : {0, 1})
         for (bool shared : {false, true})
-          for (index_t band : {0, 1, 2}) {
-            const auto conv = random_conv(shape{t.c, t.h, t.w}, t.n, t.k, stride, pad);
-            const auto d = kdconv::decompose(conv, {.bases = 4, .shared_basis = shared, .density = 0.4,
-                                                    .coefficients = coefficient_format::pow2,
-                                                    .coefficient_bits = 5, .band_rows = band});
-            const auto x = random_matrix<float>(conv.input_shape().size(), 2, 7);
-            const auto expected = reference_forward(d.layer, x);
-            matrix<float> streamed, materialised;
-            d.layer.forward(x, streamed);
-            d.layer.forward(x, materialised, dataflow::materialised);
-            const std::string where = d.layer.settings() + ", band " + std::to_string(band);
-            EXPECT_LT(slimnn::testing::relative_error(streamed.cast<double>(), expected), 1e-5) << where;
-            EXPECT_LT(slimnn::testing::relative_error(materialised.cast<double>(), expected), 1e-5) << where;
-          }
+          for (index_t band : {0, 1, 2})
+            for (index_t group : {1, 3}) {  // 3: blocks of 3 output channels share columns
+              const auto conv = random_conv(shape{t.c, t.h, t.w}, t.n, t.k, stride, pad);
+              const auto d = kdconv::decompose(conv, {.bases = 4, .shared_basis = shared, .density = 0.4,
+                                                      .group_size = group, .coefficients = coefficient_format::pow2,
+                                                      .coefficient_bits = 5, .band_rows = band});
+              const auto x = random_matrix<float>(conv.input_shape().size(), 2, 7);
+              const auto expected = reference_forward(d.layer, x);
+              matrix<float> streamed, materialised;
+              d.layer.forward(x, streamed);
+              d.layer.forward(x, materialised, dataflow::materialised);
+              const std::string where = d.layer.settings() + ", band " + std::to_string(band);
+              if (group > 1) EXPECT_EQ(d.layer.column()[0], d.layer.column()[std::size_t(d.layer.row_start()[1])]) << where;
+              EXPECT_LT(slimnn::testing::relative_error(streamed.cast<double>(), expected), 1e-5) << where;
+              EXPECT_LT(slimnn::testing::relative_error(materialised.cast<double>(), expected), 1e-5) << where;
+            }
 }
 
 TEST(kdconv, double_layer_matches_reference_tightly) {

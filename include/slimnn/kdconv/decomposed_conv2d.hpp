@@ -8,10 +8,13 @@
 //
 // Dataflow (forward): basis-first. The output rows are cut into bands of a few rows.
 // For one band, each input channel's rows are loaded (padded and split by stride phase)
-// once, and every loaded row feeds all M basis kernels at once (register tiles of 16
-// positions x up to 4 bases); the band's C*M responses then go straight into the sparse
-// stage, which walks output channels one at a time with a 64-position accumulator tile
-// held in registers, gathering the responses named by that channel's nonzeros. Only one
+// once, and every loaded row feeds all M basis kernels at once (register tiles of up to
+// 4 x 16 positions x up to 4 bases); the band's C*M responses then go straight into the
+// sparse stage, which walks the output channels with 64-position accumulator tiles held in
+// registers, gathering the responses named by each channel's nonzeros. Runs of up to 4
+// consecutive output channels with the same columns (group sparsity, group_size >= 2) are
+// blocked: each loaded response tile feeds all of them, so the stage is bound by FMAs
+// rather than by loads from L2 (where the band's responses live). Only one
 // band of responses exists at a time (C*M x band positions instead of C*M x Ho*Wo); the
 // materialised order (one band = the whole image) is kept for tests and for comparing
 // buffer sizes (peak_intermediate_bytes).
@@ -127,6 +130,7 @@ class decomposed_conv2d {
     basis_q_ = basis_;
     coef_q_ = coef_;
     if (!quantized) requantize(true);
+    row_block_ = row_blocks();
     // Tap (i, j) of an output row reads loaded row i, stride phase j % s, from j / s on.
     for (index_t i = 0; i < geometry_.kernel; ++i)
       for (index_t j = 0; j < geometry_.kernel; ++j)
@@ -532,94 +536,158 @@ class decomposed_conv2d {
       }
   }
 
-  /// MB basis responses of one 16-position tile of ROWS consecutive output rows. `rows`
-  /// points at the first output row's loaded input rows (the next output row's start
-  /// `row_step` values later); every loaded vector feeds all MB kernels, and the
-  /// MB * ROWS independent accumulators hide the FMA latency.
-  template <int MB, int ROWS>
-  void basis_tile(const T* rows, index_t row_step, const T* basis, T* out, index_t out_stride, index_t count) const {
+  /// MB basis responses of NV 16-position tiles of the band: every loaded vector feeds all
+  /// MB kernels, and the MB * NV independent accumulators hide the FMA latency. src[v] is
+  /// tile v's start in the loaded input rows, dst[v] its start in the first basis's map.
+  /// Tiles are stored whole and in order: one that runs past its row's end spills into
+  /// positions that a later tile (or the zeroed tail) overwrites.
+  template <int MB, int NV>
+  void basis_tile(const T* const* src, T* const* dst, const T* basis, index_t out_stride) const {
     using tile = Eigen::Array<T, row_tile, 1>;  // fixed size: Eigen keeps it in SIMD registers
-    const index_t kk = index_t(tap_offset_.size()), wo = geometry_.out_w();
+    const index_t kk = index_t(tap_offset_.size());
     const index_t* offset = tap_offset_.data();
-    tile acc[ROWS][MB];
-    for (int r = 0; r < ROWS; ++r)
-      for (int mm = 0; mm < MB; ++mm) acc[r][mm].setZero();
-    for (index_t tap = 0; tap < kk; ++tap)
-      for (int r = 0; r < ROWS; ++r) {
-        const tile v = Eigen::Map<const tile>(rows + r * row_step + offset[tap]);
-        for (int mm = 0; mm < MB; ++mm) acc[r][mm] += basis[mm * kk + tap] * v;
-      }
-    // Only the last row may spill past its end (into a row written later, or the tail).
-    for (int r = 0; r < ROWS; ++r)
+    tile acc[NV][MB];
+    for (int v = 0; v < NV; ++v)
+      for (int mm = 0; mm < MB; ++mm) acc[v][mm].setZero();
+    for (index_t tap = 0; tap < kk; ++tap) {
+      tile x[NV];
+      for (int v = 0; v < NV; ++v) x[v] = Eigen::Map<const tile>(src[v] + offset[tap]);
       for (int mm = 0; mm < MB; ++mm) {
-        T* dst = out + r * wo + mm * out_stride;
-        if (r + 1 < ROWS && count < row_tile) Eigen::Map<vector<T>>(dst, count) = acc[r][mm].head(count);
-        else Eigen::Map<tile>{dst} = acc[r][mm];
+        const T b = basis[mm * kk + tap];
+        for (int v = 0; v < NV; ++v) acc[v][mm] += b * x[v];
       }
+    }
+    for (int v = 0; v < NV; ++v)
+      for (int mm = 0; mm < MB; ++mm) Eigen::Map<tile>{dst[v] + mm * out_stride} = acc[v][mm];
   }
 
-  template <int ROWS>
-  void basis_tiles(const T* rows, index_t row_step, const T* basis, T* out, index_t stride) const {
-    const index_t M = settings_.bases, kk = index_t(tap_offset_.size()), wo = geometry_.out_w();
-    const index_t blocks = (M + 3) / 4;  // near-equal blocks of at most 4 bases
-    for (index_t ow = 0; ow < wo; ow += row_tile)
-      for (index_t block = 0, m = 0; block < blocks; ++block) {
-        const index_t size = (M - m) / (blocks - block), count = std::min(row_tile, wo - ow);
-        const T* b = basis + m * kk;
-        T* o = out + m * stride + ow;
-        switch (size) {
-          case 4: basis_tile<4, ROWS>(rows + ow, row_step, b, o, stride, count); break;
-          case 3: basis_tile<3, ROWS>(rows + ow, row_step, b, o, stride, count); break;
-          case 2: basis_tile<2, ROWS>(rows + ow, row_step, b, o, stride, count); break;
-          default: basis_tile<1, ROWS>(rows + ow, row_step, b, o, stride, count); break;
-        }
-        m += size;
-      }
+  template <int MB>
+  void basis_tiles(int count, const T* const* src, T* const* dst, const T* basis, index_t out_stride) const {
+    switch (count) {
+      case 4: return basis_tile<MB, 4>(src, dst, basis, out_stride);
+      case 3: return basis_tile<MB, 3>(src, dst, basis, out_stride);
+      case 2: return basis_tile<MB, 2>(src, dst, basis, out_stride);
+      default: return basis_tile<MB, 1>(src, dst, basis, out_stride);
+    }
   }
 
   /// Stage 1 for output rows [first, last): responses(q, c*M + m) for q = (oh - first)*Wo + ow.
+  /// The band's 16-position tiles go in near-equal groups of at most 4, the M bases in
+  /// near-equal blocks of at most 4.
   void basis_stage(const T* x, index_t first, index_t last, T* input_rows, T* responses, index_t stride) const {
     const auto& g = geometry_;
     const index_t C = g.in.c, M = settings_.bases, kk = g.kernel * g.kernel, s = g.stride, wo = g.out_w();
     const index_t U = row_length(), loaded = (last - first - 1) * s + g.kernel, length = (last - first) * wo;
+    const index_t row_step = s * s * U;  // between the loaded rows of consecutive output rows
+    const index_t per_row = (wo + row_tile - 1) / row_tile, tiles = (last - first) * per_row;
+    const index_t tile_groups = (tiles + 3) / 4, basis_blocks = (M + 3) / 4;
+    using tile = Eigen::Array<T, row_tile, 1>;
     const T* basis = basis_used().data();
     for (index_t c = 0; c < C; ++c) {
       for (index_t r = 0; r < loaded; ++r) load_row(x + c * g.in.h * g.in.w, first * s - g.padding + r, input_rows + r * s * U);
       const T* basis_c = basis + group_of(c) * M * kk;
       T* maps = responses + c * M * stride;
-      // Two output rows at a time (the second row's tiles spill into the next row or the tail).
-      const index_t row_step = s * s * U;
-      index_t oh = first;
-      for (; oh + 1 < last; oh += 2)
-        basis_tiles<2>(input_rows + (oh - first) * row_step, row_step, basis_c, maps + (oh - first) * wo, stride);
-      if (oh < last) basis_tiles<1>(input_rows + (oh - first) * row_step, row_step, basis_c, maps + (oh - first) * wo, stride);
-      // Tiles past the band's end read zeros in the sparse stage.
-      for (index_t m = 0; m < M; ++m) std::fill(maps + m * stride + length, maps + (m + 1) * stride, T(0));
+      // Positions past the band's end are read by the sparse stage (and dropped): zero
+      // them first; the tiles then overwrite the valid ones and spill finite values only.
+      for (index_t m = 0; m < M; ++m)
+        for (index_t q = length / row_tile * row_tile; q < stride; q += row_tile)
+          Eigen::Map<tile>{maps + m * stride + q}.setZero();
+      for (index_t group = 0, t = 0; group < tile_groups; ++group) {
+        const int count = int((tiles - t) / (tile_groups - group));
+        const T* src[4];
+        T* dst[4];
+        for (int v = 0; v < count; ++v) {
+          const index_t r = (t + v) / per_row, ow = (t + v) % per_row * row_tile;
+          src[v] = input_rows + r * row_step + ow;
+          dst[v] = maps + r * wo + ow;
+        }
+        for (index_t block = 0, m = 0; block < basis_blocks; ++block) {
+          const index_t size = (M - m) / (basis_blocks - block);
+          T* shifted[4];
+          for (int v = 0; v < count; ++v) shifted[v] = dst[v] + m * stride;
+          switch (size) {
+            case 4: basis_tiles<4>(count, src, shifted, basis_c + m * kk, stride); break;
+            case 3: basis_tiles<3>(count, src, shifted, basis_c + m * kk, stride); break;
+            case 2: basis_tiles<2>(count, src, shifted, basis_c + m * kk, stride); break;
+            default: basis_tiles<1>(count, src, shifted, basis_c + m * kk, stride); break;
+          }
+          m += size;
+        }
+        t += count;
+      }
     }
   }
 
-  /// Stage 2 for output rows [first, last): y[n][q] = b[n] + sum_e A_e * responses(q, column_e).
+  /// Stage 2 for output rows [first, last): y[n][q] = b[n] + sum_e A_e * responses(q, column_e),
+  /// one 64-position tile at a time, output channels in the blocks of row_block_.
   void combine_stage(const T* responses, index_t stride, index_t first, index_t last, T* y) const {
-    const index_t wo = geometry_.out_w(), P = geometry_.positions(), length = (last - first) * wo;
-    const T* coef = coef_used().data();
-    using tile = Eigen::Array<T, combine_tile, 1>;  // the accumulator tile, in SIMD registers
+    const index_t wo = geometry_.out_w(), length = (last - first) * wo;
     for (index_t q = 0; q < length; q += combine_tile) {
       const index_t count = std::min(combine_tile, length - q);
-      for (index_t n = 0; n < out_channels_; ++n) {
-        // Two accumulators over alternate nonzeros: independent FMA chains.
-        tile acc = tile::Constant(bias_[n]), acc2 = tile::Zero();
-        std::int32_t e = row_start_[n];
-        for (; e + 1 < row_start_[n + 1]; e += 2) {
-          acc += coef[e] * Eigen::Map<const tile>(responses + index_t(column_[e]) * stride + q);
-          acc2 += coef[e + 1] * Eigen::Map<const tile>(responses + index_t(column_[e + 1]) * stride + q);
+      T* out = y + first * wo + q;
+      for (index_t n = 0, k = 0; n < out_channels_; n += row_block_[std::size_t(k++)]) {
+        switch (row_block_[std::size_t(k)]) {
+          case 4: combine_rows<4>(responses, stride, q, count, n, out); break;
+          case 3: combine_rows<3>(responses, stride, q, count, n, out); break;
+          case 2: combine_rows<2>(responses, stride, q, count, n, out); break;
+          default: combine_row(responses, stride, q, count, n, out); break;
         }
-        if (e < row_start_[n + 1]) acc += coef[e] * Eigen::Map<const tile>(responses + index_t(column_[e]) * stride + q);
-        acc += acc2;
-        T* out = y + n * P + first * wo + q;
-        if (count == combine_tile) Eigen::Map<tile>{out} = acc;
-        else Eigen::Map<vector<T>>(out, count) = acc.head(count);
       }
     }
+  }
+
+  using combine_tile_t = Eigen::Array<T, combine_tile, 1>;  // an accumulator tile, in SIMD registers
+
+  void store_tile(const combine_tile_t& acc, index_t count, T* out) const {
+    if (count == combine_tile) Eigen::Map<combine_tile_t>{out} = acc;
+    else Eigen::Map<vector<T>>(out, count) = acc.head(count);
+  }
+
+  /// One output channel: two accumulators over alternate nonzeros (independent FMA chains).
+  void combine_row(const T* responses, index_t stride, index_t q, index_t count, index_t n, T* out) const {
+    const T* coef = coef_used().data();
+    combine_tile_t acc = combine_tile_t::Constant(bias_[n]), acc2 = combine_tile_t::Zero();
+    std::int32_t e = row_start_[n];
+    for (; e + 1 < row_start_[n + 1]; e += 2) {
+      acc += coef[e] * Eigen::Map<const combine_tile_t>(responses + index_t(column_[e]) * stride + q);
+      acc2 += coef[e + 1] * Eigen::Map<const combine_tile_t>(responses + index_t(column_[e + 1]) * stride + q);
+    }
+    if (e < row_start_[n + 1])
+      acc += coef[e] * Eigen::Map<const combine_tile_t>(responses + index_t(column_[e]) * stride + q);
+    store_tile(acc + acc2, count, out + n * geometry_.positions());
+  }
+
+  /// RB consecutive output channels with the same columns: each loaded response tile
+  /// feeds RB accumulators.
+  template <int RB>
+  void combine_rows(const T* responses, index_t stride, index_t q, index_t count, index_t n, T* out) const {
+    const std::int32_t begin = row_start_[n], nnz = row_start_[n + 1] - begin;  // the same for each row
+    const std::int32_t* column = column_.data() + begin;
+    const T* coef = coef_used().data() + begin;
+    combine_tile_t acc[RB];
+    for (int r = 0; r < RB; ++r) acc[r] = combine_tile_t::Constant(bias_[n + r]);
+    for (std::int32_t e = 0; e < nnz; ++e) {
+      const combine_tile_t x = Eigen::Map<const combine_tile_t>(responses + index_t(column[e]) * stride + q);
+      for (int r = 0; r < RB; ++r) acc[r] += coef[r * nnz + e] * x;
+    }
+    for (int r = 0; r < RB; ++r) store_tile(acc[r], count, out + (n + r) * geometry_.positions());
+  }
+
+  /// Runs of up to 4 consecutive output channels whose nonzeros sit in the same columns
+  /// (as group sparsity leaves them); 1 where a channel's columns differ from the next.
+  std::vector<index_t> row_blocks() const {
+    std::vector<index_t> blocks;
+    const auto same_columns = [&](index_t a, index_t b) {
+      return std::equal(column_.begin() + row_start_[a], column_.begin() + row_start_[a + 1],
+                        column_.begin() + row_start_[b], column_.begin() + row_start_[b + 1]);
+    };
+    for (index_t n = 0; n < out_channels_;) {
+      index_t size = 1;
+      while (size < 4 && n + size < out_channels_ && same_columns(n, n + size)) ++size;
+      blocks.push_back(size);
+      n += size;
+    }
+    return blocks;
   }
 
   slimnn::detail::conv_geometry geometry_;
@@ -630,6 +698,7 @@ class decomposed_conv2d {
   vector<T> coef_, coef_q_, coef_grad_;
   vector<T> bias_, bias_grad_;
   std::vector<index_t> tap_offset_;  ///< k*k offsets into an output row's loaded input rows
+  std::vector<index_t> row_block_;   ///< output channels per block of the sparse stage
   matrix<T> input_;
 };
 
