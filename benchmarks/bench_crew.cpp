@@ -4,7 +4,8 @@
 //   int8_gemv/<n>x<n>                  dense int8 GEMV, AVX2 vpmaddubsw (row-major codes,
 //                                      4 rows x 32 inputs per step, exact int32 sums)
 //   crew_int8/<n>x<n>/u16/b<B>         crew_dense::forward_int8 on the same codes, at most
-//                                      16 unique codes per input (4-bit lanes, vpshufb)
+//                                      16 unique codes per input (4-bit lanes; vpermb +
+//                                      vpdpbusd with AVX-512 VBMI + VNNI, else vpshufb)
 //   crew_int8/<n>x<n>/u4/b1            at most 4 unique codes per input (2-bit lanes)
 //   crew_float/<n>x<n>/u16/b1          crew_dense::forward (float tables, vpermps)
 // Regimes: 4096x4096 float weights (64 MiB) stream from DRAM; the int8 codes (16 MiB) and

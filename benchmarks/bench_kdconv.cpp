@@ -2,14 +2,17 @@
 // (im2col + Eigen GEMM), 3x3, stride 1, pad 1, batch 1, single thread:
 //   dense_conv/128x128/28x28/b1   vs  kdconv/128x128/28x28/m6/d10/b1   (6 bases per channel)
 //   dense_conv/256x256/14x14/b1   vs  kdconv/256x256/14x14/m4/d10/b1   (4 bases per channel)
-// d10: 10 % of the coefficients kept; the basis is 8-bit fixed point and the coefficients
-// 4-bit powers of two (the hybrid format). kdconv_materialised/... runs the same layer in
+// d10: 10 % of the coefficients kept, element-wise by |a|; the basis is 8-bit fixed point
+// and the coefficients 4-bit powers of two (the hybrid format). The .../g4/b1 rows prune
+// the same layers in groups of 4 output channels (settings::group_size), which the sparse
+// stage turns into 4 FMAs per loaded response. kdconv_materialised/... runs the same layer in
 // the two-stage order with all C*M response maps stored.
 // Counters on the kdconv rows: mac_ratio (dense MACs / kdconv MACs); speedup (a dense
 // conv timed in the same process just before each repetition, divided by this row's
 // time); buf_KiB and mat_buf_KiB, the per-thread response buffer of the basis-first and
 // of the materialised order. The buffers are the L1/L2-resident regime; the dense conv at
-// these sizes is compute-bound (GEMM), kdconv is bound by loads in its sparse stage.
+// these sizes is compute-bound (GEMM); element-wise kdconv is bound by loads from L2 in its
+// sparse stage, grouped kdconv by FMAs.
 #include <chrono>
 #include <cstdio>
 

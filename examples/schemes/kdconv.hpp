@@ -5,7 +5,9 @@
 // fine-tuned for two epochs (coefficients with a fixed mask, plus the
 // dense layers and biases). Settings:
 //   m4-d30   4 bases per channel, 30 % of the coefficients kept, 4-bit power-of-two codes
-//   m6-d15   6 bases per channel, 15 % kept, 4-bit k-means codes (16 shared values)
+//   m6-d15-g4  6 bases per channel, 15 % kept in groups of 4 output channels (each kept
+//            (c, m) column is kept for all 4; the sparse stage then feeds every loaded
+//            response to 4 accumulators), 4-bit k-means codes (16 shared values)
 // The first conv has a single input channel: its 32 x M coefficients are few, every
 // output channel needs some, and a rank-4 basis of its 32 kernels loses too much. It
 // uses 6 bases and keeps every coefficient; the setting applies to the other conv layers.
@@ -33,8 +35,8 @@ inline scheme kdconv_scheme() {
             const std::pair<std::string, kdconv::settings> settings[] = {
                 {"m4-d30",
                  {.bases = 4, .density = 0.30, .coefficients = kdconv::coefficient_format::pow2, .coefficient_bits = 4}},
-                {"m6-d15",
-                 {.bases = 6, .density = 0.15, .coefficients = kdconv::coefficient_format::kmeans,
+                {"m6-d15-g4",
+                 {.bases = 6, .density = 0.15, .group_size = 4, .coefficients = kdconv::coefficient_format::kmeans,
                   .coefficient_bits = 4}},
             };
             for (const auto& [label, s] : settings) {

@@ -257,14 +257,15 @@ class decomposed_conv2d {
   }
 
   /// Output rows per band of the basis-first order: settings().band_rows, or else the band
-  /// of at most ~combine_tile*2 positions that wastes the least of the 64-position tiles.
+  /// of at most ~combine_tile*2 positions that wastes the least of the 16-position steps
+  /// of the sparse stage's tiles.
   index_t band_rows() const {
     const index_t ho = geometry_.out_h(), wo = geometry_.out_w();
     if (settings_.band_rows > 0) return std::min(settings_.band_rows, ho);
     index_t best = 1;
     double best_waste = 1e300;
     for (index_t r = 1; r <= ho && (r == 1 || r * wo <= 2 * combine_tile); ++r) {
-      const double waste = double(round_up(r * wo, combine_tile)) / double(r * wo);
+      const double waste = double(round_up(r * wo, row_tile)) / double(r * wo);
       if (waste < best_waste - 1e-9) {
         best = r;
         best_waste = waste;
@@ -501,7 +502,7 @@ class decomposed_conv2d {
   /// Values per response map of a band of `rows` output rows (tile overrun included).
   index_t response_stride(index_t rows) const {
     const index_t wo = geometry_.out_w();
-    return round_up((rows - 1) * wo + round_up(wo, row_tile), combine_tile);
+    return round_up((rows - 1) * wo + round_up(wo, row_tile), row_tile);
   }
 
   void requantize(bool basis_too) {
@@ -619,58 +620,73 @@ class decomposed_conv2d {
   }
 
   /// Stage 2 for output rows [first, last): y[n][q] = b[n] + sum_e A_e * responses(q, column_e),
-  /// one 64-position tile at a time, output channels in the blocks of row_block_.
+  /// in 64-position tiles (the last one 16, 32, 48 or 64 wide), output channels in the
+  /// blocks of row_block_.
   void combine_stage(const T* responses, index_t stride, index_t first, index_t last, T* y) const {
     const index_t wo = geometry_.out_w(), length = (last - first) * wo;
     for (index_t q = 0; q < length; q += combine_tile) {
       const index_t count = std::min(combine_tile, length - q);
       T* out = y + first * wo + q;
-      for (index_t n = 0, k = 0; n < out_channels_; n += row_block_[std::size_t(k++)]) {
-        switch (row_block_[std::size_t(k)]) {
-          case 4: combine_rows<4>(responses, stride, q, count, n, out); break;
-          case 3: combine_rows<3>(responses, stride, q, count, n, out); break;
-          case 2: combine_rows<2>(responses, stride, q, count, n, out); break;
-          default: combine_row(responses, stride, q, count, n, out); break;
-        }
+      switch ((count + row_tile - 1) / row_tile) {
+        case 1: combine_tile_columns<16>(responses + q, stride, count, out); break;
+        case 2: combine_tile_columns<32>(responses + q, stride, count, out); break;
+        case 3: combine_tile_columns<48>(responses + q, stride, count, out); break;
+        default: combine_tile_columns<64>(responses + q, stride, count, out); break;
       }
     }
   }
 
-  using combine_tile_t = Eigen::Array<T, combine_tile, 1>;  // an accumulator tile, in SIMD registers
+  template <int W>
+  void combine_tile_columns(const T* responses, index_t stride, index_t count, T* out) const {
+    for (index_t n = 0, k = 0; n < out_channels_; n += row_block_[std::size_t(k++)]) {
+      switch (row_block_[std::size_t(k)]) {
+        case 4: combine_rows<W, 4>(responses, stride, count, n, out); break;
+        case 3: combine_rows<W, 3>(responses, stride, count, n, out); break;
+        case 2: combine_rows<W, 2>(responses, stride, count, n, out); break;
+        default: combine_row<W>(responses, stride, count, n, out); break;
+      }
+    }
+  }
 
-  void store_tile(const combine_tile_t& acc, index_t count, T* out) const {
-    if (count == combine_tile) Eigen::Map<combine_tile_t>{out} = acc;
+  template <int W>
+  using accumulator = Eigen::Array<T, W, 1>;  // W positions, in SIMD registers
+
+  template <int W>
+  static void store_tile(const accumulator<W>& acc, index_t count, T* out) {
+    if (count == W) Eigen::Map<accumulator<W>>{out} = acc;
     else Eigen::Map<vector<T>>(out, count) = acc.head(count);
   }
 
   /// One output channel: two accumulators over alternate nonzeros (independent FMA chains).
-  void combine_row(const T* responses, index_t stride, index_t q, index_t count, index_t n, T* out) const {
+  template <int W>
+  void combine_row(const T* responses, index_t stride, index_t count, index_t n, T* out) const {
+    using tile = accumulator<W>;
     const T* coef = coef_used().data();
-    combine_tile_t acc = combine_tile_t::Constant(bias_[n]), acc2 = combine_tile_t::Zero();
+    tile acc = tile::Constant(bias_[n]), acc2 = tile::Zero();
     std::int32_t e = row_start_[n];
     for (; e + 1 < row_start_[n + 1]; e += 2) {
-      acc += coef[e] * Eigen::Map<const combine_tile_t>(responses + index_t(column_[e]) * stride + q);
-      acc2 += coef[e + 1] * Eigen::Map<const combine_tile_t>(responses + index_t(column_[e + 1]) * stride + q);
+      acc += coef[e] * Eigen::Map<const tile>(responses + index_t(column_[e]) * stride);
+      acc2 += coef[e + 1] * Eigen::Map<const tile>(responses + index_t(column_[e + 1]) * stride);
     }
-    if (e < row_start_[n + 1])
-      acc += coef[e] * Eigen::Map<const combine_tile_t>(responses + index_t(column_[e]) * stride + q);
-    store_tile(acc + acc2, count, out + n * geometry_.positions());
+    if (e < row_start_[n + 1]) acc += coef[e] * Eigen::Map<const tile>(responses + index_t(column_[e]) * stride);
+    store_tile<W>(acc + acc2, count, out + n * geometry_.positions());
   }
 
   /// RB consecutive output channels with the same columns: each loaded response tile
   /// feeds RB accumulators.
-  template <int RB>
-  void combine_rows(const T* responses, index_t stride, index_t q, index_t count, index_t n, T* out) const {
+  template <int W, int RB>
+  void combine_rows(const T* responses, index_t stride, index_t count, index_t n, T* out) const {
+    using tile = accumulator<W>;
     const std::int32_t begin = row_start_[n], nnz = row_start_[n + 1] - begin;  // the same for each row
     const std::int32_t* column = column_.data() + begin;
     const T* coef = coef_used().data() + begin;
-    combine_tile_t acc[RB];
-    for (int r = 0; r < RB; ++r) acc[r] = combine_tile_t::Constant(bias_[n + r]);
+    tile acc[RB];
+    for (int r = 0; r < RB; ++r) acc[r] = tile::Constant(bias_[n + r]);
     for (std::int32_t e = 0; e < nnz; ++e) {
-      const combine_tile_t x = Eigen::Map<const combine_tile_t>(responses + index_t(column[e]) * stride + q);
+      const tile x = Eigen::Map<const tile>(responses + index_t(column[e]) * stride);
       for (int r = 0; r < RB; ++r) acc[r] += coef[r * nnz + e] * x;
     }
-    for (int r = 0; r < RB; ++r) store_tile(acc[r], count, out + (n + r) * geometry_.positions());
+    for (int r = 0; r < RB; ++r) store_tile<W>(acc[r], count, out + (n + r) * geometry_.positions());
   }
 
   /// Runs of up to 4 consecutive output channels whose nonzeros sit in the same columns
