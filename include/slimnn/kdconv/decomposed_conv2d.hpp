@@ -7,8 +7,9 @@
 // matrix A (N x C*M, CSR by output channel; nnz MACs per output position).
 //
 // Dataflow (forward): basis-first. The output rows are cut into bands of a few rows.
-// For one band, each input channel's rows are loaded (padded and split by stride phase)
-// once, and every loaded row feeds all M basis kernels at once (register tiles of up to
+// For one band, each input channel's rows are read once (at stride 1 from a zero-padded
+// copy of the sample made once per forward; else loaded, padded and split by stride
+// phase, per band), and every loaded row feeds all M basis kernels at once (register tiles of up to
 // 4 x 16 positions x up to 4 bases); the band's C*M responses then go straight into the
 // sparse stage, which walks the output channels with 64-position accumulator tiles held in
 // registers, gathering the responses named by each channel's nonzeros. Runs of up to 4
@@ -154,14 +155,19 @@ class decomposed_conv2d {
     const index_t ho = geometry_.out_h(), rows = order == dataflow::materialised ? ho : band_rows();
     const index_t stride = response_stride(rows);
     auto& responses = slimnn::detail::scratch<decomposed_conv2d, T, 0>(stride, geometry_.in.c * settings_.bases);
+    // Stride 1: the whole sample zero-padded once; else each band's rows, phase-split.
+    const bool padded = geometry_.stride == 1;
     auto& input_rows = slimnn::detail::scratch<decomposed_conv2d, T, 1>(
-        row_length() * geometry_.stride, (rows - 1) * geometry_.stride + geometry_.kernel);
-    for (index_t b = 0; b < x.cols(); ++b)
+        row_length() * geometry_.stride,
+        padded ? geometry_.in.c * padded_height() : (rows - 1) * geometry_.stride + geometry_.kernel);
+    for (index_t b = 0; b < x.cols(); ++b) {
+      if (padded) pad_input(x.col(b).data(), input_rows.data());
       for (index_t first = 0; first < ho; first += rows) {
         const index_t last = std::min(ho, first + rows);
-        basis_stage(x.col(b).data(), first, last, input_rows.data(), responses.data(), stride);
+        basis_stage(x.col(b).data(), first, last, padded, input_rows.data(), responses.data(), stride);
         combine_stage(responses.data(), stride, first, last, y.col(b).data());
       }
+    }
   }
 
   void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
@@ -518,6 +524,19 @@ class decomposed_conv2d {
     }
   }
 
+  index_t padded_height() const { return geometry_.in.h + 2 * geometry_.padding; }
+
+  /// Stride 1: every channel of sample x zero-padded, padded_height() rows of row_length()
+  /// values (row ih + padding holds input row ih from column `padding` on).
+  void pad_input(const T* x, T* out) const {
+    const auto& g = geometry_;
+    const index_t U = row_length(), hp = padded_height();
+    std::fill(out, out + g.in.c * hp * U, T(0));
+    for (index_t c = 0; c < g.in.c; ++c)
+      for (index_t ih = 0; ih < g.in.h; ++ih)
+        std::copy_n(x + (c * g.in.h + ih) * g.in.w, g.in.w, out + (c * hp + ih + g.padding) * U + g.padding);
+  }
+
   /// Input row ih of one channel, zero-padded and split into `stride` phases:
   /// out[ph * U + u] = x[ih][u * stride + ph - padding] (0 outside the image).
   void load_row(const T* channel, index_t ih, T* out) const {
@@ -575,17 +594,41 @@ class decomposed_conv2d {
   /// Stage 1 for output rows [first, last): responses(q, c*M + m) for q = (oh - first)*Wo + ow.
   /// The band's 16-position tiles go in near-equal groups of at most 4, the M bases in
   /// near-equal blocks of at most 4.
-  void basis_stage(const T* x, index_t first, index_t last, T* input_rows, T* responses, index_t stride) const {
+  /// `padded`: input_rows holds pad_input(x); else it has room for the band's loaded rows.
+  void basis_stage(const T* x, index_t first, index_t last, bool padded, T* input_rows, T* responses,
+                   index_t stride) const {
     const auto& g = geometry_;
     const index_t C = g.in.c, M = settings_.bases, kk = g.kernel * g.kernel, s = g.stride, wo = g.out_w();
     const index_t U = row_length(), loaded = (last - first - 1) * s + g.kernel, length = (last - first) * wo;
     const index_t row_step = s * s * U;  // between the loaded rows of consecutive output rows
     const index_t per_row = (wo + row_tile - 1) / row_tile, tiles = (last - first) * per_row;
-    const index_t tile_groups = (tiles + 3) / 4, basis_blocks = (M + 3) / 4;
     using tile = Eigen::Array<T, row_tile, 1>;
+    // The same plan for every channel: tile groups (offsets from the loaded rows and from
+    // the first map) and basis blocks, in near-equal parts of at most 4.
+    struct tile_group {
+      int count;
+      index_t src[4], dst[4];
+    };
+    std::vector<tile_group> plan(std::size_t((tiles + 3) / 4));
+    for (index_t group = 0, t = 0, groups = index_t(plan.size()); group < groups; ++group) {
+      tile_group& tg = plan[std::size_t(group)];
+      tg.count = int((tiles - t) / (groups - group));
+      for (int v = 0; v < tg.count; ++v, ++t) {
+        const index_t r = t / per_row, ow = t % per_row * row_tile;
+        tg.src[v] = r * row_step + ow;
+        tg.dst[v] = r * wo + ow;
+      }
+    }
+    const index_t basis_blocks = (M + 3) / 4;
+    std::vector<index_t> block_size(static_cast<std::size_t>(basis_blocks));
+    for (index_t block = 0, m = 0; block < basis_blocks; ++block) m += block_size[std::size_t(block)] = (M - m) / (basis_blocks - block);
     const T* basis = basis_used().data();
     for (index_t c = 0; c < C; ++c) {
-      for (index_t r = 0; r < loaded; ++r) load_row(x + c * g.in.h * g.in.w, first * s - g.padding + r, input_rows + r * s * U);
+      const T* rows = input_rows;  // loaded row r: input row first * s - padding + r
+      if (padded)
+        rows += (c * padded_height() + first) * U;
+      else
+        for (index_t r = 0; r < loaded; ++r) load_row(x + c * g.in.h * g.in.w, first * s - g.padding + r, input_rows + r * s * U);
       const T* basis_c = basis + group_of(c) * M * kk;
       T* maps = responses + c * M * stride;
       // Positions past the band's end are read by the sparse stage (and dropped): zero
@@ -593,28 +636,19 @@ class decomposed_conv2d {
       for (index_t m = 0; m < M; ++m)
         for (index_t q = length / row_tile * row_tile; q < stride; q += row_tile)
           Eigen::Map<tile>{maps + m * stride + q}.setZero();
-      for (index_t group = 0, t = 0; group < tile_groups; ++group) {
-        const int count = int((tiles - t) / (tile_groups - group));
+      for (const tile_group& tg : plan) {
         const T* src[4];
-        T* dst[4];
-        for (int v = 0; v < count; ++v) {
-          const index_t r = (t + v) / per_row, ow = (t + v) % per_row * row_tile;
-          src[v] = input_rows + r * row_step + ow;
-          dst[v] = maps + r * wo + ow;
-        }
-        for (index_t block = 0, m = 0; block < basis_blocks; ++block) {
-          const index_t size = (M - m) / (basis_blocks - block);
-          T* shifted[4];
-          for (int v = 0; v < count; ++v) shifted[v] = dst[v] + m * stride;
-          switch (size) {
-            case 4: basis_tiles<4>(count, src, shifted, basis_c + m * kk, stride); break;
-            case 3: basis_tiles<3>(count, src, shifted, basis_c + m * kk, stride); break;
-            case 2: basis_tiles<2>(count, src, shifted, basis_c + m * kk, stride); break;
-            default: basis_tiles<1>(count, src, shifted, basis_c + m * kk, stride); break;
+        for (int v = 0; v < tg.count; ++v) src[v] = rows + tg.src[v];
+        for (index_t block = 0, m = 0; block < basis_blocks; m += block_size[std::size_t(block++)]) {
+          T* dst[4];
+          for (int v = 0; v < tg.count; ++v) dst[v] = maps + m * stride + tg.dst[v];
+          switch (block_size[std::size_t(block)]) {
+            case 4: basis_tiles<4>(tg.count, src, dst, basis_c + m * kk, stride); break;
+            case 3: basis_tiles<3>(tg.count, src, dst, basis_c + m * kk, stride); break;
+            case 2: basis_tiles<2>(tg.count, src, dst, basis_c + m * kk, stride); break;
+            default: basis_tiles<1>(tg.count, src, dst, basis_c + m * kk, stride); break;
           }
-          m += size;
         }
-        t += count;
       }
     }
   }
