@@ -508,7 +508,9 @@ class decomposed_conv2d {
   /// Values per response map of a band of `rows` output rows (tile overrun included).
   index_t response_stride(index_t rows) const {
     const index_t wo = geometry_.out_w();
-    return round_up((rows - 1) * wo + round_up(wo, row_tile), row_tile);
+    const index_t values = round_up((rows - 1) * wo + round_up(wo, row_tile), row_tile);
+    // An odd number of 16-value steps: maps a power of two apart would share few cache sets.
+    return values / row_tile % 2 ? values : values + row_tile;
   }
 
   void requantize(bool basis_too) {
