@@ -157,7 +157,7 @@ class crew_dense {
       std::int32_t* out = acc.col(b).data();
       std::fill(out, out + outputs_, 0);
 #if defined(SLIMNN_CREW_AVX512)
-      if (kernel == crew_kernel::best && layout_ == crew_index_layout::lanes) {
+      if (kernel == crew_kernel::best && layout_ == crew_index_layout::lanes && lanes_.group == 4) {
         std::uint8_t* tables = buffer<std::uint8_t, 0>(std::size_t(lanes_.groups()) * 128);
         std::int32_t* groups = active;  // the groups of 4 inputs with an active input
         const index_t group_count =
@@ -166,7 +166,7 @@ class crew_dense {
         continue;
       }
 #elif defined(__AVX2__)
-      if (kernel == crew_kernel::best && layout_ == crew_index_layout::lanes) {
+      if (kernel == crew_kernel::best && layout_ == crew_index_layout::lanes && lanes_.group == 1) {
         std::uint8_t* tables = buffer<std::uint8_t, 0>(std::size_t(inputs_) * 32);
         detail::crew_int8_tables_avx2(xb, offsets_.data(), codes_.data(), active, count, tables);
         detail::crew_gather_int8_avx2(lanes_, tables, active, count, out);
@@ -503,13 +503,15 @@ class crew_dense {
       detail::crew_gather_packed(packed_, offsets_.data(), table, active, count, outputs_, acc);
       return;
     }
+    // Each SIMD kernel reads one interleave; a layer built elsewhere with other flags
+    // falls back to the portable kernel, which reads both.
 #if defined(SLIMNN_CREW_AVX512)
     if constexpr (std::is_same_v<Acc, float>)
-      if (kernel == crew_kernel::best)
+      if (kernel == crew_kernel::best && lanes_.group == 4)
         return detail::crew_gather_lanes_avx512(lanes_, offsets_.data(), table, active, count, acc);
 #elif defined(__AVX2__)
     if constexpr (std::is_same_v<Acc, float>)
-      if (kernel == crew_kernel::best)
+      if (kernel == crew_kernel::best && lanes_.group == 1)
         return detail::crew_gather_lanes_avx2(lanes_, offsets_.data(), table, active, count, acc);
 #endif
     (void)kernel;

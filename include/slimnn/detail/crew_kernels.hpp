@@ -55,9 +55,11 @@
 
 namespace slimnn::detail {
 
-#if defined(__AVX512VBMI__) && defined(__AVX512VNNI__)
+#if defined(__AVX512VBMI__) && defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #define SLIMNN_CREW_AVX512 1
-/// Inputs interleaved per 4-byte word of the in-memory lanes layout of this build.
+/// Inputs interleaved per 4-byte word of the in-memory lanes layout of this build (the
+/// layer checks its own layout's group before taking a kernel, so translation units built
+/// with different flags still agree).
 inline constexpr int crew_native_group = 4;
 #else
 inline constexpr int crew_native_group = 1;
