@@ -2,6 +2,7 @@
 
 #include <gmock/gmock.h>
 
+#include <limits>
 #include <set>
 
 #include "conformance.hpp"
@@ -103,11 +104,22 @@ TEST(kdconv, both_orders_match_the_reconstructed_dense_conv) {
                                                       .coefficient_bits = 5, .band_rows = band});
               const auto x = random_matrix<float>(conv.input_shape().size(), 2, 7);
               const auto expected = reference_forward(d.layer, x);
+              // The response buffer (per-thread scratch slot 0) starts full of NaN: an output
+              // that combines a response position this forward did not write comes out NaN.
+              const auto poison_responses = [&](dataflow order) {
+                const auto values = index_t(d.layer.peak_intermediate_bytes(order) / sizeof(float));
+                slimnn::detail::scratch<decomposed_conv2d<float>, float, 0>(values, 1)
+                    .setConstant(std::numeric_limits<float>::quiet_NaN());
+              };
               matrix<float> streamed, materialised;
+              poison_responses(dataflow::basis_first);
               d.layer.forward(x, streamed);
+              poison_responses(dataflow::materialised);
               d.layer.forward(x, materialised, dataflow::materialised);
               const std::string where = d.layer.settings() + ", band " + std::to_string(band);
-              if (group > 1) EXPECT_EQ(d.layer.column()[0], d.layer.column()[std::size_t(d.layer.row_start()[1])]) << where;
+              if (group > 1) {
+                EXPECT_EQ(d.layer.column()[0], d.layer.column()[std::size_t(d.layer.row_start()[1])]) << where;
+              }
               EXPECT_LT(slimnn::testing::relative_error(streamed.cast<double>(), expected), 1e-5) << where;
               EXPECT_LT(slimnn::testing::relative_error(materialised.cast<double>(), expected), 1e-5) << where;
             }

@@ -571,14 +571,15 @@ class decomposed_conv2d {
     tile acc[NV][MB];
     for (int v = 0; v < NV; ++v)
       for (int mm = 0; mm < MB; ++mm) acc[v][mm].setZero();
-    for (index_t tap = 0; tap < kk; ++tap) {
+    index_t tap = 0;
+    do {  // kk >= 1: a loop the compiler knows runs keeps the accumulators in registers
       tile x[NV];
       for (int v = 0; v < NV; ++v) x[v] = Eigen::Map<const tile>(src[v] + offset[tap]);
       for (int mm = 0; mm < MB; ++mm) {
         const T b = basis[mm * kk + tap];
         for (int v = 0; v < NV; ++v) acc[v][mm] += b * x[v];
       }
-    }
+    } while (++tap < kk);
     for (int v = 0; v < NV; ++v)
       for (int mm = 0; mm < MB; ++mm) Eigen::Map<tile>{dst[v] + mm * out_stride} = acc[v][mm];
   }
@@ -627,16 +628,23 @@ class decomposed_conv2d {
     const T* basis = basis_used().data();
     for (index_t c = 0; c < C; ++c) {
       const T* rows = input_rows;  // loaded row r: input row first * s - padding + r
-      if (padded)
+      if (padded) {
         rows += (c * padded_height() + first) * U;
-      else
+#if defined(__GNUC__)
+        if (c + 1 < C) {  // the next channel's rows come from L2 while this one computes
+          const char* next = reinterpret_cast<const char*>(rows + padded_height() * U);
+          for (index_t byte = 0; byte < index_t(loaded * U * sizeof(T)); byte += 64) __builtin_prefetch(next + byte);
+        }
+#endif
+      } else
         for (index_t r = 0; r < loaded; ++r) load_row(x + c * g.in.h * g.in.w, first * s - g.padding + r, input_rows + r * s * U);
       const T* basis_c = basis + group_of(c) * M * kk;
       T* maps = responses + c * M * stride;
-      // Positions past the band's end are read by the sparse stage (and dropped): zero
-      // them first; the tiles then overwrite the valid ones and spill finite values only.
+      // The sparse stage reads the band's last 16-position step whole (and drops what is past
+      // the band's end): zero it first; the tiles then overwrite the valid positions and
+      // spill finite values only.
       for (index_t m = 0; m < M; ++m)
-        for (index_t q = length / row_tile * row_tile; q < stride; q += row_tile)
+        for (index_t q = length / row_tile * row_tile; q < round_up(length, row_tile); q += row_tile)
           Eigen::Map<tile>{maps + m * stride + q}.setZero();
       for (const tile_group& tg : plan) {
         const T* src[4];
@@ -659,27 +667,28 @@ class decomposed_conv2d {
   /// in 64-position tiles (the last one 16, 32, 48 or 64 wide), output channels in the
   /// blocks of row_block_.
   void combine_stage(const T* responses, index_t stride, index_t first, index_t last, T* y) const {
-    const index_t wo = geometry_.out_w(), length = (last - first) * wo;
+    const index_t wo = geometry_.out_w(), length = (last - first) * wo, positions = geometry_.positions();
     for (index_t q = 0; q < length; q += combine_tile) {
       const index_t count = std::min(combine_tile, length - q);
       T* out = y + first * wo + q;
       switch ((count + row_tile - 1) / row_tile) {
-        case 1: combine_tile_columns<16>(responses + q, stride, count, out); break;
-        case 2: combine_tile_columns<32>(responses + q, stride, count, out); break;
-        case 3: combine_tile_columns<48>(responses + q, stride, count, out); break;
-        default: combine_tile_columns<64>(responses + q, stride, count, out); break;
+        case 1: combine_tile_columns<16>(responses + q, stride, count, out, positions); break;
+        case 2: combine_tile_columns<32>(responses + q, stride, count, out, positions); break;
+        case 3: combine_tile_columns<48>(responses + q, stride, count, out, positions); break;
+        default: combine_tile_columns<64>(responses + q, stride, count, out, positions); break;
       }
     }
   }
 
+  /// `out` is the tile's place in output channel 0; channels are `positions` apart.
   template <int W>
-  void combine_tile_columns(const T* responses, index_t stride, index_t count, T* out) const {
+  void combine_tile_columns(const T* responses, index_t stride, index_t count, T* out, index_t positions) const {
     for (index_t n = 0, k = 0; n < out_channels_; n += row_block_[std::size_t(k++)]) {
       switch (row_block_[std::size_t(k)]) {
-        case 4: combine_rows<W, 4>(responses, stride, count, n, out); break;
-        case 3: combine_rows<W, 3>(responses, stride, count, n, out); break;
-        case 2: combine_rows<W, 2>(responses, stride, count, n, out); break;
-        default: combine_row<W>(responses, stride, count, n, out); break;
+        case 4: combine_rows<W, 4>(responses, stride, count, n, out, positions); break;
+        case 3: combine_rows<W, 3>(responses, stride, count, n, out, positions); break;
+        case 2: combine_rows<W, 2>(responses, stride, count, n, out, positions); break;
+        default: combine_row<W>(responses, stride, count, n, out + n * positions); break;
       }
     }
   }
@@ -693,7 +702,8 @@ class decomposed_conv2d {
     else Eigen::Map<vector<T>>(out, count) = acc.head(count);
   }
 
-  /// One output channel: two accumulators over alternate nonzeros (independent FMA chains).
+  /// One output channel (`out` is its tile): two accumulators over alternate nonzeros
+  /// (independent FMA chains).
   template <int W>
   void combine_row(const T* responses, index_t stride, index_t count, index_t n, T* out) const {
     using tile = accumulator<W>;
@@ -705,13 +715,13 @@ class decomposed_conv2d {
       acc2 += coef[e + 1] * Eigen::Map<const tile>(responses + index_t(column_[e + 1]) * stride);
     }
     if (e < row_start_[n + 1]) acc += coef[e] * Eigen::Map<const tile>(responses + index_t(column_[e]) * stride);
-    store_tile<W>(acc + acc2, count, out + n * geometry_.positions());
+    store_tile<W>(acc + acc2, count, out);
   }
 
   /// RB consecutive output channels with the same columns: each loaded response tile
   /// feeds RB accumulators.
   template <int W, int RB>
-  void combine_rows(const T* responses, index_t stride, index_t count, index_t n, T* out) const {
+  void combine_rows(const T* responses, index_t stride, index_t count, index_t n, T* out, index_t positions) const {
     using tile = accumulator<W>;
     const std::int32_t begin = row_start_[n], nnz = row_start_[n + 1] - begin;  // the same for each row
     const std::int32_t* column = column_.data() + begin;
@@ -722,7 +732,7 @@ class decomposed_conv2d {
       const tile x = Eigen::Map<const tile>(responses + index_t(column[e]) * stride);
       for (int r = 0; r < RB; ++r) acc[r] += coef[r * nnz + e] * x;
     }
-    for (int r = 0; r < RB; ++r) store_tile<W>(acc[r], count, out + (n + r) * geometry_.positions());
+    for (int r = 0; r < RB; ++r) store_tile<W>(acc[r], count, out + (n + r) * positions);
   }
 
   /// Runs of up to 4 consecutive output channels whose nonzeros sit in the same columns
