@@ -8,17 +8,17 @@
 //
 // Dataflow (forward): basis-first. The output rows are cut into bands of a few rows.
 // For one band, each input channel's rows are read once (at stride 1 from a zero-padded
-// copy of the sample made once per forward; else loaded, padded and split by stride
-// phase, per band), and every loaded row feeds all M basis kernels at once (register tiles of up to
-// 4 x 16 positions x up to 4 bases); the band's C*M responses then go straight into the
-// sparse stage, which walks the output channels with 64-position accumulator tiles held in
-// registers, gathering the responses named by each channel's nonzeros. Runs of up to 4
-// consecutive output channels with the same columns (group sparsity, group_size >= 2) are
-// blocked: each loaded response tile feeds all of them, so the stage is bound by FMAs
-// rather than by loads from L2 (where the band's responses live). Only one
-// band of responses exists at a time (C*M x band positions instead of C*M x Ho*Wo); the
-// materialised order (one band = the whole image) is kept for tests and for comparing
-// buffer sizes (peak_intermediate_bytes).
+// copy of the sample, made channel by channel during the first band; else loaded, padded
+// and split by stride phase, per band), and every loaded row feeds all M basis kernels at
+// once (register tiles of up to 4 x 16 positions x up to 4 bases); the band's C*M
+// responses then go straight into the sparse stage, which walks the output channels with
+// 64-position accumulator tiles held in registers, gathering the responses named by each
+// channel's nonzeros. Runs of up to 4 consecutive output channels with the same columns
+// (group sparsity, group_size >= 2) are blocked: each loaded response tile feeds all of
+// them, so the stage is bound by FMAs rather than by loads from L2 (where the band's
+// responses live). Only one band of responses exists at a time (C*M x band positions
+// instead of C*M x Ho*Wo); the materialised order (one band = the whole image) is kept for
+// tests and for comparing buffer sizes (peak_intermediate_bytes).
 //
 // Shapes: x (C*H*W x batch, CHW) -> y (N*Ho*Wo x batch), any stride and padding that
 // conv2d accepts. Basis: (k*k) x (G*M), column g*M + m is kernel B[g, m] in (i, j) order.
@@ -155,13 +155,12 @@ class decomposed_conv2d {
     const index_t ho = geometry_.out_h(), rows = order == dataflow::materialised ? ho : band_rows();
     const index_t stride = response_stride(rows);
     auto& responses = slimnn::detail::scratch<decomposed_conv2d, T, 0>(stride, geometry_.in.c * settings_.bases);
-    // Stride 1: the whole sample zero-padded once; else each band's rows, phase-split.
+    // Stride 1: the whole sample zero-padded (during the first band); else each band's rows, phase-split.
     const bool padded = geometry_.stride == 1;
     auto& input_rows = slimnn::detail::scratch<decomposed_conv2d, T, 1>(
         row_length() * geometry_.stride,
         padded ? geometry_.in.c * padded_height() : (rows - 1) * geometry_.stride + geometry_.kernel);
     for (index_t b = 0; b < x.cols(); ++b) {
-      if (padded) pad_input(x.col(b).data(), input_rows.data());
       for (index_t first = 0; first < ho; first += rows) {
         const index_t last = std::min(ho, first + rows);
         basis_stage(x.col(b).data(), first, last, padded, input_rows.data(), responses.data(), stride);
@@ -528,15 +527,15 @@ class decomposed_conv2d {
 
   index_t padded_height() const { return geometry_.in.h + 2 * geometry_.padding; }
 
-  /// Stride 1: every channel of sample x zero-padded, padded_height() rows of row_length()
-  /// values (row ih + padding holds input row ih from column `padding` on).
-  void pad_input(const T* x, T* out) const {
+  /// Stride 1: channel c of sample x zero-padded into its place in `out`, padded_height()
+  /// rows of row_length() values (row ih + padding holds input row ih from column `padding` on).
+  void pad_channel(const T* x, index_t c, T* out) const {
     const auto& g = geometry_;
     const index_t U = row_length(), hp = padded_height();
-    std::fill(out, out + g.in.c * hp * U, T(0));
-    for (index_t c = 0; c < g.in.c; ++c)
-      for (index_t ih = 0; ih < g.in.h; ++ih)
-        std::copy_n(x + (c * g.in.h + ih) * g.in.w, g.in.w, out + (c * hp + ih + g.padding) * U + g.padding);
+    T* channel = out + c * hp * U;
+    std::fill(channel, channel + hp * U, T(0));
+    for (index_t ih = 0; ih < g.in.h; ++ih)
+      std::copy_n(x + (c * g.in.h + ih) * g.in.w, g.in.w, channel + (ih + g.padding) * U + g.padding);
   }
 
   /// Input row ih of one channel, zero-padded and split into `stride` phases:
@@ -597,7 +596,8 @@ class decomposed_conv2d {
   /// Stage 1 for output rows [first, last): responses(q, c*M + m) for q = (oh - first)*Wo + ow.
   /// The band's 16-position tiles go in near-equal groups of at most 4, the M bases in
   /// near-equal blocks of at most 4.
-  /// `padded`: input_rows holds pad_input(x); else it has room for the band's loaded rows.
+  /// `padded`: input_rows holds the zero-padded sample (pad_channel, during the first band);
+  /// else it has room for the band's loaded rows.
   void basis_stage(const T* x, index_t first, index_t last, bool padded, T* input_rows, T* responses,
                    index_t stride) const {
     const auto& g = geometry_;
@@ -629,6 +629,10 @@ class decomposed_conv2d {
     for (index_t c = 0; c < C; ++c) {
       const T* rows = input_rows;  // loaded row r: input row first * s - padding + r
       if (padded) {
+        // The first band pads each channel one ahead of its use: the copies overlap the
+        // FMA-bound tiles, and their stores have retired when the tiles read them.
+        if (first == 0 && c == 0) pad_channel(x, 0, input_rows);
+        if (first == 0 && c + 1 < C) pad_channel(x, c + 1, input_rows);
         rows += (c * padded_height() + first) * U;
 #if defined(__GNUC__)
         if (c + 1 < C) {  // the next channel's rows come from L2 while this one computes
