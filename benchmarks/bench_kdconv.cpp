@@ -11,8 +11,8 @@
 // conv timed in the same process just before each repetition, divided by this row's
 // time); buf_KiB and mat_buf_KiB, the per-thread response buffer of the basis-first and
 // of the materialised order. The buffers are the L1/L2-resident regime; the dense conv at
-// these sizes is compute-bound (GEMM); element-wise kdconv is bound by loads from L2 in its
-// sparse stage, grouped kdconv by FMAs.
+// these sizes is compute-bound (GEMM); element-wise kdconv's sparse stage reads each
+// response tile from L2 once per L1-sized column chunk, grouped kdconv is bound by FMAs.
 #include <chrono>
 #include <cstdio>
 

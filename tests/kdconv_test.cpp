@@ -125,6 +125,76 @@ TEST(kdconv, both_orders_match_the_reconstructed_dense_conv) {
             }
 }
 
+/// A layer wide enough for several column chunks of the sparse stage (128 columns in float,
+/// 64 in double): 70 channels x 4 bases, 9 output channels. Channel 0 has no nonzero,
+/// channel 1 one in the last column, channels 2-4 share their columns (a row block), the
+/// others are random.
+template <class T>
+decomposed_conv2d<T> wide_layer(kdconv::settings st) {
+  const shape in{70, 5, 6};
+  const index_t N = 9, columns = in.c * st.bases;
+  rng_t rng(3);
+  std::bernoulli_distribution keep(0.3);
+  std::uniform_real_distribution<double> value(-1, 1);
+  const auto random_columns = [&] {
+    std::vector<std::int32_t> out;
+    for (index_t col = 0; col < columns; ++col)
+      if (keep(rng)) out.push_back(std::int32_t(col));
+    return out;
+  };
+  const auto shared = random_columns();
+  kdconv::sparse_coefficients<T> a;
+  a.row_start.push_back(0);
+  std::vector<T> values;
+  for (index_t n = 0; n < N; ++n) {
+    const auto row = n == 0 ? std::vector<std::int32_t>{}
+                     : n == 1 ? std::vector<std::int32_t>{std::int32_t(columns - 1)}
+                     : n <= 4 ? shared
+                              : random_columns();
+    for (const std::int32_t col : row) {
+      a.column.push_back(col);
+      values.push_back(T(value(rng)));
+    }
+    a.row_start.push_back(std::int32_t(a.column.size()));
+  }
+  a.value = Eigen::Map<const vector<T>>(values.data(), index_t(values.size()));
+  return decomposed_conv2d<T>({in, 3, 1, 1}, N, st, random_matrix<T>(9, in.c * st.bases, 4), std::move(a),
+                              random_matrix<T>(N, 1, 5).col(0));
+}
+
+template <class T>
+void expect_both_orders_match_reference(const decomposed_conv2d<T>& layer, double tolerance) {
+  const auto x = random_matrix<T>(layer.input_shape().size(), 2, 6);
+  const auto expected = reference_forward(layer, x);
+  matrix<T> streamed, materialised;
+  layer.forward(x, streamed);
+  layer.forward(x, materialised, dataflow::materialised);
+  EXPECT_LT(slimnn::testing::relative_error(streamed.template cast<double>(), expected), tolerance);
+  EXPECT_LT(slimnn::testing::relative_error(materialised.template cast<double>(), expected), tolerance);
+}
+
+TEST(kdconv, sparse_stage_matches_the_reference_across_column_chunks) {
+  expect_both_orders_match_reference(wide_layer<float>({.bases = 4, .basis_bits = 0}), 1e-5);
+  expect_both_orders_match_reference(wide_layer<double>({.bases = 4, .basis_bits = 0}), 1e-12);
+  expect_both_orders_match_reference(wide_layer<float>({.bases = 4, .band_rows = 1}), 1e-5);
+}
+
+TEST(kdconv, forward_follows_coefficient_changes) {
+  // float32 coefficients are the parameters: forward sees a change at once.
+  auto layer = wide_layer<float>({.bases = 4, .basis_bits = 0});
+  auto coefficients = layer.parameters()[0];
+  for (index_t e = 0; e < coefficients.size; ++e) coefficients.value[e] = 0.5f - coefficients.value[e];
+  expect_both_orders_match_reference(layer, 1e-5);
+  // Quantized coefficients: forward sees the codes after_update() makes.
+  auto pow2 = wide_layer<float>({.bases = 4, .coefficients = coefficient_format::pow2});
+  const vector<float> before = pow2.coef_used();
+  coefficients = pow2.parameters()[0];
+  for (index_t e = 0; e < coefficients.size; ++e) coefficients.value[e] *= -3;
+  pow2.after_update();
+  EXPECT_NE(pow2.coef_used(), before);
+  expect_both_orders_match_reference(pow2, 1e-5);
+}
+
 TEST(kdconv, double_layer_matches_reference_tightly) {
   const auto layer = random_layer<double>(shape{3, 11, 21}, 6, 3, 1, 1, {.bases = 5, .density = 0.3, .basis_bits = 0});
   const auto x = random_matrix<double>(layer.input_shape().size(), 3, 9);

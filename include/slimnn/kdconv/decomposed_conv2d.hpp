@@ -11,14 +11,18 @@
 // copy of the sample, made channel by channel during the first band; else loaded, padded
 // and split by stride phase, per band), and every loaded row feeds all M basis kernels at
 // once (register tiles of up to 4 x 16 positions x up to 4 bases); the band's C*M
-// responses then go straight into the sparse stage, which walks the output channels with
-// 64-position accumulator tiles held in registers, gathering the responses named by each
-// channel's nonzeros. Runs of up to 4 consecutive output channels with the same columns
-// (group sparsity, group_size >= 2) are blocked: each loaded response tile feeds all of
-// them, so the stage is bound by FMAs rather than by loads from L2 (where the band's
-// responses live). Only one band of responses exists at a time (C*M x band positions
-// instead of C*M x Ho*Wo); the materialised order (one band = the whole image) is kept for
-// tests and for comparing buffer sizes (peak_intermediate_bytes).
+// responses then go straight into the sparse stage, in 64-position accumulator tiles
+// held in registers. The band's responses live in L2. Runs of up to 4 consecutive output
+// channels with the same columns (group sparsity, group_size >= 2) are blocked: each
+// loaded response tile feeds all of them, so they are bound by FMAs. The other channels
+// (element-wise masks) share few columns, so a channel-by-channel walk would fetch each
+// tile from L2 again for every channel that uses it; instead the columns are cut into
+// chunks whose tiles fit L1 (32 KiB), and every channel's nonzeros in a chunk (a "job")
+// run before the next chunk, so each tile comes from L2 once per chunk and the channels
+// read it from L1; per-channel sums wait in a per-thread buffer between chunks. Only one
+// band of responses exists at a time (C*M x band positions instead of C*M x Ho*Wo); the
+// materialised order (one band = the whole image) is kept for tests and for comparing
+// buffer sizes (peak_intermediate_bytes).
 //
 // Shapes: x (C*H*W x batch, CHW) -> y (N*Ho*Wo x batch), any stride and padding that
 // conv2d accepts. Basis: (k*k) x (G*M), column g*M + m is kernel B[g, m] in (i, j) order.
@@ -132,6 +136,8 @@ class decomposed_conv2d {
     coef_q_ = coef_;
     if (!quantized) requantize(true);
     row_block_ = row_blocks();
+    schedule_jobs();
+    refresh_job_coefficients();
     // Tap (i, j) of an output row reads loaded row i, stride phase j % s, from j / s on.
     for (index_t i = 0; i < geometry_.kernel; ++i)
       for (index_t j = 0; j < geometry_.kernel; ++j)
@@ -160,11 +166,12 @@ class decomposed_conv2d {
     auto& input_rows = slimnn::detail::scratch<decomposed_conv2d, T, 1>(
         row_length() * geometry_.stride,
         padded ? geometry_.in.c * padded_height() : (rows - 1) * geometry_.stride + geometry_.kernel);
+    const T* job_coef = job_coefficients();
     for (index_t b = 0; b < x.cols(); ++b) {
       for (index_t first = 0; first < ho; first += rows) {
         const index_t last = std::min(ho, first + rows);
         basis_stage(x.col(b).data(), first, last, padded, input_rows.data(), responses.data(), stride);
-        combine_stage(responses.data(), stride, first, last, y.col(b).data());
+        combine_stage(responses.data(), stride, first, last, job_coef, y.col(b).data());
       }
     }
   }
@@ -523,6 +530,7 @@ class decomposed_conv2d {
                                         std::span<const T>(basis_.data() + g * span_size, std::size_t(span_size)),
                                         std::span<T>(basis_q_.data() + g * span_size, std::size_t(span_size)));
     }
+    refresh_job_coefficients();
   }
 
   index_t padded_height() const { return geometry_.in.h + 2 * geometry_.padding; }
@@ -668,33 +676,36 @@ class decomposed_conv2d {
   }
 
   /// Stage 2 for output rows [first, last): y[n][q] = b[n] + sum_e A_e * responses(q, column_e),
-  /// in 64-position tiles (the last one 16, 32, 48 or 64 wide), output channels in the
-  /// blocks of row_block_.
-  void combine_stage(const T* responses, index_t stride, index_t first, index_t last, T* y) const {
+  /// in 64-position tiles (the last one 16, 32, 48 or 64 wide): the output channels in row
+  /// blocks of 2 to 4 by combine_rows, the others by the jobs (job_coef: their slots' values).
+  void combine_stage(const T* responses, index_t stride, index_t first, index_t last, const T* job_coef,
+                     T* y) const {
     const index_t wo = geometry_.out_w(), length = (last - first) * wo, positions = geometry_.positions();
     for (index_t q = 0; q < length; q += combine_tile) {
       const index_t count = std::min(combine_tile, length - q);
       T* out = y + first * wo + q;
       switch ((count + row_tile - 1) / row_tile) {
-        case 1: combine_tile_columns<16>(responses + q, stride, count, out, positions); break;
-        case 2: combine_tile_columns<32>(responses + q, stride, count, out, positions); break;
-        case 3: combine_tile_columns<48>(responses + q, stride, count, out, positions); break;
-        default: combine_tile_columns<64>(responses + q, stride, count, out, positions); break;
+        case 1: combine_tile_columns<16>(responses + q, stride, count, job_coef, out, positions); break;
+        case 2: combine_tile_columns<32>(responses + q, stride, count, job_coef, out, positions); break;
+        case 3: combine_tile_columns<48>(responses + q, stride, count, job_coef, out, positions); break;
+        default: combine_tile_columns<64>(responses + q, stride, count, job_coef, out, positions); break;
       }
     }
   }
 
   /// `out` is the tile's place in output channel 0; channels are `positions` apart.
   template <int W>
-  void combine_tile_columns(const T* responses, index_t stride, index_t count, T* out, index_t positions) const {
+  void combine_tile_columns(const T* responses, index_t stride, index_t count, const T* job_coef, T* out,
+                            index_t positions) const {
     for (index_t n = 0, k = 0; n < out_channels_; n += row_block_[std::size_t(k++)]) {
       switch (row_block_[std::size_t(k)]) {
         case 4: combine_rows<W, 4>(responses, stride, count, n, out, positions); break;
         case 3: combine_rows<W, 3>(responses, stride, count, n, out, positions); break;
         case 2: combine_rows<W, 2>(responses, stride, count, n, out, positions); break;
-        default: combine_row<W>(responses, stride, count, n, out + n * positions); break;
+        default: break;  // a job channel
       }
     }
+    if (!job_channel_.empty()) combine_jobs<W>(responses, stride, count, job_coef, out, positions);
   }
 
   template <int W>
@@ -706,20 +717,27 @@ class decomposed_conv2d {
     else Eigen::Map<vector<T>>(out, count) = acc.head(count);
   }
 
-  /// One output channel (`out` is its tile): two accumulators over alternate nonzeros
-  /// (independent FMA chains).
+  /// The job channels' tiles: sums in a per-thread buffer (one combine_tile column per
+  /// channel) start at the bias; each job adds its slots, two at a time into two
+  /// accumulators (independent FMA chains); then the sums go to `out`.
   template <int W>
-  void combine_row(const T* responses, index_t stride, index_t count, index_t n, T* out) const {
+  void combine_jobs(const T* responses, index_t stride, index_t count, const T* job_coef, T* out,
+                    index_t positions) const {
     using tile = accumulator<W>;
-    const T* coef = coef_used().data();
-    tile acc = tile::Constant(bias_[n]), acc2 = tile::Zero();
-    std::int32_t e = row_start_[n];
-    for (; e + 1 < row_start_[n + 1]; e += 2) {
-      acc += coef[e] * Eigen::Map<const tile>(responses + index_t(column_[e]) * stride);
-      acc2 += coef[e + 1] * Eigen::Map<const tile>(responses + index_t(column_[e + 1]) * stride);
+    auto& sums = slimnn::detail::scratch<decomposed_conv2d, T, 2>(combine_tile, out_channels_);
+    for (const index_t n : job_channel_) Eigen::Map<tile>{sums.col(n).data()} = tile::Constant(bias_[n]);
+    const std::int32_t* column = job_column_.data();
+    const T* coef = job_coef;
+    for (const combine_job& job : jobs_) {
+      tile acc = tile::Zero(), acc2 = tile::Zero();
+      for (std::int32_t pair = 0; pair < job.pairs; ++pair, column += 2, coef += 2) {
+        acc += coef[0] * Eigen::Map<const tile>(responses + index_t(column[0]) * stride);
+        acc2 += coef[1] * Eigen::Map<const tile>(responses + index_t(column[1]) * stride);
+      }
+      Eigen::Map<tile>{sums.col(job.channel).data()} += acc + acc2;
     }
-    if (e < row_start_[n + 1]) acc += coef[e] * Eigen::Map<const tile>(responses + index_t(column_[e]) * stride);
-    store_tile<W>(acc + acc2, count, out);
+    for (const index_t n : job_channel_)
+      store_tile<W>(Eigen::Map<const tile>(sums.col(n).data()), count, out + n * positions);
   }
 
   /// RB consecutive output channels with the same columns: each loaded response tile
@@ -737,6 +755,62 @@ class decomposed_conv2d {
       for (int r = 0; r < RB; ++r) acc[r] += coef[r * nnz + e] * x;
     }
     for (int r = 0; r < RB; ++r) store_tile<W>(acc[r], count, out + (n + r) * positions);
+  }
+
+  /// Columns per chunk of the jobs: a chunk's combine_tile-wide response tiles take 32 KiB,
+  /// so they stay in L1 while every channel's job for the chunk reads them.
+  static constexpr index_t chunk_columns = std::max<index_t>(1, 32 * 1024 / (combine_tile * index_t(sizeof(T))));
+
+  /// The jobs of the channels outside row blocks: per chunk of chunk_columns columns, per
+  /// channel with nonzeros there, one job over its slots (the nonzeros in column order, and
+  /// one padding slot, coefficient 0 on the job's last column, if their number is odd).
+  void schedule_jobs() {
+    jobs_.clear();
+    job_channel_.clear();
+    job_column_.clear();
+    job_entry_.clear();
+    for (index_t n = 0, k = 0; n < out_channels_; n += row_block_[std::size_t(k++)])
+      if (row_block_[std::size_t(k)] == 1) job_channel_.push_back(n);
+    std::vector<std::int32_t> next(job_channel_.size());  // each channel's next nonzero
+    for (std::size_t i = 0; i < job_channel_.size(); ++i) next[i] = row_start_[job_channel_[i]];
+    const index_t columns = geometry_.in.c * settings_.bases;
+    for (index_t chunk_end = chunk_columns;; chunk_end += chunk_columns) {
+      for (std::size_t i = 0; i < job_channel_.size(); ++i) {
+        const std::int32_t begin = next[i], end = row_start_[job_channel_[i] + 1];
+        std::int32_t e = begin;
+        while (e < end && column_[e] < chunk_end) ++e;
+        if (e == begin) continue;
+        for (std::int32_t f = begin; f < e; ++f) {
+          job_column_.push_back(column_[f]);
+          job_entry_.push_back(f);
+        }
+        if ((e - begin) % 2) {
+          job_column_.push_back(column_[e - 1]);
+          job_entry_.push_back(-1);
+        }
+        jobs_.push_back({std::int32_t(job_channel_[i]), (e - begin + 1) / 2});
+        next[i] = e;
+      }
+      if (chunk_end >= columns) break;
+    }
+  }
+
+  /// The job slots' coefficients for forward: job_coef_ (refreshed by requantize) for
+  /// quantized formats; for float32 the latent values, which training changes in place,
+  /// gathered per call into a per-thread buffer.
+  const T* job_coefficients() const {
+    if (settings_.coefficients != coefficient_format::float32) return job_coef_.data();
+    auto& values = slimnn::detail::scratch<decomposed_conv2d, T, 3>(index_t(job_entry_.size()), 1);
+    gather_job_coefficients(values.data());
+    return values.data();
+  }
+  void gather_job_coefficients(T* out) const {
+    const T* coef = coef_used().data();
+    for (std::size_t i = 0; i < job_entry_.size(); ++i) out[i] = job_entry_[i] < 0 ? T(0) : coef[job_entry_[i]];
+  }
+  void refresh_job_coefficients() {
+    job_coef_.resize(index_t(job_entry_.size()));
+    gather_job_coefficients(job_coef_.data());
   }
 
   /// Runs of up to 4 consecutive output channels whose nonzeros sit in the same columns
@@ -765,6 +839,13 @@ class decomposed_conv2d {
   vector<T> bias_, bias_grad_;
   std::vector<index_t> tap_offset_;  ///< k*k offsets into an output row's loaded input rows
   std::vector<index_t> row_block_;   ///< output channels per block of the sparse stage
+  struct combine_job {
+    std::int32_t channel, pairs;  ///< output channel; slots / 2
+  };
+  std::vector<combine_job> jobs_;       ///< chunk by chunk, channels ascending
+  std::vector<index_t> job_channel_;    ///< the channels in row blocks of 1
+  std::vector<std::int32_t> job_column_, job_entry_;  ///< per slot: column; nonzero (-1: padding)
+  vector<T> job_coef_;                  ///< per slot: coef_used() value (0 for padding)
   matrix<T> input_;
 };
 
