@@ -730,7 +730,7 @@ class decomposed_conv2d {
     const T* coef = job_coef;
     for (const combine_job& job : jobs_) {
       tile acc = tile::Zero(), acc2 = tile::Zero();
-      for (std::int32_t pair = 0; pair < job.pairs; ++pair, column += 2, coef += 2) {
+      for (std::int32_t pair = 0; pair < (job.count + 1) / 2; ++pair, column += 2, coef += 2) {
         acc += coef[0] * Eigen::Map<const tile>(responses + index_t(column[0]) * stride);
         acc2 += coef[1] * Eigen::Map<const tile>(responses + index_t(column[1]) * stride);
       }
@@ -768,7 +768,6 @@ class decomposed_conv2d {
     jobs_.clear();
     job_channel_.clear();
     job_column_.clear();
-    job_entry_.clear();
     for (index_t n = 0, k = 0; n < out_channels_; n += row_block_[std::size_t(k++)])
       if (row_block_[std::size_t(k)] == 1) job_channel_.push_back(n);
     std::vector<std::int32_t> next(job_channel_.size());  // each channel's next nonzero
@@ -780,15 +779,9 @@ class decomposed_conv2d {
         std::int32_t e = begin;
         while (e < end && column_[e] < chunk_end) ++e;
         if (e == begin) continue;
-        for (std::int32_t f = begin; f < e; ++f) {
-          job_column_.push_back(column_[f]);
-          job_entry_.push_back(f);
-        }
-        if ((e - begin) % 2) {
-          job_column_.push_back(column_[e - 1]);
-          job_entry_.push_back(-1);
-        }
-        jobs_.push_back({std::int32_t(job_channel_[i]), (e - begin + 1) / 2});
+        job_column_.insert(job_column_.end(), column_.begin() + begin, column_.begin() + e);
+        if ((e - begin) % 2) job_column_.push_back(column_[e - 1]);
+        jobs_.push_back({std::int32_t(job_channel_[i]), begin, e - begin});
         next[i] = e;
       }
       if (chunk_end >= columns) break;
@@ -800,16 +793,19 @@ class decomposed_conv2d {
   /// gathered per call into a per-thread buffer.
   const T* job_coefficients() const {
     if (settings_.coefficients != coefficient_format::float32) return job_coef_.data();
-    auto& values = slimnn::detail::scratch<decomposed_conv2d, T, 3>(index_t(job_entry_.size()), 1);
+    auto& values = slimnn::detail::scratch<decomposed_conv2d, T, 3>(index_t(job_column_.size()), 1);
     gather_job_coefficients(values.data());
     return values.data();
   }
   void gather_job_coefficients(T* out) const {
     const T* coef = coef_used().data();
-    for (std::size_t i = 0; i < job_entry_.size(); ++i) out[i] = job_entry_[i] < 0 ? T(0) : coef[job_entry_[i]];
+    for (const combine_job& job : jobs_) {  // a job's nonzeros are consecutive in the CSR arrays
+      out = std::copy_n(coef + job.first, job.count, out);
+      if (job.count % 2) *out++ = T(0);
+    }
   }
   void refresh_job_coefficients() {
-    job_coef_.resize(index_t(job_entry_.size()));
+    job_coef_.resize(index_t(job_column_.size()));
     gather_job_coefficients(job_coef_.data());
   }
 
@@ -840,11 +836,11 @@ class decomposed_conv2d {
   std::vector<index_t> tap_offset_;  ///< k*k offsets into an output row's loaded input rows
   std::vector<index_t> row_block_;   ///< output channels per block of the sparse stage
   struct combine_job {
-    std::int32_t channel, pairs;  ///< output channel; slots / 2
+    std::int32_t channel, first, count;  ///< output channel; its nonzeros first .. first + count - 1
   };
   std::vector<combine_job> jobs_;       ///< chunk by chunk, channels ascending
   std::vector<index_t> job_channel_;    ///< the channels in row blocks of 1
-  std::vector<std::int32_t> job_column_, job_entry_;  ///< per slot: column; nonzero (-1: padding)
+  std::vector<std::int32_t> job_column_;  ///< per slot: the column (jobs in order, each padded to even)
   vector<T> job_coef_;                  ///< per slot: coef_used() value (0 for padding)
   matrix<T> input_;
 };
