@@ -8,7 +8,9 @@
 // Counters: GFLOP/s (2 flops per MAC) and GB/s of parameters plus activations read.
 // Every benchmark runs single-threaded. bench::run defaults to 5 repetitions with
 // aggregates only (pass --benchmark_repetitions to change it), so the names stay exact
-// and the median is the "<name>_median" row.
+// and the median is the "<name>_median" row. The context lines at the top name the
+// slimnn kernel path (slimnn_isa: SLIMNN_ISA or the CPU's best) and the instruction sets
+// Eigen's baselines were compiled for (eigen_simd: the benchmarks' -march).
 #pragma once
 
 #include <benchmark/benchmark.h>
@@ -18,6 +20,7 @@
 #include <vector>
 
 #include "slimnn/layers/conv2d.hpp"
+#include "slimnn/kernels/isa.hpp"
 #include "slimnn/layers/dense.hpp"
 
 namespace bench {
@@ -94,6 +97,8 @@ inline int run(int argc, char** argv) {
   if (!given("--benchmark_repetitions")) args.push_back(repetitions);
   if (!given("--benchmark_report_aggregates_only")) args.push_back(aggregates);
   int count = int(args.size());
+  benchmark::AddCustomContext("slimnn_isa", isa_name(active_isa()));
+  benchmark::AddCustomContext("eigen_simd", Eigen::SimdInstructionSetsInUse());
   benchmark::Initialize(&count, args.data());
   if (benchmark::ReportUnrecognizedArguments(count, args.data())) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -121,7 +121,7 @@ TEST(block_circulant_dense, projection_is_optimal_idempotent_and_exact_on_circul
   const auto layer = project(dl, k);
   EXPECT_LT((layer.to_dense().weight() - pa).cwiseAbs().maxCoeff(), 1e-12);
   EXPECT_EQ(layer.bias(), dl.bias());
-  // full blocks use DESIGN's formula c[d] = (1/k) sum_r A[(r + d) mod k][r]
+  // full blocks use the averaged-diagonal formula c[d] = (1/k) sum_r A[(r + d) mod k][r]
   for (index_t d = 0; d < k; ++d) {
     double s = 0;
     for (index_t r = 0; r < k; ++r) s += a((r + d) % k, r);

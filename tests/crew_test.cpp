@@ -6,6 +6,7 @@
 #include <set>
 
 #include "conformance.hpp"
+#include "kernel_paths.hpp"
 #include "slimnn/crew/crew_stats.hpp"
 
 namespace {
@@ -151,16 +152,31 @@ TEST(crew_dense, float_path_matches_dequantized_product_in_double) {
   }
 }
 
-TEST(crew_dense, simd_and_portable_kernels_are_identical) {
+TEST(crew_dense, every_kernel_path_matches_the_portable_kernel_exactly) {
   for (const int unique : {1, 2, 3, 4, 7, 16}) {
     const int8_matrix codes = random_codes(61, 203, unique, 30 + unique);
-    const auto layer = layer_from<float>(codes);
     matrix<float> x = random_matrix<float>(61, 3, 2);
     x.col(1).head(20).setZero();  // skipped inputs
-    matrix<float> best, portable;
-    layer.forward(x, best);
-    layer.forward(x, portable, crew_kernel::portable);
-    EXPECT_EQ(best, portable) << "u" << unique;
+    const int8_matrix xq = random_int8(61, 3, 4);
+    matrix<float> reference;
+    layer_from<float>(codes).forward(x, reference, crew_kernel::portable);
+    slimnn::testing::for_each_isa([&](isa path) {
+      const auto layer = layer_from<float>(codes);  // in the interleave of this path
+      matrix<float> y, portable;
+      layer.forward(x, y);
+      layer.forward(x, portable, crew_kernel::portable);
+      EXPECT_EQ(y, reference) << "u" << unique;
+      EXPECT_EQ(portable, reference) << "u" << unique;
+      int32_matrix acc;
+      layer.forward_int8(xq, acc);
+      EXPECT_EQ(acc, (codes.cast<std::int32_t>() * xq.cast<std::int32_t>()).eval()) << "u" << unique;
+      // A layer built on one path runs on every other one too.
+      for (const isa other : supported_isas()) {
+        const scoped_isa run(other);
+        layer.forward(x, y);
+        EXPECT_EQ(y, reference) << "u" << unique << ", built on " << isa_name(path) << ", run on " << isa_name(other);
+      }
+    });
   }
 }
 
@@ -170,7 +186,7 @@ TEST(crew_lanes, both_interleaves_place_indices_as_documented) {
   for (const int width : {1, 2, 4})
     for (const int group : {1, 4}) {
       const index_t inputs = 7, outputs = 150;  // padding inputs (group 4) and outputs
-      detail::crew_lanes lanes(inputs, outputs, width, group);
+      kernels::crew_lanes lanes(inputs, outputs, width, group);
       const std::uint32_t mask = (1u << width) - 1u;
       const auto value = [&](index_t j, index_t i) { return std::uint32_t(j * 7 + i * 3) & mask; };
       for (index_t i = 0; i < inputs; ++i)
@@ -184,7 +200,7 @@ TEST(crew_lanes, both_interleaves_place_indices_as_documented) {
               lanes.bytes[std::size_t((j / block * rows + i / group) * positions * group + j % positions * group + i % group)];
           ASSERT_EQ((byte >> (j % block / positions * width)) & mask, value(j, i)) << width << " " << group;
         }
-      const detail::crew_lanes other = lanes.regrouped(5 - group);
+      const kernels::crew_lanes other = lanes.regrouped(5 - group);
       EXPECT_EQ(other.group, 5 - group);
       EXPECT_EQ(other.regrouped(group).bytes, lanes.bytes);
       for (index_t i = 0; i < inputs; ++i)
@@ -194,17 +210,19 @@ TEST(crew_lanes, both_interleaves_place_indices_as_documented) {
 
 TEST(crew_dense, int8_kernels_skip_inactive_inputs_exactly) {
   const int8_matrix codes = random_codes(45, 77, 16, 8);
-  const auto layer = layer_from<float>(codes);
   int8_matrix x = random_int8(45, 4, 3);
   x.col(0).setZero();                  // no active input
   x.col(1).segment(4, 12).setZero();   // whole groups of 4 inactive
   x.col(2).segment(5, 9).setZero();    // groups partly active
   x(44, 3) = 0;                        // the last, partial group
-  int32_matrix best, portable;
-  layer.forward_int8(x, best);
-  layer.forward_int8(x, portable, crew_kernel::portable);
-  EXPECT_EQ(best, (codes.cast<std::int32_t>() * x.cast<std::int32_t>()).eval());
-  EXPECT_EQ(portable, best);
+  slimnn::testing::for_each_isa([&](isa) {
+    const auto layer = layer_from<float>(codes);
+    int32_matrix best, portable;
+    layer.forward_int8(x, best);
+    layer.forward_int8(x, portable, crew_kernel::portable);
+    EXPECT_EQ(best, (codes.cast<std::int32_t>() * x.cast<std::int32_t>()).eval());
+    EXPECT_EQ(portable, best);
+  });
 }
 
 TEST(crew_dense, indices_round_trip_in_every_layout) {
@@ -264,13 +282,15 @@ TEST(crew_dense, multiply_count_is_sum_of_unique_counts) {
 
 TEST(crew_dense, cost_counts_every_stored_byte) {
   const int8_matrix codes = random_codes(100, 70, 16, 3);
-  const auto layer = layer_from<float>(codes);
-  const std::uint64_t entries = layer.table_entries();
-  // lanes, 4-bit: one input per row, ceil(70 / 64) = 2 blocks x 100 inputs x 32 bytes; or
-  // 4 inputs per row (AVX-512 VBMI + VNNI builds), ceil(70 / 32) = 3 blocks x 25 rows x 64 bytes
-  const std::uint64_t index = detail::crew_native_group == 1 ? 2u * 100u * 32u : 3u * 25u * 64u;
-  EXPECT_EQ(layer.index_bytes(), index);
-  EXPECT_EQ(layer.cost().param_bytes, index + entries * 5 + 16 + 101 * 4 + 2 * 70 * 4);
+  // lanes, 4-bit, as the file holds them: one input per row, ceil(70 / 64) = 2 blocks x 100
+  // inputs x 32 bytes, whatever interleave the kernel path keeps in memory (AVX-512: 4
+  // inputs per row, 3 blocks x 25 rows x 64 bytes).
+  const std::uint64_t index = 2u * 100u * 32u;
+  slimnn::testing::for_each_isa([&](isa) {
+    const auto layer = layer_from<float>(codes);
+    EXPECT_EQ(layer.index_bytes(), index);
+    EXPECT_EQ(layer.cost().param_bytes, index + layer.table_entries() * 5 + 16 + 101 * 4 + 2 * 70 * 4);
+  });
 }
 
 TEST(crew_dense, edge_cases_single_value_zero_columns_one_input) {

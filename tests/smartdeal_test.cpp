@@ -4,6 +4,7 @@
 #include <random>
 
 #include "conformance.hpp"
+#include "kernel_paths.hpp"
 #include "slimnn/smartdeal/smartdeal_conv2d.hpp"
 #include "slimnn/smartdeal/smartdeal_dense.hpp"
 #include "slimnn/train/optimizer.hpp"
@@ -110,10 +111,52 @@ TEST(smartdeal_dense, forward_equals_to_dense_in_double) {
   }
 }
 
-TEST(smartdeal_dense, large_rows_use_every_kernel_tail) {
-  // Rows with many units exercise the unrolled AVX-512 loops and all their tails.
-  expect_forward_matches_to_dense(random_dense<float>(520, 40, 8, 0, 0.5, 0.95, 3), 1e-5);
-  expect_forward_matches_to_dense(random_dense<float>(520, 40, 8, 0, 1.0, 0.07, 4), 1e-5);
+TEST(smartdeal_dense, every_kernel_path_and_tail_matches_the_dense_expansion) {
+  // Rows of 0 to ~65 units exercise the unrolled loops of every path and all their tails
+  // (segments of 8, and single nonzeros).
+  slimnn::testing::for_each_isa([](isa) {
+    for (index_t in : {8, 40, 520}) {
+      SCOPED_TRACE(in);
+      expect_forward_matches_to_dense(random_dense<float>(in, 40, 8, 0, 0.5, 0.95, 3), 1e-5);
+      expect_forward_matches_to_dense(random_dense<float>(in, 40, 8, 0, 1.0, 0.07, 4), 1e-5);
+      expect_forward_matches_to_dense(random_dense<float>(in, 23, 8, 5, 0.7, 0.2, 5), 1e-5);
+    }
+  });
+}
+
+TEST(smartdeal_dense, exponent_coded_forward_equals_the_float_coefficient_forward) {
+  // Float segments of 8 run from int8 exponent codes; parameters() sets them aside until
+  // after_update(), and the float coefficients must then give the same outputs.
+  slimnn::testing::for_each_isa([](isa) {
+    for (const int max_exponent : {0, 3, -20}) {
+      SCOPED_TRACE(max_exponent);
+      const index_t in = 200, out = 64, S = (in + 7) / 8;
+      auto coefficients = random_coefficients(out, S * 8, 8, 0.6, 0.9, 7);
+      coefficients *= std::ldexp(1.0, max_exponent);  // exponents max - 4 .. max
+      const matrix<float> basis = random_matrix<float>(8, 8, 3);
+      smartdeal_dense<float> layer(smartdeal_matrix<float>(out, in, 8, 0, pow2_quantizer::with_bits(4, max_exponent),
+                                                           basis, coefficients),
+                                   random_matrix<float>(out, 1, 9).col(0));
+      ASSERT_TRUE(layer.factors().segment_layout());
+      const matrix<float> x = random_matrix<float>(in, 1, 5);
+      matrix<float> coded, plain, again;
+      layer.forward(x, coded);
+      auto params = layer.parameters();
+      layer.forward(x, plain);
+      EXPECT_EQ(coded, plain);
+      // A coefficient changed through parameters() shows at once, and after after_update().
+      float* c = params[1].value;
+      index_t k = 0;
+      while (c[k] == 0.0f || std::abs(c[k]) > std::ldexp(1.0f, max_exponent - 1)) ++k;  // doubled, still in range
+      c[k] *= 2.0f;
+      layer.forward(x, plain);
+      EXPECT_NE(plain, coded);
+      layer.after_update();
+      layer.forward(x, again);
+      EXPECT_EQ(again, plain);
+      expect_forward_matches_to_dense(layer, 1e-5);
+    }
+  });
 }
 
 TEST(smartdeal_conv2d, forward_equals_conv2d_with_to_dense_weights) {

@@ -26,6 +26,7 @@
 #include "slimnn/kdconv/decompose.hpp"
 #include "slimnn/kdconv/decomposed_conv2d.hpp"
 #include "slimnn/kdconv/settings.hpp"
+#include "slimnn/kernels/isa.hpp"
 #include "slimnn/layers/conv2d.hpp"
 #include "slimnn/layers/dense.hpp"
 #include "slimnn/layers/flatten.hpp"

@@ -1,6 +1,9 @@
 // ODR check, translation unit B: the same layer type as odr_a.cpp (the linker merges
-// the inline instantiations) plus a double one.
+// the inline instantiations) plus a double one. Built for baseline x86-64, while odr_a.cpp
+// is built for this machine.
 #include <slimnn/slimnn.hpp>
+
+#include "odr_layers.hpp"
 
 float odr_b_sum() {
   // W = 2, b = -1, x = 1  =>  each of 3 outputs is 7, sum 21.
@@ -22,3 +25,5 @@ double odr_b_sum_double() {
   layer.forward(x, y);
   return y.sum();
 }
+
+std::vector<double> odr_b_compressed() { return compressed_layer_results(); }

@@ -8,7 +8,7 @@
 //
 //   circulant_project(A, k)   Frobenius-optimal projection: c[d] is the mean of the
 //                             entries of A on the wrapped diagonal d of the block
-//                             (r - s = d mod k). A full block gives DESIGN.md's
+//                             (r - s = d mod k). A full block gives the diagonal mean
 //                             (1/k) sum_r A[(r + d) mod k][r]; a cropped edge block
 //                             averages only the entries that exist, so projecting an
 //                             expanded matrix returns it unchanged (idempotent), and

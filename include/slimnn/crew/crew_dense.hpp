@@ -16,17 +16,18 @@
 // int8 range raise config_error) and returns y_j = scale * s_j * acc_j + b_j.
 //
 // Stored (what cost().param_bytes counts, every byte): the index stream of the chosen
-// layout (crew_index_layout; lanes: ceil(outputs / (P * 8 / w)) * ceil(inputs / G) * P * G
-// bytes with w in {1, 2, 4} bits and G = 1, P = 32 or, for AVX-512 VBMI + VNNI builds, G = 4,
-// P = 16 (detail/crew_kernels.hpp); packed: 64-bit words of ceil(log2 u_i) or one width per layer bits per
-// weight), the shared values (sizeof(T) each) and codes (1 byte each, plus 16 bytes of
+// layout as the file holds it (crew_index_layout; lanes: ceil(outputs / (32 * 8 / w)) *
+// inputs * 32 bytes with w in {1, 2, 4} bits, kernels/crew_lanes.hpp; packed: 64-bit words
+// of ceil(log2 u_i) or one width per layer bits per weight), the shared values (sizeof(T) each) and codes (1 byte each, plus 16 bytes of
 // padding), the per-input table offsets (uint32, inputs + 1), the row scales and the bias
 // (sizeof(T) each). cost().mults = the table entries with a nonzero code (a zero code's
 // product is 0) plus one scale per output; adds = outputs * inputs gathers-adds;
 // macs = mults.
-// Kernels (detail/crew_kernels.hpp): lanes layout (all u_i <= 16) with AVX-512 VBMI + VNNI
-// when compiled for it (vpermps for float, vpermb + vpdpbusd for int8), else AVX2 (vpermps,
-// vpshufb), else portable; packed layouts portable.
+// Kernels (kernels/crew.hpp), chosen at run time by active_isa(): lanes layout (all u_i
+// <= 16) with AVX-512 (vpermps for float, vpermb + vpdpbusd for int8), AVX2 (vpermps,
+// vpshufb) or portable loops; packed layouts portable. In memory the lanes layout keeps the
+// interleave of the path active when the layer was built or loaded (4 inputs per word for
+// AVX-512, else 1); results, cost() and files are the same on every path.
 // Batch > 1 runs the products and gathers per sample.
 // Training: forward_train expands W = s_j * V_i[idx] and uses dense products; backward gives
 // dL/dV_i[u] = sum over the weights (j, i) with idx(j, i) = u of s_j * dL/dW(j, i) (the
@@ -55,8 +56,8 @@
 #include "slimnn/core/layer.hpp"
 #include "slimnn/crew/weight_quantization.hpp"
 #include "slimnn/detail/bitpack.hpp"
-#include "slimnn/detail/crew_kernels.hpp"
 #include "slimnn/detail/packed_io.hpp"
+#include "slimnn/kernels/crew.hpp"
 #include "slimnn/layers/dense.hpp"
 
 namespace slimnn {
@@ -69,7 +70,7 @@ enum class crew_index_layout {
   per_layer,  ///< ceil(log2 max u_i) bits per weight, bit-packed per input
 };
 
-/// Which kernel runs: the fastest compiled one, or the portable one (for checks).
+/// Which kernel runs: the active path's (active_isa()), or the portable one (for checks).
 enum class crew_kernel { best, portable };
 
 /// Settings of make_crew_dense.
@@ -123,6 +124,7 @@ class crew_dense {
   void forward(const_matrix_ref<T> x, matrix<T>& y, crew_kernel kernel) const {
     detail::check_input_rows(*this, x.rows());
     y.resize(outputs_, x.cols());
+    const isa path = kernel == crew_kernel::best ? active_isa() : isa::portable;
     T* table = buffer<T, 0>(values_.size() + 16);
     T* acc = buffer<T, 1>(std::size_t(outputs_));
     std::int32_t* active = buffer<std::int32_t, 0>(std::size_t(inputs_));
@@ -137,7 +139,7 @@ class crew_dense {
         for (std::uint32_t u = 0, n = unique_[std::size_t(i)]; u < n; ++u) t[u] = xb[i] * v[u];
       }
       std::fill(acc, acc + outputs_, T(0));
-      gather(kernel, table, active, count, acc);
+      gather(path, table, active, count, acc);
       for (index_t j = 0; j < outputs_; ++j) y(j, b) = row_scale_[j] * acc[j] + bias_[j];
     }
   }
@@ -148,7 +150,10 @@ class crew_dense {
     detail::check_input_rows(*this, xq.rows());
     require_int8_range();
     acc.resize(outputs_, xq.cols());
+    const isa path = kernel == crew_kernel::best ? active_isa() : isa::portable;
     std::int32_t* active = buffer<std::int32_t, 0>(std::size_t(inputs_));
+    void* workspace = buffer<std::int32_t, 1>(
+        (kernels::crew_int8_workspace_bytes(lanes_, values_.size()) + sizeof(std::int32_t) - 1) / sizeof(std::int32_t));
     for (index_t b = 0; b < xq.cols(); ++b) {
       const std::int8_t* xb = xq.col(b).data();
       index_t count = 0;
@@ -156,30 +161,14 @@ class crew_dense {
         if (xb[i] != 0) active[count++] = std::int32_t(i);
       std::int32_t* out = acc.col(b).data();
       std::fill(out, out + outputs_, 0);
-#if defined(SLIMNN_CREW_AVX512)
-      if (kernel == crew_kernel::best && layout_ == crew_index_layout::lanes && lanes_.group == 4) {
-        std::uint8_t* tables = buffer<std::uint8_t, 0>(std::size_t(lanes_.groups()) * 128);
-        std::int32_t* groups = active;  // the groups of 4 inputs with an active input
-        const index_t group_count =
-            detail::crew_int8_tables_avx512(xb, inputs_, offsets_.data(), codes_.data(), groups, tables);
-        detail::crew_gather_int8_avx512(lanes_, tables, groups, group_count, out);
+      if (layout_ == crew_index_layout::lanes) {
+        kernels::crew_gather_int8(path, lanes_, xb, offsets_.data(), unique_.data(), codes_.data(), active, count,
+                                  workspace, out);
         continue;
       }
-#elif defined(__AVX2__)
-      if (kernel == crew_kernel::best && layout_ == crew_index_layout::lanes && lanes_.group == 1) {
-        std::uint8_t* tables = buffer<std::uint8_t, 0>(std::size_t(inputs_) * 32);
-        detail::crew_int8_tables_avx2(xb, offsets_.data(), codes_.data(), active, count, tables);
-        detail::crew_gather_int8_avx2(lanes_, tables, active, count, out);
-        continue;
-      }
-#endif
-      std::int32_t* table = buffer<std::int32_t, 1>(values_.size() + 16);
-      for (index_t k = 0; k < count; ++k) {
-        const auto i = std::size_t(active[k]);
-        for (std::uint32_t u = 0; u < unique_[i]; ++u)
-          table[offsets_[i] + u] = std::int32_t(xb[i]) * std::int32_t(codes_[offsets_[i] + u]);
-      }
-      gather(kernel, table, active, count, out);
+      auto* table = static_cast<std::int32_t*>(workspace);
+      kernels::crew_int8_table(xb, offsets_.data(), unique_.data(), codes_.data(), active, count, table);
+      gather(path, table, active, count, out);
     }
   }
 
@@ -284,7 +273,7 @@ class crew_dense {
     out.put_array(prefix + "unique_counts", {std::uint64_t(inputs_)}, counts);
     out.put_array(prefix + "values", {values_.size()}, values_);
     if (layout_ == crew_index_layout::lanes) {
-      const detail::crew_lanes file = lanes_.regrouped(1);  // one input per 32-byte row
+      const kernels::crew_lanes file = lanes_.regrouped(1);  // one input per 32-byte row
       out.put_array(prefix + "index", {std::uint64_t(file.blocks()), std::uint64_t(inputs_), 32}, file.bytes);
     } else {
       std::vector<std::uint8_t> bytes;
@@ -341,7 +330,7 @@ class crew_dense {
                                                            " bits"));
       const index_t block = 32 * (8 / w), blocks = (l.outputs_ + block - 1) / block;
       const auto bytes = in.get<std::uint8_t>(index, {std::uint64_t(blocks), std::uint64_t(l.inputs_), 32});
-      l.lanes_ = detail::crew_lanes(l.inputs_, l.outputs_, w, 1);
+      l.lanes_ = kernels::crew_lanes(l.inputs_, l.outputs_, w, 1);
       l.lanes_.bytes = bytes;
       for (index_t i = 0; i < l.inputs_; ++i)
         for (index_t j = 0; j < blocks * block; ++j) {
@@ -350,7 +339,7 @@ class crew_dense {
           else if (idx != 0)
             in.fail(index, detail::cat("padding output ", j, " of input ", i, " has index ", idx, ", not 0"));
         }
-      l.lanes_ = l.lanes_.regrouped(detail::crew_native_group);
+      l.lanes_ = l.lanes_.regrouped(kernels::crew_lanes_group(active_isa()));
     } else {
       const int layer_width = l.layout_ == crew_index_layout::per_layer
                                   ? int(in.setting_int(prefix + "index_bits", needed, 8)) : 0;
@@ -423,7 +412,7 @@ class crew_dense {
   const vector<T>& bias() const { return bias_; }
   /// Bytes of the stored indices.
   std::uint64_t index_bytes() const {
-    if (layout_ == crew_index_layout::lanes) return lanes_.bytes.size();
+    if (layout_ == crew_index_layout::lanes) return lanes_.file_bytes();
     std::uint64_t n = 0;
     for (const auto& p : packed_) n += p.bytes();
     return n;
@@ -483,7 +472,8 @@ class crew_dense {
     layout_ = layout;
     auto idx = [&](index_t j, index_t i) { return slot[std::size_t(i)][std::size_t(codes(j, i) + 128)]; };
     if (layout == crew_index_layout::lanes) {
-      lanes_ = detail::crew_lanes(inputs_, outputs_, detail::crew_lanes_width(max_unique_));
+      lanes_ = kernels::crew_lanes(inputs_, outputs_, kernels::crew_lanes_width(max_unique_),
+                                   kernels::crew_lanes_group(active_isa()));
       for (index_t i = 0; i < inputs_; ++i)
         for (index_t j = 0; j < outputs_; ++j) lanes_.set(j, i, idx(j, i));
     } else {
@@ -498,24 +488,11 @@ class crew_dense {
   }
 
   template <class Acc>
-  void gather(crew_kernel kernel, const Acc* table, const std::int32_t* active, index_t count, Acc* acc) const {
-    if (layout_ != crew_index_layout::lanes) {
-      detail::crew_gather_packed(packed_, offsets_.data(), table, active, count, outputs_, acc);
-      return;
-    }
-    // Each SIMD kernel reads one interleave; a layer built elsewhere with other flags
-    // falls back to the portable kernel, which reads both.
-#if defined(SLIMNN_CREW_AVX512)
-    if constexpr (std::is_same_v<Acc, float>)
-      if (kernel == crew_kernel::best && lanes_.group == 4)
-        return detail::crew_gather_lanes_avx512(lanes_, offsets_.data(), table, active, count, acc);
-#elif defined(__AVX2__)
-    if constexpr (std::is_same_v<Acc, float>)
-      if (kernel == crew_kernel::best && lanes_.group == 1)
-        return detail::crew_gather_lanes_avx2(lanes_, offsets_.data(), table, active, count, acc);
-#endif
-    (void)kernel;
-    detail::crew_gather_lanes(lanes_, offsets_.data(), table, active, count, acc);
+  void gather(isa path, const Acc* table, const std::int32_t* active, index_t count, Acc* acc) const {
+    if (layout_ == crew_index_layout::lanes)
+      kernels::crew_gather(path, lanes_, offsets_.data(), table, active, count, acc);
+    else
+      kernels::crew_gather_packed(packed_, offsets_.data(), table, active, count, outputs_, acc);
   }
 
   void require_int8_range() const {
@@ -548,7 +525,7 @@ class crew_dense {
   std::vector<std::uint32_t> offsets_, unique_;
   std::vector<std::int8_t> codes_;  // sum u_i codes + 16 bytes of padding
   std::vector<T> values_, values_grad_;
-  detail::crew_lanes lanes_;
+  kernels::crew_lanes lanes_;
   std::vector<detail::packed_bits> packed_;
   vector<T> row_scale_, bias_, bias_grad_;
   // training state

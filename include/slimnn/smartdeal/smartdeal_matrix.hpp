@@ -1,7 +1,7 @@
 // slimnn/smartdeal/smartdeal_matrix.hpp — a weight matrix stored as SmartDeal factors:
 // per output row a sparse power-of-two coefficient matrix times a small shared basis.
 //
-// Math (DESIGN.md 2.2). A rows x cols matrix W is cut, row by row, into S = ceil(cols/s)
+// Math. A rows x cols matrix W is cut, row by row, into S = ceil(cols/s)
 // segments of length s (the last one zero-padded to cols_pad = S*s). Row o, seen as an
 // S x s matrix R_o, is  R_o = Ce_o . B_g  with B_g (s x s) the basis of its group
 // g = o / group_rows and Ce_o sparse with nonzeros +-2^e, e in [min_exponent,
@@ -14,9 +14,13 @@
 //   segment layout (a kept segment has >= s/2 nonzeros on average): per row a list of
 //     kept segments ("units"), each with the z offset g*cols_pad + r*s and its s
 //     coefficient values (zeros where the element is pruned) — whole-segment sparsity,
-//     vectorized over segments (AVX-512: two 8-wide segments per FMA);
+//     vectorized over segments;
 //   element layout (otherwise): per row a list of nonzeros, each with its z offset
-//     g*cols_pad + r*s + j and its value (AVX-512: 16-lane gathers).
+//     g*cols_pad + r*s + j and its value (vector gathers).
+// The batch-1 sparse stage runs kernels/smartdeal.hpp on the active_isa() path. Float
+// segments of 8 also keep their coefficients as int8 exponent codes (kernels/smartdeal.hpp;
+// a quarter of the bytes to stream, the same results): rebuilt by after_update(), and
+// set aside by parameters() until then, so forward always reads the current values.
 // Both keep the coefficients as decoded T values (coefficients(): the same values as a
 // sparse matrix); the multiply by 2^e is done as an ordinary (fused) multiply, not as an
 // exponent add. What a deployment stores is pack(): the bases in T, and bit-packed
@@ -46,16 +50,13 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
 #include "slimnn/core/layer.hpp"
 #include "slimnn/core/quantize.hpp"
 #include "slimnn/core/tensor_io.hpp"
 #include "slimnn/detail/bitpack.hpp"
 #include "slimnn/detail/packed_io.hpp"
 #include "slimnn/detail/scratch.hpp"
+#include "slimnn/kernels/smartdeal.hpp"
 
 namespace slimnn {
 
@@ -78,94 +79,6 @@ struct smartdeal_packed {
            element_mask.bytes() + codes.bytes();
   }
 };
-
-namespace detail {
-
-/// y[o] = sum over units u of row o, j < width: coef[u*width + j] * z[offset[u] + j].
-template <class T>
-void smartdeal_gemv_generic(index_t rows, index_t width, const index_t* start, const std::uint32_t* offset,
-                            const T* coef, const T* z, T* y) {
-  for (index_t o = 0; o < rows; ++o) {
-    T acc = T(0);
-    for (index_t u = start[o]; u < start[o + 1]; ++u) {
-      const T* c = coef + u * width;
-      const T* zz = z + offset[u];
-      for (index_t j = 0; j < width; ++j) acc += c[j] * zz[j];
-    }
-    y[o] = acc;
-  }
-}
-
-#if defined(__AVX512F__)
-/// Segment layout with s = 8: two segments per 16-lane FMA.
-inline void smartdeal_gemv_s8_avx512(index_t rows, const index_t* start, const std::uint32_t* offset,
-                                     const float* coef, const float* z, float* y) {
-  auto pair = [&](index_t u) {
-    return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(z + offset[u])),
-                              _mm256_loadu_ps(z + offset[u + 1]), 1);
-  };
-  for (index_t o = 0; o < rows; ++o) {
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    index_t u = start[o];
-    const index_t end = start[o + 1];
-    for (; u + 4 <= end; u += 4) {
-      acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(coef + u * 8), pair(u), acc0);
-      acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(coef + u * 8 + 16), pair(u + 2), acc1);
-    }
-    if (u + 2 <= end) {
-      acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(coef + u * 8), pair(u), acc0);
-      u += 2;
-    }
-    if (u < end)
-      acc1 = _mm512_add_ps(acc1, _mm512_zextps256_ps512(
-                                     _mm256_mul_ps(_mm256_loadu_ps(coef + u * 8), _mm256_loadu_ps(z + offset[u]))));
-    y[o] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-  }
-}
-
-/// Element layout: 16 nonzeros per gather + FMA.
-inline void smartdeal_gemv_e1_avx512(index_t rows, const index_t* start, const std::uint32_t* offset,
-                                     const float* coef, const float* z, float* y) {
-  auto step = [&](index_t u, __m512 acc) {
-    const __m512i idx = _mm512_loadu_si512(offset + u);
-    return _mm512_fmadd_ps(_mm512_loadu_ps(coef + u), _mm512_i32gather_ps(idx, z, 4), acc);
-  };
-  for (index_t o = 0; o < rows; ++o) {
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    index_t u = start[o];
-    const index_t end = start[o + 1];
-    for (; u + 32 <= end; u += 32) {
-      acc0 = step(u, acc0);
-      acc1 = step(u + 16, acc1);
-    }
-    if (u + 16 <= end) {
-      acc0 = step(u, acc0);
-      u += 16;
-    }
-    if (u < end) {
-      const __mmask16 m = __mmask16((1u << (end - u)) - 1u);
-      const __m512i idx = _mm512_maskz_loadu_epi32(m, offset + u);
-      const __m512 zv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, z, 4);
-      acc1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, coef + u), zv, acc1);
-    }
-    y[o] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-  }
-}
-#endif
-
-template <class T>
-void smartdeal_gemv(index_t rows, index_t width, const index_t* start, const std::uint32_t* offset, const T* coef,
-                    const T* z, T* y) {
-#if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>) {
-    if (width == 8) return smartdeal_gemv_s8_avx512(rows, start, offset, coef, z, y);
-    if (width == 1) return smartdeal_gemv_e1_avx512(rows, start, offset, coef, z, y);
-  }
-#endif
-  smartdeal_gemv_generic(rows, width, start, offset, coef, z, y);
-}
-
-}  // namespace detail
 
 template <class T>
 class smartdeal_matrix {
@@ -371,7 +284,11 @@ class smartdeal_matrix {
       Eigen::Map<matrix<T>> zs(z.data() + g * padded_cols(), s_, segments_);
       zs.noalias() = bases_.middleCols(g * s_, s_) * xs;
     }
-    detail::smartdeal_gemv(rows_, width_, row_start_.data(), offset_.data(), coef_.data(), z.data(), y);
+    if constexpr (std::is_same_v<T, float>)
+      if (codes_current_)
+        return kernels::smartdeal_gemv_s8_codes(active_isa(), rows_, row_start_.data(), offset_.data(),
+                                                exponent_codes_.data(), z.data(), code_scale_, y);
+    kernels::smartdeal_gemv(active_isa(), rows_, width_, row_start_.data(), offset_.data(), coef_.data(), z.data(), y);
   }
 
   /// Zc (N x G*cols_pad) = the basis transform of the N inputs held as rows of Xt
@@ -442,6 +359,7 @@ class smartdeal_matrix {
   }
 
   std::vector<parameter<T>> parameters() {
+    codes_current_ = false;  // the caller may change the coefficients until after_update()
     return {{"basis", bases_.data(), bases_grad_.data(), bases_.size()},
             {"coefficients", coef_.data(), coef_grad_.data(), coef_.size(), T(1), false}};
   }
@@ -459,6 +377,7 @@ class smartdeal_matrix {
       latent_[i] = std::clamp(latent_[i] + moved, -top, top);
       coef_[i] = T(quantizer_.round(latent_[i]));
     }
+    refresh_exponent_codes();
   }
 
  private:
@@ -525,12 +444,27 @@ class smartdeal_matrix {
     }
     latent_ = coef_.template cast<double>();
     coef_grad_ = vector<T>::Zero(coef_.size());
+    refresh_exponent_codes();
     bases_grad_ = matrix<T>::Zero(bases_.rows(), bases_.cols());
     stored_bytes_ = std::uint64_t(bases_.size()) * sizeof(T) +
                     detail::packed_bits(std::size_t(rows_), detail::bits_for(std::uint64_t(segments_) + 1)).bytes() +
                     detail::packed_bits(std::size_t(kept_segments_), detail::bits_for(std::uint64_t(segments_))).bytes() +
                     detail::packed_bits(std::size_t(kept_segments_ * s_), 1).bytes() +
                     detail::packed_bits(std::size_t(nonzeros_), quantizer_.code_bits()).bytes();
+  }
+
+  /// The int8 exponent codes of the coefficients, for float segments of 8 whose exponent
+  /// range fits them (kernels/smartdeal.hpp); otherwise forward reads coef_.
+  void refresh_exponent_codes() {
+    codes_current_ = false;
+    if constexpr (std::is_same_v<T, float>) {
+      const int top = quantizer_.max_exponent();
+      if (width_ != 8 || top - quantizer_.min_exponent() > 126) return;
+      exponent_codes_.resize(std::size_t(coef_.size()));
+      for (index_t i = 0; i < coef_.size(); ++i) exponent_codes_[std::size_t(i)] = kernels::exponent_code(coef_[i], top);
+      code_scale_ = std::ldexp(1.0f, top);
+      codes_current_ = true;
+    }
   }
 
   index_t rows_, cols_, s_, segments_ = 0, group_rows_ = 1, groups_ = 1;
@@ -543,6 +477,9 @@ class smartdeal_matrix {
   vector<T> coef_, coef_grad_;          // per slot (units * width_): effective values
   vector<double> latent_;               // per slot: straight-through latent values
   std::vector<std::uint8_t> active_;    // per slot: 1 = element in the mask
+  std::vector<std::int8_t> exponent_codes_;  // per slot, when codes_current_: coef_ as codes
+  T code_scale_ = T(1);                 // 2^max_exponent
+  bool codes_current_ = false;
   std::uint64_t stored_bytes_ = 0;
   matrix<T> dzc_;                       // backward scratch
 };

@@ -1,0 +1,86 @@
+// slimnn/kernels/crew.hpp — CREW's gather kernels, dispatched at run time by kernel path.
+//
+// acc_j += sum over the active inputs i (x_i != 0, ascending) of P_i[idx(j, i)], with
+// P_i[u] = x_i * U_i[u]: from float tables (crew_gather) or, exactly in int32, from int8
+// activations and int8 codes (crew_gather_int8). The variants (crew_lanes.hpp portable,
+// crew_avx2.hpp, crew_avx512.hpp) each read one interleave of the lanes layout; a layer
+// keeps the interleave of the path that was active when it was built or loaded
+// (crew_lanes_group), and a path whose kernel reads another interleave falls back to the
+// portable kernel, which reads both. Every path gives the same results (see the variants).
+// Cost: sum_i u_i table entries, then one lookup and one add per active input and output.
+// Thread safety: pure functions of their arguments (the workspace is the caller's).
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "slimnn/kernels/crew_avx2.hpp"
+#include "slimnn/kernels/crew_avx512.hpp"
+#include "slimnn/kernels/crew_lanes.hpp"
+#include "slimnn/kernels/isa.hpp"
+
+namespace slimnn::kernels {
+
+/// The lanes interleave the path's SIMD kernels read: 4 inputs per word for AVX-512, 1 else.
+inline int crew_lanes_group(isa path) { return path == isa::avx512 ? 4 : 1; }
+
+/// acc[j] += P[offsets[i] + idx(j, i)] over the `count` active inputs, in order.
+template <class T>
+void crew_gather(isa path, const crew_lanes& lanes, const std::uint32_t* offsets, const T* P,
+                 const std::int32_t* active, index_t count, T* acc) {
+#if defined(SLIMNN_X86_KERNELS)
+  if constexpr (std::is_same_v<T, float>) {
+    if (path == isa::avx512 && lanes.group == 4) return avx512::crew_gather_lanes(lanes, offsets, P, active, count, acc);
+    if (path >= isa::avx2 && lanes.group == 1) return avx2::crew_gather_lanes(lanes, offsets, P, active, count, acc);
+  }
+#endif
+  (void)path;
+  crew_gather_lanes(lanes, offsets, P, active, count, acc);
+}
+
+/// The int32 product tables of the portable int8 kernels: table[offsets[i] + u] =
+/// x_i * codes[offsets[i] + u] for the active inputs.
+inline void crew_int8_table(const std::int8_t* x, const std::uint32_t* offsets, const std::uint32_t* unique,
+                            const std::int8_t* codes, const std::int32_t* active, index_t count,
+                            std::int32_t* table) {
+  for (index_t k = 0; k < count; ++k) {
+    const auto i = std::size_t(active[k]);
+    for (std::uint32_t u = 0; u < unique[i]; ++u)
+      table[offsets[i] + u] = std::int32_t(x[i]) * std::int32_t(codes[offsets[i] + u]);
+  }
+}
+
+/// Bytes of workspace crew_gather_int8 needs for a layer with `table_entries` = sum u_i.
+inline std::size_t crew_int8_workspace_bytes(const crew_lanes& lanes, std::size_t table_entries) {
+  const std::size_t inputs = std::size_t(lanes.inputs);
+  return std::max({inputs * 32, (inputs + 3) / 4 * 128, (table_entries + 16) * sizeof(std::int32_t)});
+}
+
+/// acc[j] += sum over the active inputs of x_i * codes[offsets[i] + idx(j, i)], exactly.
+/// `active` lists the `count` active inputs (ascending) and may be overwritten; `codes`
+/// must be readable 16 bytes past every offset; `workspace` holds
+/// crew_int8_workspace_bytes bytes, aligned for int32.
+inline void crew_gather_int8(isa path, const crew_lanes& lanes, const std::int8_t* x, const std::uint32_t* offsets,
+                             const std::uint32_t* unique, const std::int8_t* codes, std::int32_t* active,
+                             index_t count, void* workspace, std::int32_t* acc) {
+#if defined(SLIMNN_X86_KERNELS)
+  auto* bytes = static_cast<std::uint8_t*>(workspace);
+  if (path == isa::avx512 && lanes.group == 4) {
+    std::int32_t* groups = active;  // the groups of 4 inputs with an active input
+    const index_t group_count = avx512::crew_int8_tables(x, lanes.inputs, offsets, codes, groups, bytes);
+    return avx512::crew_gather_int8(lanes, bytes, groups, group_count, acc);
+  }
+  if (path >= isa::avx2 && lanes.group == 1) {
+    avx2::crew_int8_tables(x, offsets, codes, active, count, bytes);
+    return avx2::crew_gather_int8(lanes, bytes, active, count, acc);
+  }
+#endif
+  (void)path;
+  auto* table = static_cast<std::int32_t*>(workspace);
+  crew_int8_table(x, offsets, unique, codes, active, count, table);
+  crew_gather_lanes(lanes, offsets, table, active, count, acc);
+}
+
+}  // namespace slimnn::kernels

@@ -1,0 +1,167 @@
+// slimnn/kernels/crew_avx2.hpp — CREW's AVX2 gather kernels (group-1 lanes layout,
+// kernels/crew_lanes.hpp), compiled for AVX2 + FMA whatever the translation unit's flags.
+//
+// Float: per 8 outputs, vpermps looks up the table (two lookups and a blend for
+// u_i > 8); the same additions in the same order as the portable kernel, so both give
+// identical results.
+// Int8: x_i int8, codes int8, products exact in 16 bits: p in [-16256, 16256]. p' = p +
+// 32768 (unsigned 16 bits) is split into a low-byte table and a high-byte table (16 entries
+// each, 32 bytes per active input). vpshufb gathers the bytes of 32 outputs; 16-bit
+// accumulators keep, per 16-bit lane, the lane sum (even byte + 256 * odd byte, mod 2^16)
+// and the odd-byte sum (vpmaddubsw with (0, 1)), which give both byte sums exactly for up
+// to 256 inputs; every 256 inputs they are flushed to int32 as low + 256 * high - 32768 *
+// count. One pass handles two fields (64 outputs) in two 256-bit vectors. The index stream
+// is prefetched 2 KiB ahead. Integer sums are exact: bit-identical to the portable kernel.
+// Thread safety: pure functions of their arguments.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "slimnn/kernels/crew_lanes.hpp"
+#include "slimnn/kernels/isa.hpp"
+
+#if defined(SLIMNN_X86_KERNELS)
+namespace slimnn::kernels::avx2 {
+SLIMNN_TARGET_AVX2
+// --- AVX2 float: vpermps lookups, 32 outputs (one field) per pass over the inputs --------
+
+inline void crew_gather_lanes(const crew_lanes& lanes, const std::uint32_t* offsets, const float* P,
+                                   const std::int32_t* active, index_t active_count, float* acc) {
+  const __m256i mask = _mm256_set1_epi32((1 << lanes.width) - 1);
+  const bool wide = lanes.width == 4;  // up to 16 entries: two 8-entry lookups and a blend
+  for (index_t b = 0; b < lanes.blocks(); ++b)
+    for (int f = 0; f < lanes.fields(); ++f) {
+      const index_t first = b * lanes.block_outputs() + f * 32;
+      if (first >= lanes.outputs) break;
+      const __m128i shift = _mm_cvtsi32_si128(f * lanes.width);
+      __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+      const std::uint8_t* block = lanes.bytes.data() + b * lanes.inputs * 32;
+      for (index_t k = 0; k < active_count; ++k) {
+        const index_t i = active[k];
+        const std::uint8_t* row = block + i * 32;
+        const float* t = P + offsets[i];
+        const __m256 lo = _mm256_loadu_ps(t);
+        const __m256 hi = wide ? _mm256_loadu_ps(t + 8) : lo;
+        for (int g = 0; g < 4; ++g) {
+          const __m128i raw = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + 8 * g));
+          const __m256i idx = _mm256_and_si256(_mm256_srl_epi32(_mm256_cvtepu8_epi32(raw), shift), mask);
+          __m256 v = _mm256_permutevar8x32_ps(lo, idx);
+          if (wide)
+            v = _mm256_blendv_ps(v, _mm256_permutevar8x32_ps(hi, idx), _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+          a[g] = _mm256_add_ps(a[g], v);
+        }
+      }
+      alignas(32) float out[32];
+      for (int g = 0; g < 4; ++g) _mm256_store_ps(out + 8 * g, a[g]);
+      const index_t count = std::min<index_t>(32, lanes.outputs - first);
+      for (index_t p = 0; p < count; ++p) acc[first + p] += out[p];
+    }
+}
+
+// --- AVX2 int8: vpshufb lookups of low / high product bytes ------------------------------
+
+/// The 32-byte tables of the active inputs: [low bytes of p' | high bytes of p'] with
+/// p' = x_i * code + 32768. `codes` must be readable 16 bytes past every offset.
+inline void crew_int8_tables(const std::int8_t* x, const std::uint32_t* offsets, const std::int8_t* codes,
+                                  const std::int32_t* active, index_t active_count, std::uint8_t* tables) {
+  const __m256i split = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10, 12,
+                                         14, 1, 3, 5, 7, 9, 11, 13, 15);
+  const __m256i bias = _mm256_set1_epi16(std::int16_t(-32768));
+  for (index_t k = 0; k < active_count; ++k) {
+    const index_t i = active[k];
+    const __m256i c = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + offsets[i])));
+    const __m256i p = _mm256_xor_si256(_mm256_mullo_epi16(c, _mm256_set1_epi16(x[i])), bias);
+    // per 128-bit lane: [8 low bytes | 8 high bytes]; then qwords 0, 2, 1, 3.
+    const __m256i t = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(p, split), 0xD8);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(tables + k * 32), t);
+  }
+}
+
+/// out[0..31] = the 16-bit lanes of a, then of b.
+inline void store_pair(std::uint16_t* out, __m256i a, __m256i b) {
+  _mm256_store_si256(reinterpret_cast<__m256i*>(out), a);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(out + 16), b);
+}
+
+/// Sums over `count` active inputs (at most 256) of fields F and F + 1 of block b (64
+/// outputs), from the tables above, added to total[0..63] exactly. The byte sums live in
+/// 16-bit lanes: q in 0..31 covers outputs 2q (even byte) and 2q + 1 (odd byte).
+template <int W, int F>
+void crew_int8_field_pair(const std::uint8_t* block, const std::uint8_t* tables, const std::int32_t* active,
+                          index_t count, std::int32_t* total) {
+  constexpr index_t prefetch_distance = 64;  // inputs ahead (2 KiB of the index stream)
+  alignas(64) std::uint16_t low[32], low_odd[32], high[32], high_odd[32];
+  const __m256i mask = _mm256_set1_epi8(std::int8_t((1 << W) - 1));
+  const __m256i odd = _mm256_set1_epi16(0x0100);
+  __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+  for (index_t k = 0; k < count; ++k) {
+    _mm_prefetch(reinterpret_cast<const char*>(block + (index_t(active[k]) + prefetch_distance) * 32), _MM_HINT_T0);
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + index_t(active[k]) * 32));
+    const __m256i ia = _mm256_and_si256(_mm256_srli_epi16(v, F * W), mask);
+    const __m256i ib = _mm256_and_si256(_mm256_srli_epi16(v, (F + 1) * W), mask);
+    const std::uint8_t* t = tables + k * 32;
+    const __m256i tl = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t)));
+    const __m256i th = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t + 16)));
+    const __m256i la = _mm256_shuffle_epi8(tl, ia), ha = _mm256_shuffle_epi8(th, ia);
+    const __m256i lb = _mm256_shuffle_epi8(tl, ib), hb = _mm256_shuffle_epi8(th, ib);
+    s0 = _mm256_add_epi16(s0, la);
+    s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(la, odd));
+    s2 = _mm256_add_epi16(s2, ha);
+    s3 = _mm256_add_epi16(s3, _mm256_maddubs_epi16(ha, odd));
+    s4 = _mm256_add_epi16(s4, lb);
+    s5 = _mm256_add_epi16(s5, _mm256_maddubs_epi16(lb, odd));
+    s6 = _mm256_add_epi16(s6, hb);
+    s7 = _mm256_add_epi16(s7, _mm256_maddubs_epi16(hb, odd));
+  }
+  store_pair(low, s0, s4);
+  store_pair(low_odd, s1, s5);
+  store_pair(high, s2, s6);
+  store_pair(high_odd, s3, s7);
+  const std::int32_t offset = std::int32_t(32768 * count);
+  for (int q = 0; q < 32; ++q) {
+    const std::int32_t low_even = std::uint16_t(low[q] - (low_odd[q] << 8));
+    const std::int32_t high_even = std::uint16_t(high[q] - (high_odd[q] << 8));
+    total[2 * q] += low_even + 256 * high_even - offset;
+    total[2 * q + 1] += std::int32_t(low_odd[q]) + 256 * std::int32_t(high_odd[q]) - offset;
+  }
+}
+
+using field_pair_kernel = void (*)(const std::uint8_t*, const std::uint8_t*, const std::int32_t*, index_t,
+                                  std::int32_t*);
+
+/// The field-pair kernel of width w starting at field f.
+inline field_pair_kernel field_pair_for(int width, int f) {
+  switch (width * 8 + f) {
+    case 32: return crew_int8_field_pair<4, 0>;
+    case 16: return crew_int8_field_pair<2, 0>;
+    case 18: return crew_int8_field_pair<2, 2>;
+    case 8: return crew_int8_field_pair<1, 0>;
+    case 10: return crew_int8_field_pair<1, 2>;
+    case 12: return crew_int8_field_pair<1, 4>;
+    default: return crew_int8_field_pair<1, 6>;
+  }
+}
+
+/// acc[j] += sum over active inputs of x_i * U_i[idx(j, i)], exactly, from the tables above.
+inline void crew_gather_int8(const crew_lanes& lanes, const std::uint8_t* tables, const std::int32_t* active,
+                                  index_t active_count, std::int32_t* acc) {
+  constexpr index_t chunk = 256;  // byte sums stay below 2^16
+  for (index_t b = 0; b < lanes.blocks(); ++b) {
+    const std::uint8_t* block = lanes.bytes.data() + b * lanes.inputs * 32;
+    for (int f = 0; f < lanes.fields(); f += 2) {
+      const index_t first = b * lanes.block_outputs() + f * 32;
+      if (first >= lanes.outputs) break;
+      const field_pair_kernel kernel = field_pair_for(lanes.width, f);
+      std::int32_t total[64] = {};
+      for (index_t k0 = 0; k0 < active_count; k0 += chunk)
+        kernel(block, tables + k0 * 32, active + k0, std::min(chunk, active_count - k0), total);
+      const index_t count = std::min<index_t>(64, lanes.outputs - first);  // fields f and f + 1
+      for (index_t p = 0; p < count; ++p) acc[first + p] += total[p];
+    }
+  }
+}
+
+SLIMNN_TARGET_END
+}  // namespace slimnn::kernels::avx2
+#endif  // SLIMNN_X86_KERNELS

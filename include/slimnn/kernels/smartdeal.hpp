@@ -1,0 +1,237 @@
+// slimnn/kernels/smartdeal.hpp — SmartDeal's sparse stage (smartdeal/smartdeal_matrix.hpp),
+// portable, AVX2 and AVX-512, dispatched at run time by kernel path.
+//
+// y[o] = sum over the units u of row o (start[o] <= u < start[o + 1]), j < width, of
+// coef[u * width + j] * z[offset[u] + j]: a unit is a kept segment of `width` = s
+// coefficients (segment layout) or one nonzero (width 1, element layout), z the basis
+// transform of the input. Vector variants for float: segments of s = 8 (AVX2: one 8-wide
+// FMA per segment, 4 chains; AVX-512: two segments per 16-wide FMA) and single nonzeros
+// (AVX2: 8-lane gathers, AVX-512: 16-lane gathers, each with 2 chains); everything else
+// runs the portable loop. The vector variants sum in another order than the portable one
+// (they agree to rounding).
+// Exponent codes (smartdeal_gemv_s8_codes): power-of-two coefficients c = +-2^e with
+// e <= e_max stored as one int8 each, v = sign << 7 | (e - e_max + 127) (0 for a pruned
+// element; needs e_max - e_min <= 126), a quarter of the float bytes. Decoding is the
+// float's bit pattern (int32(v) << 23) & ~(1 << 30) = c / 2^e_max, so the sums are those
+// of the float coefficients scaled by exactly 2^-e_max; y is multiplied back by
+// scale = 2^e_max. Each path gives the same values as its float-coefficient kernel.
+// Cost: one MAC per stored coefficient, reads coef, offset and the z values it names.
+// Thread safety: pure functions of their arguments.
+#pragma once
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#include "slimnn/core/types.hpp"
+#include "slimnn/kernels/isa.hpp"
+
+namespace slimnn::kernels {
+
+/// Coefficient readers: slot k's value, and (SIMD) 8 or 16 values from slot k on.
+template <class T>
+struct float_coefficients {
+  const T* values;
+  T operator[](index_t k) const { return values[k]; }
+};
+struct coded_coefficients {
+  const std::int8_t* codes;
+  float operator[](index_t k) const;
+};
+
+/// The portable loop (the reference); y[o] is the sum times `scale`.
+template <class T, class Coefficients>
+void smartdeal_gemv_portable(index_t rows, index_t width, const index_t* start, const std::uint32_t* offset,
+                             Coefficients coef, const T* z, T scale, T* y) {
+  for (index_t o = 0; o < rows; ++o) {
+    T acc = T(0);
+    for (index_t u = start[o]; u < start[o + 1]; ++u) {
+      const T* zz = z + offset[u];
+      for (index_t j = 0; j < width; ++j) acc += coef[u * width + j] * zz[j];
+    }
+    y[o] = acc * scale;
+  }
+}
+
+/// The float c / 2^e_max of an exponent code (see the header comment).
+inline float decode_exponent_code(std::int8_t v) {
+  const std::uint32_t bits = (std::uint32_t(std::int32_t(v)) << 23) & ~(std::uint32_t(1) << 30);
+  return std::bit_cast<float>(bits);
+}
+inline float coded_coefficients::operator[](index_t k) const { return decode_exponent_code(codes[k]); }
+
+/// The exponent code of c = 0 or +-2^e, e_max - 126 <= e <= e_max.
+inline std::int8_t exponent_code(float c, int max_exponent) {
+  if (c == 0.0f) return 0;
+  const int biased = std::ilogb(c) - max_exponent + 127;
+  return std::int8_t(std::uint8_t((c < 0 ? 0x80 : 0) | biased));
+}
+
+#if defined(SLIMNN_X86_KERNELS)
+
+namespace avx2 {
+SLIMNN_TARGET_AVX2
+
+inline float horizontal_sum(__m256 v) {
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+}
+
+/// 8 coefficients from slot k on.
+inline __m256 load8(float_coefficients<float> c, index_t k) { return _mm256_loadu_ps(c.values + k); }
+inline __m256 load8(coded_coefficients c, index_t k) {
+  const __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(c.codes + k)));
+  return _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(v, 23), _mm256_set1_epi32(~(1 << 30))));
+}
+
+/// Segment layout with s = 8: one segment per FMA, four chains.
+template <class Coefficients>
+void smartdeal_gemv_s8(index_t rows, const index_t* start, const std::uint32_t* offset, Coefficients coef,
+                       const float* z, float scale, float* y) {
+  for (index_t o = 0; o < rows; ++o) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    index_t u = start[o];
+    const index_t end = start[o + 1];
+    for (; u + 4 <= end; u += 4) {
+      a0 = _mm256_fmadd_ps(load8(coef, u * 8), _mm256_loadu_ps(z + offset[u]), a0);
+      a1 = _mm256_fmadd_ps(load8(coef, u * 8 + 8), _mm256_loadu_ps(z + offset[u + 1]), a1);
+      a2 = _mm256_fmadd_ps(load8(coef, u * 8 + 16), _mm256_loadu_ps(z + offset[u + 2]), a2);
+      a3 = _mm256_fmadd_ps(load8(coef, u * 8 + 24), _mm256_loadu_ps(z + offset[u + 3]), a3);
+    }
+    for (; u < end; ++u) a0 = _mm256_fmadd_ps(load8(coef, u * 8), _mm256_loadu_ps(z + offset[u]), a0);
+    y[o] = horizontal_sum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))) * scale;
+  }
+}
+
+/// Element layout: 8 nonzeros per gather + FMA, two chains; the last < 8 masked.
+inline void smartdeal_gemv_e1(index_t rows, const index_t* start, const std::uint32_t* offset, const float* coef,
+                              const float* z, float* y) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (index_t o = 0; o < rows; ++o) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    index_t u = start[o];
+    const index_t end = start[o + 1];
+    for (; u + 16 <= end; u += 16) {
+      const __m256i i0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(offset + u));
+      const __m256i i1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(offset + u + 8));
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(coef + u), _mm256_i32gather_ps(z, i0, 4), a0);
+      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(coef + u + 8), _mm256_i32gather_ps(z, i1, 4), a1);
+    }
+    for (; u < end; u += 8) {
+      const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(end - u)), lane);
+      const __m256i idx = _mm256_maskload_epi32(reinterpret_cast<const int*>(offset + u), m);
+      const __m256 zv = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), z, idx, _mm256_castsi256_ps(m), 4);
+      a1 = _mm256_fmadd_ps(_mm256_maskload_ps(coef + u, m), zv, a1);
+    }
+    y[o] = horizontal_sum(_mm256_add_ps(a0, a1));
+  }
+}
+
+SLIMNN_TARGET_END
+}  // namespace avx2
+
+namespace avx512 {
+SLIMNN_TARGET_AVX512
+
+inline __m512 segment_pair(const float* z, const std::uint32_t* offset, index_t u) {
+  return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(z + offset[u])), _mm256_loadu_ps(z + offset[u + 1]),
+                            1);
+}
+
+/// 16 coefficients (two segments) from slot k on.
+inline __m512 load16(float_coefficients<float> c, index_t k) { return _mm512_loadu_ps(c.values + k); }
+inline __m512 load16(coded_coefficients c, index_t k) {
+  const __m512i v = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c.codes + k)));
+  return _mm512_castsi512_ps(_mm512_and_si512(_mm512_slli_epi32(v, 23), _mm512_set1_epi32(~(1 << 30))));
+}
+
+/// Segment layout with s = 8: two segments per 16-lane FMA.
+template <class Coefficients>
+void smartdeal_gemv_s8(index_t rows, const index_t* start, const std::uint32_t* offset, Coefficients coef,
+                       const float* z, float scale, float* y) {
+  for (index_t o = 0; o < rows; ++o) {
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    index_t u = start[o];
+    const index_t end = start[o + 1];
+    for (; u + 4 <= end; u += 4) {
+      acc0 = _mm512_fmadd_ps(load16(coef, u * 8), segment_pair(z, offset, u), acc0);
+      acc1 = _mm512_fmadd_ps(load16(coef, u * 8 + 16), segment_pair(z, offset, u + 2), acc1);
+    }
+    if (u + 2 <= end) {
+      acc0 = _mm512_fmadd_ps(load16(coef, u * 8), segment_pair(z, offset, u), acc0);
+      u += 2;
+    }
+    if (u < end)
+      acc1 = _mm512_add_ps(acc1, _mm512_zextps256_ps512(
+                                     _mm256_mul_ps(avx2::load8(coef, u * 8), _mm256_loadu_ps(z + offset[u]))));
+    y[o] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) * scale;
+  }
+}
+
+inline __m512 element_step(const std::uint32_t* offset, const float* coef, const float* z, index_t u, __m512 acc) {
+  const __m512i idx = _mm512_loadu_si512(offset + u);
+  return _mm512_fmadd_ps(_mm512_loadu_ps(coef + u), _mm512_i32gather_ps(idx, z, 4), acc);
+}
+
+/// Element layout: 16 nonzeros per gather + FMA.
+inline void smartdeal_gemv_e1(index_t rows, const index_t* start, const std::uint32_t* offset, const float* coef,
+                              const float* z, float* y) {
+  for (index_t o = 0; o < rows; ++o) {
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    index_t u = start[o];
+    const index_t end = start[o + 1];
+    for (; u + 32 <= end; u += 32) {
+      acc0 = element_step(offset, coef, z, u, acc0);
+      acc1 = element_step(offset, coef, z, u + 16, acc1);
+    }
+    if (u + 16 <= end) {
+      acc0 = element_step(offset, coef, z, u, acc0);
+      u += 16;
+    }
+    if (u < end) {
+      const __mmask16 m = __mmask16((1u << (end - u)) - 1u);
+      const __m512i idx = _mm512_maskz_loadu_epi32(m, offset + u);
+      const __m512 zv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, z, 4);
+      acc1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, coef + u), zv, acc1);
+    }
+    y[o] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+  }
+}
+
+SLIMNN_TARGET_END
+}  // namespace avx512
+
+#endif  // SLIMNN_X86_KERNELS
+
+/// The sparse stage on the given path (see the header comment).
+template <class T>
+void smartdeal_gemv(isa path, index_t rows, index_t width, const index_t* start, const std::uint32_t* offset,
+                    const T* coef, const T* z, T* y) {
+#if defined(SLIMNN_X86_KERNELS)
+  if constexpr (std::is_same_v<T, float>) {
+    const float_coefficients<float> c{coef};
+    if (path == isa::avx512 && width == 8) return avx512::smartdeal_gemv_s8(rows, start, offset, c, z, 1.0f, y);
+    if (path == isa::avx512 && width == 1) return avx512::smartdeal_gemv_e1(rows, start, offset, coef, z, y);
+    if (path == isa::avx2 && width == 8) return avx2::smartdeal_gemv_s8(rows, start, offset, c, z, 1.0f, y);
+    if (path == isa::avx2 && width == 1) return avx2::smartdeal_gemv_e1(rows, start, offset, coef, z, y);
+  }
+#endif
+  (void)path;
+  smartdeal_gemv_portable(rows, width, start, offset, float_coefficients<T>{coef}, z, T(1), y);
+}
+
+/// Segments of 8 exponent-coded coefficients on the given path (see the header comment).
+inline void smartdeal_gemv_s8_codes(isa path, index_t rows, const index_t* start, const std::uint32_t* offset,
+                                    const std::int8_t* codes, const float* z, float scale, float* y) {
+  const coded_coefficients c{codes};
+#if defined(SLIMNN_X86_KERNELS)
+  if (path == isa::avx512) return avx512::smartdeal_gemv_s8(rows, start, offset, c, z, scale, y);
+  if (path == isa::avx2) return avx2::smartdeal_gemv_s8(rows, start, offset, c, z, scale, y);
+#endif
+  (void)path;
+  smartdeal_gemv_portable(rows, 8, start, offset, c, z, scale, y);
+}
+
+}  // namespace slimnn::kernels

@@ -1,0 +1,179 @@
+// Kernel paths (kernels/isa.hpp): names, the SLIMNN_ISA switch, forcing, and every kernel
+// family on every supported path against the portable one. This file is built without
+// -march=native, as a consumer's plain build would be, so it also shows that the SIMD
+// variants are compiled and chosen at run time.
+#include "slimnn/kernels/isa.hpp"
+
+#include <gmock/gmock.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <random>
+
+#include "kernel_paths.hpp"
+#include "slimnn/kernels/crew.hpp"
+#include "slimnn/kernels/smartdeal.hpp"
+
+namespace {
+
+using namespace slimnn;
+using ::testing::StrEq;
+using ::testing::ThrowsMessage;
+
+TEST(isa, names_round_trip_and_unknown_names_are_rejected) {
+  for (const isa path : {isa::portable, isa::avx2, isa::avx512}) EXPECT_EQ(parse_isa(isa_name(path)), path);
+  EXPECT_THAT([] { parse_isa("sse4"); },
+              ThrowsMessage<config_error>(StrEq("slimnn: unknown instruction set 'sse4' (expected portable, avx2 or avx512)")));
+  EXPECT_THAT([] { parse_isa("AVX2"); }, ThrowsMessage<config_error>(::testing::HasSubstr("'AVX2'")));
+}
+
+TEST(isa, supported_paths_start_portable_and_end_with_the_best) {
+  const auto paths = supported_isas();
+  ASSERT_FALSE(paths.empty());
+  EXPECT_EQ(paths.front(), isa::portable);
+  EXPECT_EQ(paths.back(), best_isa());
+  for (const isa path : paths) EXPECT_TRUE(isa_supported(path));
+  if (isa_supported(isa::avx512)) {
+    EXPECT_TRUE(isa_supported(isa::avx2));
+  }
+}
+
+TEST(isa, settings_choose_a_path_or_say_what_is_wrong) {
+  EXPECT_EQ(detail::isa_from_setting(nullptr), best_isa());
+  EXPECT_EQ(detail::isa_from_setting(""), best_isa());
+  EXPECT_EQ(detail::isa_from_setting("portable"), isa::portable);
+  EXPECT_THAT([] { detail::isa_from_setting("neon"); },
+              ThrowsMessage<config_error>(StrEq("slimnn: unknown instruction set 'neon' (expected portable, avx2 or avx512)")));
+  for (const isa path : {isa::avx2, isa::avx512}) {
+    if (isa_supported(path)) {
+      EXPECT_EQ(detail::isa_from_setting(isa_name(path)), path);
+      continue;
+    }
+    std::string supported;
+    for (const isa p : supported_isas()) supported += std::string(supported.empty() ? "" : ", ") + isa_name(p);
+    const std::string name = isa_name(path);
+    EXPECT_THAT([&] { detail::isa_from_setting(name.c_str()); },
+                ThrowsMessage<config_error>(StrEq("slimnn: SLIMNN_ISA=" + name + ": this CPU cannot run the " + name +
+                                                  " kernels (supported: " + supported + ")")));
+    EXPECT_THAT([&] { set_isa(path); }, ThrowsMessage<config_error>(StrEq("slimnn: set_isa: this CPU cannot run the " +
+                                                                          name + " kernels")));
+  }
+}
+
+TEST(isa, the_environment_chooses_the_path) {
+  // ctest runs this test with SLIMNN_ISA set to each supported path (tests/CMakeLists.txt).
+  const char* value = std::getenv("SLIMNN_ISA");
+  EXPECT_EQ(active_isa(), value == nullptr || *value == '\0' ? best_isa() : parse_isa(value));
+}
+
+TEST(isa, scoped_isa_forces_and_restores) {
+  const isa before = active_isa();
+  for (const isa path : supported_isas()) {
+    {
+      const scoped_isa use(path);
+      EXPECT_EQ(active_isa(), path);
+      const scoped_isa inner(isa::portable);
+      EXPECT_EQ(active_isa(), isa::portable);
+    }
+    EXPECT_EQ(active_isa(), before);
+  }
+}
+
+// --- every kernel family on every path ---------------------------------------------------
+
+std::vector<float> random_floats(std::size_t n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(rng);
+  return v;
+}
+
+TEST(kernel_paths, smartdeal_sparse_stage_agrees_with_portable_on_every_path) {
+  // Rows of 0..70 units (segments of 8 and single nonzeros) hit every unrolled loop and tail.
+  const index_t rows = 71, z_size = 4096;
+  std::mt19937_64 rng(7);
+  for (const index_t width : {1, 8, 3}) {
+    std::vector<index_t> start(rows + 1, 0);
+    for (index_t o = 0; o < rows; ++o) start[std::size_t(o) + 1] = start[std::size_t(o)] + o;
+    std::vector<std::uint32_t> offset(std::size_t(start.back()));
+    for (auto& off : offset) off = std::uint32_t(rng() % std::uint64_t(z_size - width));
+    const auto coef = random_floats(std::size_t(start.back() * width), 1);
+    const auto z = random_floats(std::size_t(z_size), 2);
+    std::vector<float> reference(rows), y(rows);
+    kernels::smartdeal_gemv(isa::portable, rows, width, start.data(), offset.data(), coef.data(), z.data(),
+                            reference.data());
+    for (const isa path : supported_isas()) {
+      kernels::smartdeal_gemv(path, rows, width, start.data(), offset.data(), coef.data(), z.data(), y.data());
+      for (index_t o = 0; o < rows; ++o)
+        ASSERT_NEAR(y[std::size_t(o)], reference[std::size_t(o)], 1e-5f * (1.0f + float(o)))
+            << isa_name(path) << ", width " << width << ", row " << o;
+    }
+    if (width != 8) continue;
+    // The same segments as exponent codes of +-2^e, e in -6..1 (e_max = 1): each path's
+    // coded kernel equals its float kernel on the decoded values exactly.
+    std::vector<std::int8_t> codes(coef.size());
+    std::vector<float> powers(coef.size());
+    for (std::size_t k = 0; k < coef.size(); ++k) {
+      const int e = int(rng() % 8) - 6;
+      powers[k] = k % 5 == 2 ? 0.0f : (k % 2 ? -1.0f : 1.0f) * std::ldexp(1.0f, e);
+      codes[k] = kernels::exponent_code(powers[k], 1);
+      ASSERT_EQ(kernels::decode_exponent_code(codes[k]) * 2.0f, powers[k]) << k;
+    }
+    for (const isa path : supported_isas()) {
+      kernels::smartdeal_gemv(path, rows, 8, start.data(), offset.data(), powers.data(), z.data(), reference.data());
+      kernels::smartdeal_gemv_s8_codes(path, rows, start.data(), offset.data(), codes.data(), z.data(), 2.0f, y.data());
+      EXPECT_EQ(y, reference) << isa_name(path);
+    }
+  }
+}
+
+TEST(kernel_paths, crew_gathers_are_bit_identical_on_every_path) {
+  std::mt19937_64 rng(11);
+  for (const int width : {1, 2, 4})
+    for (const index_t outputs : {1, 64, 203, 300}) {
+      const index_t inputs = 301;  // > 256 active inputs: the AVX2 int8 kernel flushes its sums
+      const std::uint32_t unique = 1u << width;
+      std::vector<std::uint32_t> offsets(std::size_t(inputs) + 1), counts(std::size_t(inputs), unique);
+      for (index_t i = 0; i < inputs; ++i) offsets[std::size_t(i) + 1] = offsets[std::size_t(i)] + unique;
+      std::vector<std::int8_t> codes(offsets.back() + 16, 0);
+      for (std::uint32_t k = 0; k < offsets.back(); ++k) codes[k] = std::int8_t(int(rng() % 255) - 127);
+      std::vector<std::int8_t> x(static_cast<std::size_t>(inputs));
+      std::vector<std::int32_t> active;
+      for (index_t i = 0; i < inputs; ++i) {
+        x[std::size_t(i)] = i % 9 == 4 ? 0 : std::int8_t(int(rng() % 256) - 128);
+        if (x[std::size_t(i)] != 0) active.push_back(std::int32_t(i));
+      }
+      std::vector<std::vector<std::uint32_t>> index(static_cast<std::size_t>(outputs),
+                                                    std::vector<std::uint32_t>(static_cast<std::size_t>(inputs)));
+      for (auto& row : index)
+        for (auto& v : row) v = std::uint32_t(rng() % unique);
+      std::vector<std::int32_t> expected(std::size_t(outputs), 0);
+      for (index_t j = 0; j < outputs; ++j)
+        for (const std::int32_t i : active)
+          expected[std::size_t(j)] += std::int32_t(x[std::size_t(i)]) *
+                                      codes[offsets[std::size_t(i)] + index[std::size_t(j)][std::size_t(i)]];
+      const auto table = random_floats(offsets.back(), 3);
+      std::vector<float> float_reference(std::size_t(outputs), 0.0f);
+      for (index_t j = 0; j < outputs; ++j)
+        for (const std::int32_t i : active)
+          float_reference[std::size_t(j)] += table[offsets[std::size_t(i)] + index[std::size_t(j)][std::size_t(i)]];
+      for (const isa path : supported_isas()) {
+        SCOPED_TRACE(::testing::Message() << isa_name(path) << ", width " << width << ", outputs " << outputs);
+        kernels::crew_lanes lanes(inputs, outputs, width, kernels::crew_lanes_group(path));
+        for (index_t j = 0; j < outputs; ++j)
+          for (index_t i = 0; i < inputs; ++i) lanes.set(j, i, index[std::size_t(j)][std::size_t(i)]);
+        std::vector<std::uint8_t> workspace(kernels::crew_int8_workspace_bytes(lanes, offsets.back()) + 64);
+        std::vector<std::int32_t> acc(std::size_t(outputs), 0), scratch_active = active;
+        kernels::crew_gather_int8(path, lanes, x.data(), offsets.data(), counts.data(), codes.data(),
+                                  scratch_active.data(), index_t(active.size()), workspace.data(), acc.data());
+        EXPECT_EQ(acc, expected);
+        std::vector<float> sums(std::size_t(outputs), 0.0f);
+        kernels::crew_gather(path, lanes, offsets.data(), table.data(), active.data(), index_t(active.size()),
+                             sums.data());
+        EXPECT_EQ(sums, float_reference);  // the same additions in the same order
+      }
+    }
+}
+
+}  // namespace
