@@ -1,10 +1,15 @@
 // bench_smartdeal — SmartDeal dense layers at batch 1 beside the Eigen dense GEMV and an
-// Eigen sparse SpMV of the same density, all timed in this process, single-threaded.
+// Eigen sparse SpMV of the same density, and at batch 64 beside the Eigen dense GEMM, all
+// timed in this process, single-threaded.
 //
 //   dense_gemv/4096x4096                      64 MiB of float weights: memory-bound
+//   dense_gemm/4096x4096/b64                  the same weights at batch 64: compute-bound
 //   smartdeal/4096x4096/s8/seg10/b1           10 % of the length-8 segments kept, full
 //                                             segments, 4-bit exponent codes (segment
-//                                             layout: 6.7 MB of coefficients, cache-resident)
+//                                             layout: int8 exponent codes, 2.5 MB streamed)
+//   smartdeal/4096x4096/s8/seg10/b64          the same layer at batch 64 (basis transform
+//                                             as small GEMMs, then the coefficients over
+//                                             tiles of 32 samples)
 //   smartdeal_unstructured/4096x4096/s8/el10/b1   10 % of the coefficients nonzero at
 //                                             random (no segment structure; element layout,
 //                                             value + 32-bit offset per nonzero, gathers)
@@ -85,6 +90,8 @@ int main(int argc, char** argv) {
   const index_t n = 4096;
   bench::register_dense_gemv(n, n);
   bench::register_forward("smartdeal/4096x4096/s8/seg10/b1", layer(n, 8, 0.10, 0), 1);
+  bench::register_dense_gemm(n, n, 64);
+  bench::register_forward("smartdeal/4096x4096/s8/seg10/b64", layer(n, 8, 0.10, 0), 64);
   bench::register_forward("smartdeal_unstructured/4096x4096/s8/el10/b1", layer(n, 8, 0, 0.10), 1);
   register_eigen_spmv(n, 0.10);
   return bench::run(argc, argv);

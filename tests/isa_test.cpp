@@ -128,6 +128,31 @@ TEST(kernel_paths, smartdeal_sparse_stage_agrees_with_portable_on_every_path) {
   }
 }
 
+TEST(kernel_paths, smartdeal_batched_stage_agrees_with_portable_on_every_path) {
+  // Batches around the 32- and 64-sample tiles, segments of 8, single nonzeros and width 3.
+  const index_t rows = 23, columns = 200;
+  std::mt19937_64 rng(9);
+  for (const index_t width : {1, 3, 8}) {
+    std::vector<index_t> start(rows + 1, 0);
+    for (index_t o = 0; o < rows; ++o) start[std::size_t(o) + 1] = start[std::size_t(o)] + (o * 5) % 13;
+    std::vector<std::uint32_t> offset(std::size_t(start.back()));
+    for (auto& off : offset) off = std::uint32_t(rng() % std::uint64_t(columns - width));
+    const auto coef = random_floats(std::size_t(start.back() * width), 4);
+    for (const index_t n : {1, 5, 8, 31, 32, 64, 70, 131}) {
+      const auto zc = random_floats(std::size_t(n * columns), 5);
+      std::vector<float> reference(std::size_t(n * rows)), yt(std::size_t(n * rows), -1.0f);
+      kernels::smartdeal_gemm(isa::portable, rows, width, start.data(), offset.data(), coef.data(), zc.data(), n,
+                              reference.data());
+      for (const isa path : supported_isas()) {
+        kernels::smartdeal_gemm(path, rows, width, start.data(), offset.data(), coef.data(), zc.data(), n, yt.data());
+        for (std::size_t k = 0; k < yt.size(); ++k)
+          ASSERT_NEAR(yt[k], reference[k], 1e-5f * (1.0f + std::abs(reference[k])))
+              << isa_name(path) << ", width " << width << ", batch " << n << ", entry " << k;
+      }
+    }
+  }
+}
+
 TEST(kernel_paths, crew_gathers_are_bit_identical_on_every_path) {
   std::mt19937_64 rng(11);
   for (const int width : {1, 2, 4})

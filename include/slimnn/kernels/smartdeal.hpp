@@ -15,10 +15,16 @@
 // float's bit pattern (int32(v) << 23) & ~(1 << 30) = c / 2^e_max, so the sums are those
 // of the float coefficients scaled by exactly 2^-e_max; y is multiplied back by
 // scale = 2^e_max. Each path gives the same values as its float-coefficient kernel.
+// Batches (smartdeal_gemm): Yt (n x rows, column-major) from Zc (n x K, column-major: z
+// entry k of every sample contiguous), Yt[t, o] = sum over row o's slots of coef * Zc[t,
+// offset + j]; tiles of 64 samples (AVX-512: 4 x 16 lanes; AVX2: 2 passes of 4 x 8) keep
+// 4 accumulators per row, each coefficient broadcast once per tile; the samples past the
+// last full tile are masked. Every sample sums its slots in the same order on every path.
 // Cost: one MAC per stored coefficient, reads coef, offset and the z values it names.
 // Thread safety: pure functions of their arguments.
 #pragma once
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -51,6 +57,22 @@ void smartdeal_gemv_portable(index_t rows, index_t width, const index_t* start, 
       for (index_t j = 0; j < width; ++j) acc += coef[u * width + j] * zz[j];
     }
     y[o] = acc * scale;
+  }
+}
+
+/// The batched stage, portable (see the header comment).
+template <class T>
+void smartdeal_gemm_portable(index_t rows, index_t width, const index_t* start, const std::uint32_t* offset,
+                             const T* coef, const T* zc, index_t n, T* yt) {
+  for (index_t o = 0; o < rows; ++o) {
+    T* y = yt + o * n;
+    std::fill(y, y + n, T(0));
+    for (index_t u = start[o]; u < start[o + 1]; ++u)
+      for (index_t j = 0; j < width; ++j) {
+        const T c = coef[u * width + j];
+        const T* z = zc + (index_t(offset[u]) + j) * n;
+        for (index_t t = 0; t < n; ++t) y[t] += c * z[t];
+      }
   }
 }
 
@@ -102,6 +124,42 @@ void smartdeal_gemv_s8(index_t rows, const index_t* start, const std::uint32_t* 
     }
     for (; u < end; ++u) a0 = _mm256_fmadd_ps(load8(coef, u * 8), _mm256_loadu_ps(z + offset[u]), a0);
     y[o] = horizontal_sum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))) * scale;
+  }
+}
+
+/// The batched stage: per row and tile of 32 samples, 4 x 8-lane accumulators; the
+/// samples past the last full tile in masked 8-lane steps.
+inline void smartdeal_gemm(index_t rows, index_t width, const index_t* start, const std::uint32_t* offset,
+                           const float* coef, const float* zc, index_t n, float* yt) {
+  const index_t full = n / 32 * 32;
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (index_t t = 0; t < full; t += 32)
+    for (index_t o = 0; o < rows; ++o) {
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      for (index_t u = start[o]; u < start[o + 1]; ++u) {
+        const float* z = zc + index_t(offset[u]) * n + t;
+        for (index_t j = 0; j < width; ++j, z += n) {
+          const __m256 c = _mm256_broadcast_ss(coef + u * width + j);
+          a0 = _mm256_fmadd_ps(c, _mm256_loadu_ps(z), a0);
+          a1 = _mm256_fmadd_ps(c, _mm256_loadu_ps(z + 8), a1);
+          a2 = _mm256_fmadd_ps(c, _mm256_loadu_ps(z + 16), a2);
+          a3 = _mm256_fmadd_ps(c, _mm256_loadu_ps(z + 24), a3);
+        }
+      }
+      float* y = yt + o * n + t;
+      _mm256_storeu_ps(y, a0), _mm256_storeu_ps(y + 8, a1), _mm256_storeu_ps(y + 16, a2), _mm256_storeu_ps(y + 24, a3);
+    }
+  for (index_t t = full; t < n; t += 8) {
+    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n - t)), lane);
+    for (index_t o = 0; o < rows; ++o) {
+      __m256 a = _mm256_setzero_ps();
+      for (index_t u = start[o]; u < start[o + 1]; ++u) {
+        const float* z = zc + index_t(offset[u]) * n + t;
+        for (index_t j = 0; j < width; ++j, z += n)
+          a = _mm256_fmadd_ps(_mm256_broadcast_ss(coef + u * width + j), _mm256_maskload_ps(z, m), a);
+      }
+      _mm256_maskstore_ps(yt + o * n + t, m, a);
+    }
   }
 }
 
@@ -175,6 +233,41 @@ inline __m512 element_step(const std::uint32_t* offset, const float* coef, const
   return _mm512_fmadd_ps(_mm512_loadu_ps(coef + u), _mm512_i32gather_ps(idx, z, 4), acc);
 }
 
+/// The batched stage: per row and tile of 64 samples, 4 x 16-lane accumulators; the
+/// samples past the last full tile in masked 16-lane steps.
+inline void smartdeal_gemm(index_t rows, index_t width, const index_t* start, const std::uint32_t* offset,
+                           const float* coef, const float* zc, index_t n, float* yt) {
+  const index_t full = n / 64 * 64;
+  for (index_t t = 0; t < full; t += 64)
+    for (index_t o = 0; o < rows; ++o) {
+      __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      for (index_t u = start[o]; u < start[o + 1]; ++u) {
+        const float* z = zc + index_t(offset[u]) * n + t;
+        for (index_t j = 0; j < width; ++j, z += n) {
+          const __m512 c = _mm512_set1_ps(coef[u * width + j]);
+          a0 = _mm512_fmadd_ps(c, _mm512_loadu_ps(z), a0);
+          a1 = _mm512_fmadd_ps(c, _mm512_loadu_ps(z + 16), a1);
+          a2 = _mm512_fmadd_ps(c, _mm512_loadu_ps(z + 32), a2);
+          a3 = _mm512_fmadd_ps(c, _mm512_loadu_ps(z + 48), a3);
+        }
+      }
+      float* y = yt + o * n + t;
+      _mm512_storeu_ps(y, a0), _mm512_storeu_ps(y + 16, a1), _mm512_storeu_ps(y + 32, a2), _mm512_storeu_ps(y + 48, a3);
+    }
+  for (index_t t = full; t < n; t += 16) {
+    const __mmask16 m = n - t >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - t)) - 1u);
+    for (index_t o = 0; o < rows; ++o) {
+      __m512 a = _mm512_setzero_ps();
+      for (index_t u = start[o]; u < start[o + 1]; ++u) {
+        const float* z = zc + index_t(offset[u]) * n + t;
+        for (index_t j = 0; j < width; ++j, z += n)
+          a = _mm512_fmadd_ps(_mm512_set1_ps(coef[u * width + j]), _mm512_maskz_loadu_ps(m, z), a);
+      }
+      _mm512_mask_storeu_ps(yt + o * n + t, m, a);
+    }
+  }
+}
+
 /// Element layout: 16 nonzeros per gather + FMA.
 inline void smartdeal_gemv_e1(index_t rows, const index_t* start, const std::uint32_t* offset, const float* coef,
                               const float* z, float* y) {
@@ -220,6 +313,20 @@ void smartdeal_gemv(isa path, index_t rows, index_t width, const index_t* start,
 #endif
   (void)path;
   smartdeal_gemv_portable(rows, width, start, offset, float_coefficients<T>{coef}, z, T(1), y);
+}
+
+/// The batched stage on the given path (see the header comment).
+template <class T>
+void smartdeal_gemm(isa path, index_t rows, index_t width, const index_t* start, const std::uint32_t* offset,
+                    const T* coef, const T* zc, index_t n, T* yt) {
+#if defined(SLIMNN_X86_KERNELS)
+  if constexpr (std::is_same_v<T, float>) {
+    if (path == isa::avx512) return avx512::smartdeal_gemm(rows, width, start, offset, coef, zc, n, yt);
+    if (path == isa::avx2) return avx2::smartdeal_gemm(rows, width, start, offset, coef, zc, n, yt);
+  }
+#endif
+  (void)path;
+  smartdeal_gemm_portable(rows, width, start, offset, coef, zc, n, yt);
 }
 
 /// Segments of 8 exponent-coded coefficients on the given path (see the header comment).

@@ -304,27 +304,12 @@ class smartdeal_matrix {
     }
   }
 
-  /// Yt (N x rows) = the coefficient accumulation over Zc (from transform), no bias.
-  /// Tiled over N so that a tile of Zc stays in L1 while every row reads it.
+  /// Yt (N x rows) = the coefficient accumulation over Zc (from transform), no bias:
+  /// kernels/smartdeal.hpp's batched stage on the active_isa() path.
   void apply(const matrix<T>& zc, matrix<T>& yt) const {
-    const index_t n = zc.rows();
-    yt.resize(n, rows_);
-    for (index_t t0 = 0; t0 < n; t0 += tile) {
-      const index_t len = std::min(tile, n - t0);
-      for (index_t o = 0; o < rows_; ++o) {
-        alignas(64) T acc[tile] = {};
-        for_each_slot(o, [&](index_t slot, index_t k) {
-          const T c = coef_[slot];
-          if (c == T(0)) return;
-          const T* z = zc.data() + k * n + t0;
-          if (len == tile)
-            for (index_t t = 0; t < tile; ++t) acc[t] += c * z[t];
-          else
-            for (index_t t = 0; t < len; ++t) acc[t] += c * z[t];
-        });
-        std::copy(acc, acc + len, yt.data() + o * n + t0);
-      }
-    }
+    yt.resize(zc.rows(), rows_);
+    kernels::smartdeal_gemm(active_isa(), rows_, width_, row_start_.data(), offset_.data(), coef_.data(), zc.data(),
+                            zc.rows(), yt.data());
   }
 
   // --- training -----------------------------------------------------------------
@@ -381,7 +366,7 @@ class smartdeal_matrix {
   }
 
  private:
-  static constexpr index_t tile = 32;  // batch rows per tile in apply / backward
+  static constexpr index_t tile = 32;  // batch rows per tile in backward
 
   /// f(slot, z index) for every slot of row o (pruned elements included).
   template <class F>
