@@ -26,7 +26,8 @@ namespace slimnn::kernels {
 /// The lanes interleave the path's SIMD kernels read: 4 inputs per word for AVX-512, 1 else.
 inline int crew_lanes_group(isa path) { return path == isa::avx512 ? 4 : 1; }
 
-/// acc[j] += P[offsets[i] + idx(j, i)] over the `count` active inputs, in order.
+/// acc[j] += P[offsets[i] + idx(j, i)] over the `count` active inputs, in order. `P` must
+/// be readable 16 entries past every offset (the SIMD kernels load whole tables).
 template <class T>
 void crew_gather(isa path, const crew_lanes& lanes, const std::uint32_t* offsets, const T* P,
                  const std::int32_t* active, index_t count, T* acc) {
