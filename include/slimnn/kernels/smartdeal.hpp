@@ -41,9 +41,14 @@ struct float_coefficients {
   const T* values;
   T operator[](index_t k) const { return values[k]; }
 };
+/// The float c / 2^e_max of an exponent code (see the header comment).
+inline float decode_exponent_code(std::int8_t v) {
+  const std::uint32_t bits = (std::uint32_t(std::int32_t(v)) << 23) & ~(std::uint32_t(1) << 30);
+  return std::bit_cast<float>(bits);
+}
 struct coded_coefficients {
   const std::int8_t* codes;
-  float operator[](index_t k) const;
+  float operator[](index_t k) const { return decode_exponent_code(codes[k]); }
 };
 
 /// The portable loop (the reference); y[o] is the sum times `scale`.
@@ -75,13 +80,6 @@ void smartdeal_gemm_portable(index_t rows, index_t width, const index_t* start, 
       }
   }
 }
-
-/// The float c / 2^e_max of an exponent code (see the header comment).
-inline float decode_exponent_code(std::int8_t v) {
-  const std::uint32_t bits = (std::uint32_t(std::int32_t(v)) << 23) & ~(std::uint32_t(1) << 30);
-  return std::bit_cast<float>(bits);
-}
-inline float coded_coefficients::operator[](index_t k) const { return decode_exponent_code(codes[k]); }
 
 /// The exponent code of c = 0 or +-2^e, e_max - 126 <= e <= e_max.
 inline std::int8_t exponent_code(float c, int max_exponent) {
