@@ -1,4 +1,4 @@
-#include "slimnn/core/fft.hpp"
+#include "slimnn/circulant/fft.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

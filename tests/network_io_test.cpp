@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "layer_file.hpp"
+#include "slimnn/circulant/projection.hpp"
 #include "slimnn/io/safetensors.hpp"
 #include "slimnn/kdconv/decompose.hpp"
 #include "test_util.hpp"

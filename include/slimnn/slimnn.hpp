@@ -1,5 +1,7 @@
 // slimnn/slimnn.hpp — the umbrella header: everything public in slimnn.
 // Each header also stands alone; include only what you use to keep builds fast.
+//
+// Component: slimnn::slimnn (every component).
 #pragma once
 
 #include "slimnn/circulant/block_circulant_conv2d.hpp"
@@ -7,7 +9,7 @@
 #include "slimnn/circulant/projection.hpp"
 #include "slimnn/core/cost.hpp"
 #include "slimnn/core/error.hpp"
-#include "slimnn/core/fft.hpp"
+#include "slimnn/circulant/fft.hpp"
 #include "slimnn/core/layer.hpp"
 #include "slimnn/core/quantize.hpp"
 #include "slimnn/core/shape.hpp"

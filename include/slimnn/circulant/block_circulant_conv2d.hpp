@@ -26,6 +26,8 @@
 // lr_scale, spectrum_bits (+ spectrum_fraction_bits). Reloads to bit-identical outputs.
 // Thread safety: forward is const and reentrant (shared FFTW plans, per-thread scratch,
 // no allocation once warm); training members are single-threaded.
+//
+// Component: slimnn::circulant (adds FFTW, which is GPL-licensed).
 #pragma once
 
 #include <cmath>
@@ -35,11 +37,12 @@
 #include <utility>
 #include <vector>
 
+#include "slimnn/circulant/fft.hpp"
 #include "slimnn/circulant/projection.hpp"
-#include "slimnn/core/fft.hpp"
 #include "slimnn/core/layer.hpp"
 #include "slimnn/detail/im2col.hpp"
 #include "slimnn/layers/conv2d.hpp"
+#include "slimnn/net/layer_registry.hpp"
 
 namespace slimnn {
 
@@ -382,5 +385,8 @@ block_circulant_conv2d<T> project(const conv2d<T>& layer, index_t block,
   out.bias() = layer.bias();
   return out;
 }
+
+/// Network files name this kind once this header is part of the program.
+inline const bool block_circulant_conv2d_registered = register_layer_kind<block_circulant_conv2d>();
 
 }  // namespace slimnn

@@ -23,6 +23,8 @@
 // (+ spectrum_fraction_bits). Reloads to bit-identical outputs (FFTW_ESTIMATE plans).
 // Thread safety: forward is const and reentrant (shared immutable FFTW plans, per-thread
 // scratch, no allocation once warm); training members are single-threaded.
+//
+// Component: slimnn::circulant (adds FFTW, which is GPL-licensed).
 #pragma once
 
 #include <cmath>
@@ -32,10 +34,11 @@
 #include <utility>
 #include <vector>
 
+#include "slimnn/circulant/fft.hpp"
 #include "slimnn/circulant/projection.hpp"
-#include "slimnn/core/fft.hpp"
 #include "slimnn/core/layer.hpp"
 #include "slimnn/layers/dense.hpp"
+#include "slimnn/net/layer_registry.hpp"
 
 namespace slimnn {
 
@@ -271,5 +274,8 @@ block_circulant_dense<T> project(const dense<T>& layer, index_t block, fft_plann
   out.bias() = layer.bias();
   return out;
 }
+
+/// Network files name this kind once this header is part of the program.
+inline const bool block_circulant_dense_registered = register_layer_kind<block_circulant_dense>();
 
 }  // namespace slimnn

@@ -28,6 +28,8 @@
 // same values as bits-bit codes (detail/packed_io.hpp); settings spectrum_bits (0 or
 // 2..16) and, in fixed point, spectrum_fraction_bits f (scale 2^-f).
 // Thread safety: plain values; const members are reentrant.
+//
+// Component: slimnn::circulant (adds FFTW, which is GPL-licensed).
 #pragma once
 
 #include <cmath>
@@ -36,8 +38,8 @@
 #include <utility>
 #include <vector>
 
+#include "slimnn/circulant/fft.hpp"
 #include "slimnn/core/error.hpp"
-#include "slimnn/core/fft.hpp"
 #include "slimnn/core/quantize.hpp"
 #include "slimnn/core/tensor_io.hpp"
 #include "slimnn/core/types.hpp"

@@ -5,6 +5,8 @@
 //   mults, adds  scalar multiplies and adds per sample (a shift counts as neither)
 //   macs         multiply-accumulates per sample (the usual "MACs" figure)
 //   bytes_read   bytes read per sample at batch 1 (parameters plus input activations)
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <cstdint>

@@ -6,6 +6,8 @@
 //   slimnn::format_error  missing, truncated or corrupt files (messages name the path)
 // all derived from slimnn::error (a std::runtime_error). Every message starts with
 // "slimnn: ". Internal invariants use SLIMNN_ASSERT, which is compiled out under NDEBUG.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <cstdio>

@@ -20,6 +20,8 @@
 //   parameters()           views of every parameter and its gradient, in a fixed order
 // Optional: after_update(), called by optimizers after each step so a layer can
 // restore its structure (re-quantize, re-project).
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <concepts>

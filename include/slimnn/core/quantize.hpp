@@ -13,6 +13,8 @@
 //                       min and max (deterministic); returns sorted centroids and each
 //                       value's centroid index. O(iterations * n log k).
 // Invalid settings raise config_error. All are plain values: thread-safe to share.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <algorithm>

@@ -1,6 +1,8 @@
 // slimnn/core/shape.hpp — the (channels, height, width) shape that travels beside
 // an activation matrix. Features in a column are ordered CHW, so a flat vector of n
 // features is the shape (n, 1, 1) and a conv output flattens for free.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <ostream>

@@ -18,6 +18,8 @@
 //   slimnn: model.safetensors: tensor '0.weight': shape [3, 4], expected [5, 4]
 // Complexity: conversions are one pass over the elements. Thread safety: a sink is used
 // by one thread; const members of a source may be called from several threads.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <bit>

@@ -3,6 +3,8 @@
 // Activations are column-major Eigen matrices with one sample per column
 // (features x batch). Inputs are taken as Eigen::Ref<const matrix<T>> so that
 // blocks, maps and plain matrices all work without copies.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <Eigen/Core>

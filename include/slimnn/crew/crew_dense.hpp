@@ -42,6 +42,8 @@
 // lanes padding 0).
 // Thread safety: forward/forward_int8 are const and reentrant (grow-only per-thread buffers);
 // training members are single-threaded.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <algorithm>

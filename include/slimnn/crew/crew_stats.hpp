@@ -9,6 +9,8 @@
 //   dense_multiplies     outputs * inputs for the dense layer
 // Stats of several layers add up (operator+=), weighting the means by inputs / weights.
 // Cost: O(inputs) per layer. Thread safety: plain values.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <cstdint>

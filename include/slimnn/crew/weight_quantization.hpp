@@ -14,6 +14,8 @@
 // Cost: uniform O(m n); k-means O(iterations * m n log k). Errors: bits outside 2..8,
 // clusters outside 1..255 or above the number of weights clustered -> config_error.
 // Thread safety: pure functions.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <algorithm>

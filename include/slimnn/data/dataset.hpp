@@ -4,6 +4,8 @@
 // sample_shape); y[i] in [0, classes) is the label of column i.
 // subset copies a contiguous range of samples: O(count * features).
 // Thread safety: plain data; concurrent reads are safe.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <vector>

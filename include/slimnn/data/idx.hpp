@@ -9,6 +9,8 @@
 // allocated and the buffer grows only as data arrives, so a lying header cannot
 // exhaust memory.
 // Complexity: one pass over the file. Thread safety: read_idx is reentrant.
+//
+// Component: slimnn::data (adds zlib).
 #pragma once
 
 #include <zlib.h>

@@ -7,6 +7,8 @@
 // Shapes: x is sample_shape.size() x samples. Complexity: O(samples * features).
 // Reproducible: the same rng state gives the same data (with one standard library).
 // Thread safety: reentrant; the rng is the caller's.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <cmath>

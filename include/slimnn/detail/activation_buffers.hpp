@@ -4,6 +4,8 @@
 // Each nesting level (a network inside a network) gets its own pair, taken from a
 // thread_local deque (references stay valid as it grows), so forward() of a chain is
 // reentrant, thread-safe and allocation-free once warmed up.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <deque>

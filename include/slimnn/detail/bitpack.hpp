@@ -7,6 +7,8 @@
 // to_bytes / from_bytes give the same stream as ceil(count * width / 8) bytes (value i at
 // bits [i*width, (i+1)*width) of the little-endian byte string; padding bits zero).
 // Thread safety: concurrent get() is safe; set() needs exclusive access.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <cstdint>

@@ -6,6 +6,8 @@
 //   cols(q + P*b, c*k*k + i*k + j)        (P = Ho*Wo rows per image)
 // so that cols * W (W: C*k*k x N) gives every output channel of every image in one GEMM.
 // col2im_rows is its adjoint (accumulates). Both are O(P * C * k * k) per image.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <algorithm>

@@ -12,6 +12,8 @@
 //                              arithmetic on it cannot overflow.
 // Every failure is a format_error naming the file and the tensor. Thread safety: pure
 // functions of their arguments.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <cstdint>

@@ -4,6 +4,8 @@
 // cannot live in the layer. scratch<Tag, T, Slot>(rows, cols) returns a thread_local
 // matrix owned by (Tag, Slot): after the first call with a given size it never
 // allocates again. Distinct tags (one per layer kind) keep nested users apart.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include "slimnn/core/types.hpp"

@@ -8,118 +8,38 @@
 // __metadata__,
 //   "slimnn.architecture": [{"kind": "conv2d", "settings": {"input": "1x28x28", ...}}, ...]
 //   "slimnn.scalar": "float"
-// Loading rebuilds each layer through layer_registry<T>, which maps a kind to the
-// layer's static load(). Every slimnn layer kind is registered in add_builtin_layers
-// below (one line per kind); a program can add its own kinds at run time with
-//   slimnn::layer_registry<float>::instance().add<my_layer<float>>();
+// Loading rebuilds each layer through layer_registry<T> (slimnn/net/layer_registry.hpp),
+// which maps a kind to the layer's static load(): the core kinds always, the
+// block-circulant kinds once their headers are included, and a program's own kinds
+// after layer_registry<float>::instance().add<my_layer<float>>().
 // Any problem in the file (missing or mis-shaped tensor, unknown kind, bad settings,
 // layers that do not connect, tensors no layer uses) raises format_error naming the file.
 // Complexity: one pass over the parameters. Thread safety: loading and saving are
 // reentrant; registering kinds is synchronised.
+//
+// Component: slimnn::io (adds nlohmann-json).
 #pragma once
 
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
-#include <functional>
 #include <map>
-#include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "slimnn/circulant/block_circulant_conv2d.hpp"
-#include "slimnn/circulant/block_circulant_dense.hpp"
 #include "slimnn/core/tensor_io.hpp"
-#include "slimnn/crew/crew_dense.hpp"
 #include "slimnn/io/safetensors.hpp"
-#include "slimnn/kdconv/decomposed_conv2d.hpp"
-#include "slimnn/layers/conv2d.hpp"
-#include "slimnn/layers/dense.hpp"
-#include "slimnn/layers/flatten.hpp"
-#include "slimnn/layers/pool2d.hpp"
-#include "slimnn/layers/relu.hpp"
 #include "slimnn/net/any_layer.hpp"
+#include "slimnn/net/layer_registry.hpp"
 #include "slimnn/net/network.hpp"
-#include "slimnn/smartdeal/smartdeal_conv2d.hpp"
-#include "slimnn/smartdeal/smartdeal_dense.hpp"
 
 namespace slimnn {
 
 /// Longest "slimnn.architecture" accepted (1 MiB: tens of thousands of layers).
 inline constexpr std::size_t max_architecture_bytes = std::size_t(1) << 20;
-
-template <class T>
-class layer_registry;
-
-/// Every layer kind slimnn ships; a new kind is one line here (and its include above).
-template <class T>
-void add_builtin_layers(layer_registry<T>& registry) {
-  registry.template add<dense<T>>();
-  registry.template add<conv2d<T>>();
-  registry.template add<relu<T>>();
-  registry.template add<flatten<T>>();
-  registry.template add<max_pool2d<T>>();
-  registry.template add<avg_pool2d<T>>();
-  registry.template add<block_circulant_dense<T>>();
-  registry.template add<block_circulant_conv2d<T>>();
-  registry.template add<smartdeal_dense<T>>();
-  registry.template add<smartdeal_conv2d<T>>();
-  registry.template add<crew_dense<T>>();
-  registry.template add<kdconv::decomposed_conv2d<T>>();
-}
-
-/// Layer kinds -> loaders, for networks of scalar T.
-template <class T>
-class layer_registry {
- public:
-  using loader = std::function<any_layer<T>(const tensor_source& in, const std::string& prefix)>;
-
-  /// The process-wide registry, holding the built-in kinds.
-  static layer_registry& instance() {
-    static layer_registry registry = [] {
-      layer_registry r;
-      add_builtin_layers(r);
-      return r;
-    }();
-    return registry;
-  }
-
-  /// Registers L under L::kind (replacing an earlier loader of that kind).
-  template <SaveableLayer L>
-    requires std::is_same_v<typename L::scalar_type, T>
-  void add() {
-    add(std::string(L::kind), [](const tensor_source& in, const std::string& prefix) {
-      return any_layer<T>(L::load(in, prefix));
-    });
-  }
-  void add(const std::string& kind, loader load) {
-    std::lock_guard lock(mutex_);
-    loaders_[kind] = std::move(load);
-  }
-  /// The loader of `kind`, or an empty function.
-  loader find(const std::string& kind) const {
-    std::lock_guard lock(mutex_);
-    const auto it = loaders_.find(kind);
-    return it == loaders_.end() ? loader() : it->second;
-  }
-  /// "avg_pool2d, conv2d, dense, ...".
-  std::string kinds() const {
-    std::lock_guard lock(mutex_);
-    std::string out;
-    for (const auto& [kind, load] : loaders_) out += (out.empty() ? "" : ", ") + kind;
-    return out;
-  }
-
-  layer_registry() = default;
-  layer_registry(const layer_registry& o) : loaders_(o.loaders_) {}
-  layer_registry(layer_registry&& o) noexcept : loaders_(std::move(o.loaders_)) {}
-
- private:
-  mutable std::mutex mutex_;
-  std::map<std::string, loader, std::less<>> loaders_;
-};
 
 namespace detail {
 
@@ -269,7 +189,8 @@ network<T> load_network(const tensor_source& in) {
     const auto load = registry.find(entry.kind);
     if (!load)
       throw format_error(detail::cat(in.origin(), ": layer ", i, ": unknown layer kind '", entry.kind,
-                                     "' (known: ", registry.kinds(), ")"));
+                                     "'", unknown_kind_hint(entry.kind),
+                                     " (known: ", registry.kinds(), ")"));
     detail::layer_source source(in, prefix, entry.settings, used);
     std::optional<any_layer<T>> layer;
     try {

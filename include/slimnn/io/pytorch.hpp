@@ -11,6 +11,8 @@
 // torch.save (.pt, .pth: Python pickles) are not supported.
 // Every problem (missing or mis-shaped tensor, wrong sizes) raises format_error naming the
 // file and the tensor. Complexity: one pass over the parameters.
+//
+// Component: slimnn::io.
 #pragma once
 
 #include <string>

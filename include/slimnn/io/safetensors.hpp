@@ -20,6 +20,8 @@
 // ordered by element size (widest first), then name, so each is naturally aligned.
 // Complexity: O(file size) to open, O(elements) to read a tensor. Thread safety: a
 // safetensors_file is immutable once constructed; a writer is for one thread.
+//
+// Component: slimnn::io (adds nlohmann-json).
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -13,6 +13,8 @@
 // coefficients are quantized (pow2 / k-means / float) by the layer.
 // Cost: C SVDs of N x k^2 matrices, O(C N k^4); the pruning sort O(N C M log(N C M)).
 // Thread safety: a pure function of its arguments.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <Eigen/QR>

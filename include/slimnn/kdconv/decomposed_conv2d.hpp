@@ -42,6 +42,8 @@
 // padding and every kdconv::settings field. A loaded layer's latent values are the stored ones.
 // Thread safety: forward is const and reentrant (per-thread scratch); training members
 // are single-threaded.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <algorithm>

@@ -8,6 +8,8 @@
 // (2^bits shared values per layer) or float. Pruning keeps a target density of |a| or
 // the |a| above an std multiple, element-wise or by groups of output channels.
 // Everything here is a plain value: thread-safe to share.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <algorithm>

@@ -9,6 +9,8 @@
 // portable kernel, which reads both. Every path gives the same results (see the variants).
 // Cost: sum_i u_i table entries, then one lookup and one add per active input and output.
 // Thread safety: pure functions of their arguments (the workspace is the caller's).
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <algorithm>

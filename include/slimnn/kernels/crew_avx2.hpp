@@ -13,6 +13,8 @@
 // count. One pass handles two fields (64 outputs) in two 256-bit vectors. The index stream
 // is prefetched 2 KiB ahead. Integer sums are exact: bit-identical to the portable kernel.
 // Thread safety: pure functions of their arguments.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <algorithm>

@@ -13,6 +13,8 @@
 // from L3) sharing each table load. Integer sums are exact: bit-identical to the portable
 // kernel.
 // Thread safety: pure functions of their arguments.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <algorithm>

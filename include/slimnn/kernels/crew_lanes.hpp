@@ -20,6 +20,8 @@
 // order, so the SIMD kernels that keep that order give identical results.
 // Cost: one table read and one add per active input and output.
 // Thread safety: pure functions of their arguments.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <algorithm>

@@ -16,6 +16,8 @@
 // of integer kernels are bit-identical on every path, float kernels agree to rounding.
 // Thread safety: active_isa() is an atomic read; set_isa() may be called at any time, and
 // a forward that is running keeps the path it started with.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <atomic>

@@ -22,6 +22,8 @@
 // last full tile are masked. Every sample sums its slots in the same order on every path.
 // Cost: one MAC per stored coefficient, reads coef, offset and the z values it names.
 // Thread safety: pure functions of their arguments.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <algorithm>

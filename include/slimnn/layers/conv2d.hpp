@@ -9,6 +9,8 @@
 // torch.nn.Conv2d stores them; settings input (CxHxW), out_channels, kernel, stride, padding.
 // Thread safety: forward is const and reentrant (per-thread scratch); training members
 // are single-threaded.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <algorithm>

@@ -8,6 +8,8 @@
 // File (core/tensor_io.hpp): "<prefix>weight" [outputs, inputs] row-major and "<prefix>bias"
 // [outputs], exactly as torch.nn.Linear stores them; settings inputs, outputs.
 // Thread safety: forward is const and reentrant; training members are single-threaded.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <cmath>

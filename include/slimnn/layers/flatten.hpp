@@ -3,6 +3,8 @@
 // exists so that shape checks between a conv stack and a dense layer are explicit.
 // File (core/tensor_io.hpp): no tensors; setting input (the shape).
 // Thread safety: forward is const and reentrant.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <string>

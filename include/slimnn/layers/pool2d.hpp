@@ -7,6 +7,8 @@
 // Backward: max routes dy to the arg-max of each window (first on ties); avg spreads
 // dy/k^2 over the window. File (core/tensor_io.hpp): no tensors; settings input, kernel,
 // stride. Thread safety: forward is const and reentrant.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <string>

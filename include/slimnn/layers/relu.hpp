@@ -3,6 +3,8 @@
 // Backward: dx = dy where the forward input was positive, else 0.
 // File (core/tensor_io.hpp): no tensors; setting input (the shape).
 // Thread safety: forward is const and reentrant.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <string>

@@ -5,6 +5,8 @@
 //   dL/dz = (p - onehot(label)) / B
 // Shapes: logits (classes x B), labels B integers in [0, classes).
 // Numerically stable (subtracts each column's max). Not a Layer: it ends a network.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <cmath>

@@ -5,6 +5,8 @@
 // the wrapped layer when it is a TrainableLayer and throw config_error otherwise; save
 // forwards to the wrapped layer when it is a SaveableLayer (core/tensor_io.hpp).
 // Copying clones the wrapped layer. Thread safety: as the wrapped layer.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <memory>

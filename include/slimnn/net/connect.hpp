@@ -1,4 +1,6 @@
 // slimnn/net/connect.hpp — the shape check made when one layer is connected to the next.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <string>

@@ -9,6 +9,8 @@
 // save(path) / network<T>::load(path) read and write safetensors files; they are
 // provided by slimnn/io/network_io.hpp (included by slimnn/slimnn.hpp), which installs
 // itself here, so this header does not depend on every layer or on the file format.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <filesystem>

@@ -5,6 +5,8 @@
 // The same contract as network<T> (shape checks at construction, const thread-safe
 // forward, training members), without type erasure: every call is resolved statically.
 // get<I>() reaches layer I. All layers must share one scalar type.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <array>

@@ -26,6 +26,8 @@
 // Report: relative Frobenius error ||W - W_hat|| / ||W|| (W_hat with the bases in T),
 // element density (nonzeros / (rows * S * s)), segment density (kept / (rows * S)) and
 // the stored bytes of the factors (pack()).
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <algorithm>

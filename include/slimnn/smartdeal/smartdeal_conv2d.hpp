@@ -16,6 +16,8 @@
 // min_exponent, max_exponent.
 // Thread safety: forward is const and reentrant (per-thread scratch); training members
 // are single-threaded.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <algorithm>

@@ -17,6 +17,8 @@
 // min_exponent, max_exponent.
 // Thread safety: forward is const and reentrant (per-thread scratch); training members
 // are single-threaded.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <string>

@@ -40,6 +40,8 @@
 // so after every step the matrix is again a valid SmartDeal matrix with the same mask.
 // Gradients are exact for the effective coefficients and the basis.
 // Thread safety: the const members are reentrant; training members are single-threaded.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <Eigen/SparseCore>

@@ -7,6 +7,8 @@
 // at up to `max_checks` sampled entries of x and of every parameter, and an entry fails
 // when |analytic - numeric| > atol + rtol * max(|analytic|, |numeric|).
 // Requires a TrainableLayer with scalar double. Cost: 2 forwards per checked entry.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <algorithm>

@@ -9,6 +9,8 @@
 // hook, so structured layers can restore their structure. State is kept per parameter
 // position: the parameter list must keep its order and sizes (checked).
 // Thread safety: one optimizer per training thread.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <cmath>

@@ -3,6 +3,8 @@
 // On a terminal it redraws one bar in place ("epoch 2/8 [=====>    ] 412/938 loss 0.31");
 // otherwise (a pipe, a CI log) it stays silent until finish(), which prints one plain
 // line. Thread safety: one display per thread.
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <chrono>

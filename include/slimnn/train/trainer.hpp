@@ -8,6 +8,8 @@
 // evaluate(model, data) returns the mean loss and the accuracy (fraction in [0, 1]).
 // Works with network<T> and sequential<...> alike. set_threads(n) sets Eigen's GEMM
 // thread count (effective when built with OpenMP).
+//
+// Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <algorithm>

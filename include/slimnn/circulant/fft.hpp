@@ -1,4 +1,4 @@
-// slimnn/core/fft.hpp — thread-safe FFTW plans for batched real transforms.
+// slimnn/circulant/fft.hpp — thread-safe FFTW plans for batched real transforms.
 //
 // A real_fft<T> is one FFTW plan (float: fftwf_*, double: fftw_*) for many length-n
 // real <-> half-spectrum transforms laid out by an fft_layout:
@@ -18,6 +18,8 @@
 // it a scratch copy). Planning: fft_planning::estimate (default, fast and
 // deterministic) or fft_planning::measure (times candidate algorithms at construction).
 // FFTW is GPL-licensed.
+//
+// Component: slimnn::circulant (adds FFTW, which is GPL-licensed).
 #pragma once
 
 #include <fftw3.h>
