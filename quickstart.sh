@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # slimnn quick start.
 #
-#   ./quickstart.sh demo [args...]   build and run examples/compare_schemes (args are passed on)
+#   ./quickstart.sh demo [args...]   build and run examples/compare_schemes (args are passed on),
+#                                    then plot its results (build/compare_schemes.svg, .png)
 #   ./quickstart.sh test             build everything, run all tests, then the tests again
 #                                    under AddressSanitizer + UndefinedBehaviorSanitizer
 #
@@ -10,7 +11,7 @@
 set -euo pipefail
 
 # Debian packages the build needs; append new dependencies here.
-PACKAGES="build-essential cmake pkg-config libeigen3-dev libfftw3-dev zlib1g-dev libgtest-dev libbenchmark-dev dataset-fashion-mnist nlohmann-json3-dev clang libclang-rt-dev"
+PACKAGES="build-essential cmake pkg-config libeigen3-dev libfftw3-dev zlib1g-dev libgtest-dev libbenchmark-dev dataset-fashion-mnist nlohmann-json3-dev clang libclang-rt-dev python3-torch python3-numpy python3-matplotlib"
 
 JOBS="${SLIMNN_JOBS:-2}"
 cd "$(dirname "$0")"
@@ -61,6 +62,8 @@ demo() {
   cmake --build build -j"$JOBS" --target compare_schemes
   banner "run compare_schemes"
   build/examples/compare_schemes --out build "$@"
+  banner "plot build/compare_schemes.svg, .png"
+  /usr/bin/python3 tools/plot_compare_schemes.py build/compare_schemes.csv
   banner "done"
 }
 
