@@ -7,13 +7,18 @@
 //                -> dense 128 -> relu -> dense 10
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <sstream>
 #include <string>
+#include <string_view>
 
 #include "slimnn/slimnn.hpp"
+
+#include "arguments.hpp"
 
 namespace examples {
 
@@ -88,30 +93,26 @@ struct options {
   std::vector<std::string> schemes;  ///< --schemes a,b (compare_schemes)
 };
 
-inline options parse_options(int argc, char** argv, const char* usage) {
+/// Parses the shared options; usage_error (exit status 2 in run_example) on a bad one.
+/// A program that takes only some of them lists those in `accepted`.
+inline options parse_options(int argc, char** argv, std::initializer_list<std::string_view> accepted = {}) {
   options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      detail::require<config_error>(i + 1 < argc, a, " needs a value\n", usage);
-      return argv[++i];
-    };
-    if (a == "--data") o.data = value();
-    else if (a == "--out") o.out = value();
-    else if (a == "--seed") o.seed = std::stoull(value());
-    else if (a == "--threads") o.threads = std::stoi(value());
-    else if (a == "--quick") o.quick = true;
-    else if (a == "--retrain") o.retrain = true;
-    else if (a == "--schemes") {
-      std::stringstream list(value());
+  argument_reader args(argc, argv);
+  while (args.next()) {
+    if (accepted.size() && std::find(accepted.begin(), accepted.end(), args.arg()) == accepted.end()) args.unknown();
+    if (args.is("--data")) o.data = args.value();
+    else if (args.is("--out")) o.out = args.value();
+    else if (args.is("--seed")) o.seed = args.unsigned_number();
+    else if (args.is("--threads")) o.threads = args.count(1024);
+    else if (args.is("--quick")) o.quick = true;
+    else if (args.is("--retrain")) o.retrain = true;
+    else if (args.is("--schemes")) {
+      std::stringstream list(args.value());
       for (std::string name; std::getline(list, name, ',');)
         if (!name.empty()) o.schemes.push_back(name);
-    }
-    else if (a == "--help" || a == "-h") {
-      std::printf("%s", usage);
-      std::exit(0);
+      if (o.schemes.empty()) throw usage_error("--schemes needs at least one scheme name");
     } else {
-      throw config_error(detail::cat("unknown option '", a, "'\n", usage));
+      args.unknown();
     }
   }
   return o;

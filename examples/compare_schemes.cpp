@@ -14,45 +14,15 @@
 #include <functional>
 
 #include "scheme_registry.hpp"
-// Each scheme's file registers itself when present.
-#if __has_include("schemes/block_circulant.hpp")
-#include "schemes/block_circulant.hpp"
-#define SLIMNN_EXAMPLE_BLOCK_CIRCULANT 1
-#endif
-#if __has_include("schemes/smartdeal.hpp")
-#include "schemes/smartdeal.hpp"
-#define SLIMNN_EXAMPLE_SMARTDEAL 1
-#endif
-#if __has_include("schemes/crew.hpp")
-#include "schemes/crew.hpp"
-#define SLIMNN_EXAMPLE_CREW 1
-#endif
-#if __has_include("schemes/kdconv.hpp")
-#include "schemes/kdconv.hpp"
-#define SLIMNN_EXAMPLE_KDCONV 1
-#endif
 
 namespace {
 
 using namespace examples;
 
 std::vector<scheme> registered_schemes() {
-  std::vector<scheme> all{{"dense", [](const std::string&, const network<float>& baseline, const context&) {
-                             return std::vector<variant>{{"-", baseline}};
-                           }}};
-#ifdef SLIMNN_EXAMPLE_BLOCK_CIRCULANT
-  all.push_back(block_circulant_scheme());
-#endif
-#ifdef SLIMNN_EXAMPLE_SMARTDEAL
-  all.push_back(smartdeal_scheme());
-#endif
-#ifdef SLIMNN_EXAMPLE_CREW
-  all.push_back(crew_scheme());
-#endif
-#ifdef SLIMNN_EXAMPLE_KDCONV
-  all.push_back(kdconv_scheme());
-#endif
-  return all;
+  return {{"dense", [](const std::string&, const network<float>& baseline,
+                       const context&) { return std::vector<variant>{{"-", baseline}}; }},
+          block_circulant_scheme(), smartdeal_scheme(), crew_scheme(), kdconv_scheme()};
 }
 
 /// The schemes named in --schemes (all when it is empty); unknown names raise.
@@ -62,7 +32,11 @@ std::vector<scheme> selected_schemes(const std::vector<std::string>& names) {
   std::vector<scheme> out;
   for (const auto& name : names) {
     const auto it = std::find_if(all.begin(), all.end(), [&](const scheme& s) { return s.name == name; });
-    detail::require<config_error>(it != all.end(), "compare_schemes: unknown scheme '", name, "'");
+    if (it == all.end()) {
+      std::string known;
+      for (const auto& s : all) known += (known.empty() ? "" : ", ") + s.name;
+      throw usage_error("--schemes: unknown scheme '" + name + "' (known: " + known + ")");
+    }
     out.push_back(*it);
   }
   return out;
@@ -131,18 +105,18 @@ void write_csv(const std::vector<row>& rows, const std::filesystem::path& path) 
   detail::require<format_error>(bool(out), path.string(), ": write failed");
 }
 
-}  // namespace
-
-int main(int argc, char** argv) try {
-  const char* usage =
-      "usage: compare_schemes [--data DIR] [--out DIR] [--seed N] [--threads N] [--quick] [--retrain]\n"
+const char* const usage =
+    "usage: compare_schemes [--data DIR] [--out DIR] [--seed N] [--threads N] [--quick] [--retrain]\n"
       "                       [--schemes dense,block_circulant,...]\n"
       "  --data DIR   Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)\n"
       "  --out DIR    where compare_schemes.csv and cached baseline weights go (default .)\n"
       "  --quick      a few batches of training only: a smoke test, not a measurement\n"
       "  --retrain    ignore cached baseline weights\n"
       "  --schemes    comma-separated subset of the registered schemes (default: all)\n";
-  const auto opt = parse_options(argc, argv, usage);
+
+int run(int argc, char** argv) {
+  using namespace examples;
+  const auto opt = parse_options(argc, argv);
   const auto schemes = selected_schemes(opt.schemes);
   std::filesystem::create_directories(opt.out);
   const auto data = load_fashion_mnist<float>(opt.data, opt.quick ? 2000 : 0);
@@ -178,7 +152,10 @@ int main(int argc, char** argv) try {
   write_csv(rows, csv);
   std::printf("\nwrote %s\n", csv.c_str());
   return 0;
-} catch (const std::exception& e) {
-  std::fprintf(stderr, "%s\n", e.what());
-  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return examples::run_example("compare_schemes", usage, [&] { return run(argc, argv); });
 }

@@ -21,7 +21,11 @@ const char* const usage = R"(usage: import_pytorch --arch mlp|cnn [--modules a,b
 Loads a PyTorch model exported as safetensors into a slimnn network<float> and reports
 its accuracy on the Fashion-MNIST test set.
 
-Export from Python (pip install safetensors):
+Any nn.Sequential or chain-of-layers model: export it with its architecture, then load
+it here without --arch (Linear, Conv2d, ReLU, MaxPool2d, AvgPool2d, Flatten):
+    tools/export_pytorch.py models.py:make_model model.safetensors --input-shape 1,28,28
+
+The two baseline architectures, from the weights alone (pip install safetensors):
     from safetensors.torch import save_file
     model = ...  # your trained torch.nn.Module, e.g. one of the nn.Sequential below
     save_file(model.state_dict(), "model.safetensors")
@@ -59,40 +63,33 @@ struct arguments {
 
 arguments parse(int argc, char** argv) {
   arguments a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      slimnn::detail::require<slimnn::config_error>(i + 1 < argc, arg, " needs a value\n", usage);
-      return argv[++i];
-    };
-    if (arg == "--help" || arg == "-h") {
-      std::printf("%s", usage);
-      std::exit(0);
-    } else if (arg == "--arch") {
-      a.arch = value();
-    } else if (arg == "--modules") {
-      std::stringstream list(value());
+  examples::argument_reader args(argc, argv);
+  while (args.next()) {
+    if (args.is("--arch")) {
+      a.arch = args.value();
+      if (a.arch != "mlp" && a.arch != "cnn")
+        throw examples::usage_error("--arch " + a.arch + ": expected mlp or cnn");
+    } else if (args.is("--modules")) {
+      std::stringstream list(args.value());
       for (std::string name; std::getline(list, name, ',');) a.modules.push_back(name);
-    } else if (arg == "--data") {
-      a.data = value();
-    } else if (arg == "--threads") {
-      a.threads = std::stoi(value());
-    } else if (!arg.empty() && arg[0] == '-') {
-      throw slimnn::config_error(slimnn::detail::cat("unknown option '", arg, "'\n", usage));
+    } else if (args.is("--data")) {
+      a.data = args.value();
+    } else if (args.is("--threads")) {
+      a.threads = args.count(1024);
+    } else if (args.is_option()) {
+      args.unknown();
     } else {
-      slimnn::detail::require<slimnn::config_error>(a.model.empty(), "one model file only\n", usage);
-      a.model = arg;
+      if (!a.model.empty())
+        throw examples::usage_error("one model file only (got '" + a.model.string() + "' and '" + args.arg() + "')");
+      a.model = args.arg();
     }
   }
-  slimnn::detail::require<slimnn::config_error>(!a.model.empty(), "no model file given\n", usage);
-  slimnn::detail::require<slimnn::config_error>(a.arch.empty() || a.arch == "mlp" || a.arch == "cnn",
-                                                "--arch must be mlp or cnn, got '", a.arch, "'");
+  if (a.model.empty()) throw examples::usage_error("no model file given");
+  if (!a.modules.empty() && a.arch.empty()) throw examples::usage_error("--modules needs --arch");
   return a;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) try {
+int run(int argc, char** argv) {
   using namespace examples;
   const auto args = parse(argc, argv);
   set_threads(args.threads);
@@ -123,7 +120,10 @@ int main(int argc, char** argv) try {
   std::printf("Fashion-MNIST test set: accuracy %.2f %%, loss %.4f (%ld images)\n", 100 * result.accuracy,
               result.loss, long(result.samples));
   return 0;
-} catch (const std::exception& e) {
-  std::fprintf(stderr, "%s\n", e.what());
-  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return examples::run_example("import_pytorch", usage, [&] { return run(argc, argv); });
 }

@@ -3,7 +3,8 @@
 // A scheme is a name plus one function: given the network kind ("mlp" or "cnn"), the
 // trained baseline network and the run's context, it returns the converted networks,
 // one per setting (an empty list when the scheme does not apply to that kind). Each
-// scheme lives in examples/schemes/<name>.hpp and defines `inline scheme <name>_scheme()`.
+// scheme lives in examples/schemes/<name>.cpp, its own translation unit (a parallel
+// build compiles them side by side), and defines the <name>_scheme() declared below.
 #pragma once
 
 #include <functional>
@@ -38,6 +39,11 @@ struct scheme {
   std::function<std::vector<variant>(const std::string& kind, const network<float>& baseline, const context&)>
       convert;
 };
+
+scheme block_circulant_scheme();
+scheme smartdeal_scheme();
+scheme crew_scheme();
+scheme kdconv_scheme();
 
 /// Copies `baseline`, replacing each layer i for which replace(i, layer) returns a layer.
 template <class Replace>

@@ -7,12 +7,15 @@
 
 #include "baselines.hpp"
 
-int main(int argc, char** argv) try {
+namespace {
+
+const char* const usage =
+    "usage: train_fashion_mnist [--data DIR] [--seed N] [--threads N] [--quick]\n"
+    "  trains the 784-1024-1024-10 MLP and the two-conv CNN on Fashion-MNIST\n";
+
+int run(int argc, char** argv) {
   using namespace examples;
-  const char* usage =
-      "usage: train_fashion_mnist [--data DIR] [--seed N] [--threads N] [--quick]\n"
-      "  trains the 784-1024-1024-10 MLP and the two-conv CNN on Fashion-MNIST\n";
-  const auto opt = parse_options(argc, argv, usage);
+  const auto opt = parse_options(argc, argv, {"--data", "--seed", "--threads", "--quick"});
   set_threads(opt.threads);
   const auto data = load_fashion_mnist<float>(opt.data, opt.quick ? 2000 : 0);
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
@@ -32,7 +35,10 @@ int main(int argc, char** argv) try {
                 100 * result.accuracy, result.loss, seconds);
   }
   return 0;
-} catch (const std::exception& e) {
-  std::fprintf(stderr, "%s\n", e.what());
-  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return examples::run_example("train_fashion_mnist", usage, [&] { return run(argc, argv); });
 }

@@ -1,4 +1,4 @@
-// examples/schemes/block_circulant.hpp — the CirCNN scheme in compare_schemes.
+// examples/schemes/block_circulant.cpp — the CirCNN scheme in compare_schemes.
 //
 // Settings:
 //   mlp k16, k64   both hidden dense layers (784->1024, 1024->1024) become
@@ -20,7 +20,6 @@
 // small. A spectral value moves a block's time-domain weights by about step/sqrt(k), so
 // the scheme sets lr_scale = sqrt(k) instead, which brings the time-domain steps to the
 // dense layers' size.
-#pragma once
 
 #include <cmath>
 #include <optional>
@@ -71,7 +70,7 @@ inline network<float> compress_cnn(const network<float>& baseline, index_t k) {
 
 }  // namespace block_circulant_detail
 
-inline scheme block_circulant_scheme() {
+scheme block_circulant_scheme() {
   return {"block_circulant", [](const std::string& kind, const network<float>& baseline, const context& ctx) {
             namespace bc = block_circulant_detail;
             std::vector<variant> out;

@@ -1,11 +1,10 @@
-// examples/schemes/crew.hpp — CREW on the MLP: every dense layer's weights are
+// examples/schemes/crew.cpp — CREW on the MLP: every dense layer's weights are
 // clustered per input (k-means over each input's column, centroids on the layer's 8-bit
 // grid) to at most 16 ("u16") or 4 ("u4") unique values per input, then stored as
 // per-input product tables plus 4-bit / 2-bit lane indices (slimnn/crew/crew_dense.hpp).
 // u16 is used as converted; u4 fine-tunes its shared values (and biases) briefly.
 // Prints the mean unique weights per input and the mean index width of the converted MLP.
 // The CNN's layers are mostly convolutions, which CREW does not cover: no CNN variants.
-#pragma once
 
 #include <algorithm>
 #include <cstdio>
@@ -17,7 +16,7 @@
 
 namespace examples {
 
-inline scheme crew_scheme() {
+scheme crew_scheme() {
   return {"crew", [](const std::string& kind, const network<float>& baseline, const context& ctx) {
             std::vector<variant> out;
             if (kind != "mlp") return out;

@@ -1,4 +1,4 @@
-// examples/schemes/kdconv.hpp — ESCALATE kernel decomposition on the CNN's conv layers.
+// examples/schemes/kdconv.cpp — ESCALATE kernel decomposition on the CNN's conv layers.
 //
 // Each conv2d becomes a decomposed_conv2d: M basis kernels per input channel (8-bit
 // fixed point) and a sparse coefficient matrix pruned by |a|, then the network is
@@ -12,7 +12,6 @@
 // output channel needs some, and a rank-4 basis of its 32 kernels loses too much. It
 // uses 6 bases and keeps every coefficient; the setting applies to the other conv layers.
 // Both settings need >= 4x fewer conv MACs than dense. The MLP has no conv layers.
-#pragma once
 
 #include <algorithm>
 #include <cstdio>
@@ -28,7 +27,7 @@ namespace examples {
 /// Fine-tuning epochs per setting.
 inline constexpr int kdconv_fine_tune_epochs = 2;
 
-inline scheme kdconv_scheme() {
+scheme kdconv_scheme() {
   return {"kdconv", [](const std::string& kind, const network<float>& baseline, const context& ctx) {
             std::vector<variant> out;
             if (kind != "cnn") return out;

@@ -1,4 +1,4 @@
-// examples/schemes/smartdeal.hpp — the SmartDeal scheme in compare_schemes.
+// examples/schemes/smartdeal.cpp — the SmartDeal scheme in compare_schemes.
 //
 // MLP: both hidden dense layers (784->1024, 1024->1024) become smartdeal_dense with an
 // 8 x 8 basis shared by all rows, 4-bit exponent codes and 25 % / 10 % of the length-8
@@ -8,7 +8,6 @@
 // Each variant is decomposed, then fine-tuned with the mask fixed (straight-through
 // power-of-two coefficients, Adam with cosine decay): the MLP's for three (25 %) and two
 // (10 %) epochs, the CNN's for 100 batches, so that the scheme stays within its time budget.
-#pragma once
 
 #include <chrono>
 #include <cstdio>
@@ -53,7 +52,7 @@ inline network<float> convert(const network<float>& baseline, const smartdeal_se
 
 }  // namespace smartdeal_example
 
-inline scheme smartdeal_scheme() {
+scheme smartdeal_scheme() {
   return {"smartdeal", [](const std::string& kind, const network<float>& baseline, const context& ctx) {
             using smartdeal_example::setting;
             const bool mlp = kind == "mlp";
