@@ -1,7 +1,11 @@
-// Writes the seed corpus of safetensors_fuzz into a directory: small valid network and
-// tensor files, and a few broken ones. tests/fuzz/corpus holds its output:
-//   make_corpus tests/fuzz/corpus
+// Writes the seed corpora of safetensors_fuzz (small valid network and tensor files, and
+// a few broken ones) and of idx_fuzz (small plain and gzipped IDX files, valid and not).
+// tests/fuzz/corpus and tests/fuzz/idx_corpus hold its output:
+//   make_corpus tests/fuzz/corpus tests/fuzz/idx_corpus
+#include <zlib.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -34,13 +38,59 @@ std::vector<std::byte> hand(const std::string& header, std::size_t data_bytes) {
   return hand(header, data_bytes, header.size());
 }
 
+/// The header of an IDX file of unsigned bytes with these extents.
+std::vector<std::byte> idx_header(const std::vector<std::uint32_t>& dims) {
+  std::vector<std::byte> out{std::byte(0), std::byte(0), std::byte(8), std::byte(dims.size())};
+  for (const auto d : dims)
+    for (int shift = 24; shift >= 0; shift -= 8) out.push_back(std::byte((d >> shift) & 0xff));
+  return out;
+}
+/// An IDX file with these extents, filled with 0, 1, 2, ...
+std::vector<std::byte> idx(const std::vector<std::uint32_t>& dims) {
+  auto out = idx_header(dims);
+  std::size_t elements = 1;
+  for (const auto d : dims) elements *= d;
+  for (std::size_t i = 0; i < elements; ++i) out.push_back(std::byte(i & 0xff));
+  return out;
+}
+
+void write_gzip(const std::filesystem::path& path, const std::vector<std::byte>& bytes) {
+  gzFile f = gzopen(path.c_str(), "wb9");
+  if (!f || gzwrite(f, bytes.data(), unsigned(bytes.size())) != int(bytes.size()) || gzclose(f) != Z_OK) {
+    std::fprintf(stderr, "make_corpus: cannot write %s\n", path.c_str());
+    std::exit(1);
+  }
+}
+
+void write_idx_corpus(const std::filesystem::path& dir) {
+  std::filesystem::create_directories(dir);
+  write(dir / "valid_labels.idx", idx({10}));
+  const auto images = idx({3, 4, 5});
+  write(dir / "valid_images.idx", images);
+  write(dir / "valid_rank4.idx", idx({2, 1, 2, 3}));
+  write(dir / "valid_empty.idx", idx({0, 28, 28}));
+  write_gzip(dir / "valid_images.idx.gz", images);
+  write(dir / "invalid_truncated.idx", {images.begin(), images.end() - 7});
+  auto trailing = images;
+  trailing.push_back(std::byte(9));
+  write(dir / "invalid_trailing.idx", trailing);
+  auto float_type = images;
+  float_type[2] = std::byte(0x0d);
+  write(dir / "invalid_float_type.idx", float_type);
+  write(dir / "invalid_huge_header.idx", idx_header({0x10000, 0x10000, 1}));
+  write_gzip(dir / "invalid_gzip_cut.idx.gz", images);
+  const auto cut = std::filesystem::file_size(dir / "invalid_gzip_cut.idx.gz");
+  std::filesystem::resize_file(dir / "invalid_gzip_cut.idx.gz", cut - 6);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: make_corpus DIR\n");
+  if (argc != 3) {
+    std::fprintf(stderr, "usage: make_corpus SAFETENSORS_DIR IDX_DIR\n");
     return 2;
   }
+  write_idx_corpus(argv[2]);
   const std::filesystem::path dir = argv[1];
   std::filesystem::create_directories(dir);
   rng_t rng(7);
