@@ -9,7 +9,8 @@
 #include <filesystem>
 
 #include "layer_file.hpp"
-#include "slimnn/circulant/projection.hpp"
+#include "slimnn/circulant/block_circulant_conv2d.hpp"
+#include "slimnn/circulant/block_circulant_dense.hpp"
 #include "slimnn/io/safetensors.hpp"
 #include "slimnn/kdconv/decompose.hpp"
 #include "test_util.hpp"
