@@ -224,6 +224,17 @@ TEST(network_file, compressed_networks_round_trip_to_identical_outputs) {
                               .layer;
   cnn << circulant_conv << relu<float>(shape{4, 8, 8}) << smartdeal_conv << decomposed << flatten<float>(shape{3, 3, 3});
   const temp_dir dir;
+  if (layer_registry<float>::instance().find(block_circulant_dense<float>::kind) == nullptr) {
+    const auto path = (dir / "unregistered.safetensors").string();
+    save(mlp, path);
+    EXPECT_THAT([&] { network<float>::load(path); },
+                ThrowsMessage<format_error>(::testing::HasSubstr(
+                    "slimnn: " + path + ": layer 0: unknown layer kind 'block_circulant_dense': register it first with "
+                    "slimnn::register_layer_kind<slimnn::block_circulant_dense<float>>() from "
+                    "slimnn/circulant/block_circulant_dense.hpp (link slimnn::circulant) (known: avg_pool2d, conv2d, ")));
+  }
+  register_layer_kind<block_circulant_dense<float>>();
+  register_layer_kind<block_circulant_conv2d<float>>();
   for (const network<float>* net : {&mlp, &cnn}) {
     const auto path = dir / "compressed.safetensors";
     save(*net, path);
@@ -284,12 +295,15 @@ TEST(network_file, registered_kinds_load_and_unknown_kinds_are_named) {
   const auto path = (dir / "scale.safetensors").string();
   save(net, path);
   if (layer_registry<float>::instance().find("test_scale") == nullptr) {  // not yet registered in this process
+    const std::string circulant_kinds = layer_registry<float>::instance().find("block_circulant_dense")
+                                            ? "block_circulant_conv2d, block_circulant_dense, "
+                                            : "";
     EXPECT_THAT([&] { load_network<float>(path); },
                 ThrowsMessage<format_error>(StrEq(
                     "slimnn: " + path +
-                    ": layer 1: unknown layer kind 'test_scale' (known: avg_pool2d, block_circulant_conv2d, "
-                    "block_circulant_dense, conv2d, crew_dense, decomposed_conv2d, dense, flatten, max_pool2d, relu, "
-                    "smartdeal_conv2d, smartdeal_dense)")));
+                    ": layer 1: unknown layer kind 'test_scale' (known: avg_pool2d, " + circulant_kinds +
+                    "conv2d, crew_dense, decomposed_conv2d, dense, flatten, max_pool2d, relu, smartdeal_conv2d, "
+                    "smartdeal_dense)")));
   }
   layer_registry<float>::instance().add<scale<float>>();  // the one line a new kind needs
   const auto back = load_network<float>(path);

@@ -58,8 +58,9 @@ int main(int argc, char** argv) {
   const auto circulant_file = file.string() + ".circulant";
   circulant.write(circulant_file);
   const std::string hint =
-      "layer 0: unknown layer kind 'block_circulant_dense': include slimnn/circulant/block_circulant_dense.hpp and "
-      "link slimnn::circulant (known: ";
+      "layer 0: unknown layer kind 'block_circulant_dense': register it first with "
+      "slimnn::register_layer_kind<slimnn::block_circulant_dense<float>>() from "
+      "slimnn/circulant/block_circulant_dense.hpp (link slimnn::circulant) (known: ";
   try {
     (void)slimnn::network<float>::load(circulant_file);
     std::fprintf(stderr, "crew consumer: a block-circulant network loaded without slimnn/circulant\n");

@@ -1,6 +1,6 @@
 // A program that uses slimnn as a dependency would: include the umbrella header, run a
-// dense layer, check the answer. Built by the consumer tests (find_package and
-// add_subdirectory); exits 0 on the right answer.
+// dense layer and its block-circulant projection (FFTW), check the answers. Built by the
+// consumer tests (find_package and add_subdirectory); exits 0 on the right answers.
 #include <slimnn/slimnn.hpp>
 
 #include <cmath>
@@ -26,6 +26,19 @@ int main() {
     if (std::abs(y(i, 0) - expected[i]) > 1e-6f) {
       std::fprintf(stderr, "consumer: y[%d] = %g, expected %g\n", i, double(y(i, 0)),
                    double(expected[i]));
+      return 1;
+    }
+  }
+  // A constant matrix is circulant, so its projection to 4 x 4 blocks is exact.
+  slimnn::dense<float> square(4, 4);
+  square.weight().setConstant(0.5f);
+  square.bias().setZero();
+  const auto circulant = slimnn::project(square, 4);
+  slimnn::matrix<float> z;
+  circulant.forward(x, z);
+  for (int i = 0; i < 4; ++i) {
+    if (std::abs(z(i, 0) - 5.0f) > 1e-5f) {
+      std::fprintf(stderr, "consumer: block-circulant z[%d] = %g, expected 5\n", i, double(z(i, 0)));
       return 1;
     }
   }

@@ -42,7 +42,6 @@
 #include "slimnn/core/layer.hpp"
 #include "slimnn/detail/im2col.hpp"
 #include "slimnn/layers/conv2d.hpp"
-#include "slimnn/net/layer_registry.hpp"
 
 namespace slimnn {
 
@@ -385,8 +384,5 @@ block_circulant_conv2d<T> project(const conv2d<T>& layer, index_t block,
   out.bias() = layer.bias();
   return out;
 }
-
-/// Network files name this kind once this header is part of the program.
-inline const bool block_circulant_conv2d_registered = register_layer_kind<block_circulant_conv2d>();
 
 }  // namespace slimnn

@@ -38,7 +38,6 @@
 #include "slimnn/circulant/projection.hpp"
 #include "slimnn/core/layer.hpp"
 #include "slimnn/layers/dense.hpp"
-#include "slimnn/net/layer_registry.hpp"
 
 namespace slimnn {
 
@@ -274,8 +273,5 @@ block_circulant_dense<T> project(const dense<T>& layer, index_t block, fft_plann
   out.bias() = layer.bias();
   return out;
 }
-
-/// Network files name this kind once this header is part of the program.
-inline const bool block_circulant_dense_registered = register_layer_kind<block_circulant_dense>();
 
 }  // namespace slimnn

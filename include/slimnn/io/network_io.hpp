@@ -9,9 +9,9 @@
 //   "slimnn.architecture": [{"kind": "conv2d", "settings": {"input": "1x28x28", ...}}, ...]
 //   "slimnn.scalar": "float"
 // Loading rebuilds each layer through layer_registry<T> (slimnn/net/layer_registry.hpp),
-// which maps a kind to the layer's static load(): the core kinds always, the
-// block-circulant kinds once their headers are included, and a program's own kinds
-// after layer_registry<float>::instance().add<my_layer<float>>().
+// which maps a kind to the layer's static load(): the core kinds always; the
+// block-circulant kinds and a program's own kinds once registered, e.g.
+//   slimnn::register_layer_kind<slimnn::block_circulant_dense<float>>();
 // Any problem in the file (missing or mis-shaped tensor, unknown kind, bad settings,
 // layers that do not connect, tensors no layer uses) raises format_error naming the file.
 // Complexity: one pass over the parameters. Thread safety: loading and saving are
@@ -189,7 +189,7 @@ network<T> load_network(const tensor_source& in) {
     const auto load = registry.find(entry.kind);
     if (!load)
       throw format_error(detail::cat(in.origin(), ": layer ", i, ": unknown layer kind '", entry.kind,
-                                     "'", unknown_kind_hint(entry.kind),
+                                     "'", unknown_kind_hint(entry.kind, scalar_name<T>()),
                                      " (known: ", registry.kinds(), ")"));
     detail::layer_source source(in, prefix, entry.settings, used);
     std::optional<any_layer<T>> layer;
@@ -237,17 +237,12 @@ L load_layer(const std::filesystem::path& path) {
 
 namespace detail {
 
+/// What network<T>::save and network<T>::load call.
 template <class T>
-bool install_network_file_functions() {
-  auto& f = network_file_functions<T>::get();
-  f.save = [](const network<T>& net, const std::filesystem::path& path) { slimnn::save(net, path); };
-  f.load = [](const std::filesystem::path& path) { return load_network<T>(path); };
-  return true;
-}
-
-/// network<T>::save / load forward here once this header is part of the program.
-inline const bool network_file_functions_installed =
-    install_network_file_functions<float>() && install_network_file_functions<double>();
+struct network_io<network<T>> {
+  static void save(const network<T>& net, const std::filesystem::path& path) { slimnn::save(net, path); }
+  static network<T> load(const std::filesystem::path& path) { return load_network<T>(path); }
+};
 
 }  // namespace detail
 }  // namespace slimnn

@@ -3,14 +3,13 @@
 // layer_registry<T>::instance() maps a layer kind (L::kind, e.g. "crew_dense") to a
 // function that rebuilds the layer from a tensor_source (L::load), so a network file
 // (slimnn/io/network_io.hpp) can name its layers by kind. The registry starts with the
-// core kinds (add_core_layers below, one line per kind). Kinds of other components
-// register themselves when their header is part of the program: the block-circulant
-// headers do so with
-//   inline const bool registered = register_layer_kind<block_circulant_dense>();
-// and a program adds its own kinds at run time with
-//   slimnn::layer_registry<float>::instance().add<my_layer<float>>();
-// unknown_kind_hint() names the header of a slimnn kind that is not registered because
-// its component is not included.
+// core kinds (add_core_layers below, one line per kind). Kinds of other components,
+// and a program's own, are registered once at run time, before loading:
+//   slimnn::register_layer_kind<slimnn::block_circulant_dense<float>>();
+// Registration is explicit, not done by static initialisers in headers, so that a
+// translation unit compiles the code of a layer kind only if it builds, registers or
+// loads that kind (each registered kind instantiates all of its layer's members).
+// unknown_kind_hint() says how to register a slimnn kind from outside the core.
 // Complexity: lookups are O(log kinds). Thread safety: every member is synchronised.
 //
 // Component: slimnn::core (Eigen only).
@@ -107,20 +106,19 @@ class layer_registry {
   std::map<std::string, loader, std::less<>> loaders_;
 };
 
-/// Registers Layer<float> and Layer<double>; returns true (for an inline variable that
-/// registers a kind when its header is part of the program).
-template <template <class> class Layer>
-bool register_layer_kind() {
-  layer_registry<float>::instance().template add<Layer<float>>();
-  layer_registry<double>::instance().template add<Layer<double>>();
-  return true;
+/// Registers L (e.g. block_circulant_dense<float>) in layer_registry<L::scalar_type>,
+/// so network files of that scalar type may name L::kind.
+template <SaveableLayer L>
+void register_layer_kind() {
+  layer_registry<typename L::scalar_type>::instance().template add<L>();
 }
 
-/// For a slimnn kind outside the core, ": include <its header> and link <its component>";
+/// For a slimnn kind outside the core, how to register it (networks of `scalar`);
 /// else "".
-inline std::string unknown_kind_hint(std::string_view kind) {
+inline std::string unknown_kind_hint(std::string_view kind, std::string_view scalar) {
   if (kind == "block_circulant_dense" || kind == "block_circulant_conv2d")
-    return detail::cat(": include slimnn/circulant/", kind, ".hpp and link slimnn::circulant");
+    return detail::cat(": register it first with slimnn::register_layer_kind<slimnn::", kind, "<", scalar,
+                       ">>() from slimnn/circulant/", kind, ".hpp (link slimnn::circulant)");
   return "";
 }
 

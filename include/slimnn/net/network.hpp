@@ -6,9 +6,11 @@
 // output shape, checked when it is added (shape_error naming both layers).
 // forward() is const, thread-safe and allocation-free once warmed up (per thread);
 // forward_train/backward/parameters are for one training thread.
-// save(path) / network<T>::load(path) read and write safetensors files; they are
-// provided by slimnn/io/network_io.hpp (included by slimnn/slimnn.hpp), which installs
-// itself here, so this header does not depend on every layer or on the file format.
+// save(path) / network<T>::load(path) read and write safetensors files. They are
+// defined by slimnn/io/network_io.hpp (included by slimnn/slimnn.hpp), so this header
+// depends neither on the file format nor on every layer kind, and a program that never
+// saves or loads does not compile the loaders. Calling them without that header does
+// not compile ("incomplete type detail::network_io").
 //
 // Component: slimnn::core (Eigen only).
 #pragma once
@@ -23,6 +25,13 @@
 #include "slimnn/net/connect.hpp"
 
 namespace slimnn {
+
+namespace detail {
+/// network<T>::save / load, defined by slimnn/io/network_io.hpp: if the compiler says
+/// this type is incomplete, include that header (or slimnn/slimnn.hpp).
+template <class Network>
+struct network_io;
+}  // namespace detail
 
 template <class T>
 class network {
@@ -107,9 +116,15 @@ class network {
   }
 
   /// Writes the network (architecture and parameters) to a safetensors file.
-  void save(const std::filesystem::path& path) const;
+  template <class Self = network>
+  void save(const std::filesystem::path& path) const {
+    detail::network_io<Self>::save(*this, path);
+  }
   /// Rebuilds a network written by save(); format_error on any problem in the file.
-  static network load(const std::filesystem::path& path);
+  template <class Self = network>
+  static network load(const std::filesystem::path& path) {
+    return detail::network_io<Self>::load(path);
+  }
 
   /// One line per layer: index, description, output shape, stored bytes, MACs.
   std::string summary() const {
@@ -136,38 +151,5 @@ class network {
   std::vector<matrix<T>> trace_;  // outputs kept by forward_train
   matrix<T> back_[2];             // gradients between layers in backward
 };
-
-namespace detail {
-
-/// Where slimnn/io/network_io.hpp installs network<T>'s file functions.
-template <class T>
-struct network_file_functions {
-  void (*save)(const network<T>&, const std::filesystem::path&) = nullptr;
-  network<T> (*load)(const std::filesystem::path&) = nullptr;
-  static network_file_functions& get() {
-    static network_file_functions functions;
-    return functions;
-  }
-};
-
-template <class T>
-const network_file_functions<T>& require_network_file_functions(const char* what) {
-  const auto& f = network_file_functions<T>::get();
-  require<config_error>(f.save && f.load, "network<", scalar_name<T>(), ">::", what,
-                        ": needs slimnn/io/network_io.hpp (include it, or slimnn/slimnn.hpp)");
-  return f;
-}
-
-}  // namespace detail
-
-template <class T>
-void network<T>::save(const std::filesystem::path& path) const {
-  detail::require_network_file_functions<T>("save").save(*this, path);
-}
-
-template <class T>
-network<T> network<T>::load(const std::filesystem::path& path) {
-  return detail::require_network_file_functions<T>("load").load(path);
-}
 
 }  // namespace slimnn
