@@ -145,6 +145,22 @@ TEST(composition, networks_nest_and_copy_deeply) {
   EXPECT_EQ(b, c) << "copies must not share layers";
 }
 
+TEST(composition, assigning_a_layer_of_the_same_type_copies_in_place) {
+  rng_t rng(2);
+  any_layer<float> target = dense<float>(6, 3, rng), source = dense<float>(6, 3, rng);
+  const float* storage = target.get<dense<float>>()->weight().data();
+  target = source;
+  EXPECT_EQ(target.get<dense<float>>()->weight(), source.get<dense<float>>()->weight());
+  EXPECT_EQ(target.get<dense<float>>()->weight().data(), storage) << "same type, same size: storage reused";
+  source.get<dense<float>>()->bias().setConstant(5.f);
+  EXPECT_NE(target.get<dense<float>>()->bias(), source.get<dense<float>>()->bias()) << "still a copy";
+  const any_layer<float> other = relu<float>(shape::flat(6));
+  target = other;  // another type: cloned
+
+  EXPECT_EQ(target.get<dense<float>>(), nullptr);
+  EXPECT_NE(target.get<relu<float>>(), nullptr);
+}
+
 TEST(composition, concurrent_forward_through_a_network) {
   const auto net = make_network<float>();
   const auto x = random_matrix<float>(64, 3);

@@ -3,7 +3,10 @@
 
 #include "test_util.hpp"
 #include "slimnn/data/synthetic.hpp"
+#include "slimnn/layers/conv2d.hpp"
 #include "slimnn/layers/dense.hpp"
+#include "slimnn/layers/flatten.hpp"
+#include "slimnn/layers/pool2d.hpp"
 #include "slimnn/layers/relu.hpp"
 #include "slimnn/net/network.hpp"
 #include "slimnn/train/optimizer.hpp"
@@ -106,6 +109,82 @@ TEST(trainer, rejects_data_that_does_not_fit_the_model) {
   network<float> ok;
   ok << dense<float>(5, 2, rng);
   EXPECT_THROW(fit(ok, opt, data, nullptr, {.epochs = 0}), config_error);
+}
+
+// A small CNN in double: every layer kind that keeps state for backward.
+network<double> small_cnn(std::uint64_t seed) {
+  rng_t rng(seed);
+  network<double> net;
+  conv2d<double> conv(shape{1, 6, 6}, {.out_channels = 3, .kernel = 3, .padding = 1}, rng);
+  max_pool2d<double> pool(conv.output_shape(), 2);
+  net << conv << relu<double>(conv.output_shape()) << pool << flatten<double>(pool.output_shape())
+      << dense<double>(pool.output_shape().size(), 4, rng);
+  return net;
+}
+
+std::vector<double> parameter_values(network<double>& net) {
+  std::vector<double> out;
+  for (const auto& p : net.parameters()) out.insert(out.end(), p.value, p.value + p.size);
+  return out;
+}
+
+TEST(trainer, data_parallel_steps_equal_the_single_thread_steps_to_rounding) {
+  rng_t data_rng(3);
+  // 50 samples in batches of 16: the last batch has 2 samples, fewer than 3 threads.
+  const auto data = make_blobs<double>(50, shape{1, 6, 6}, 4, 0.3, data_rng);
+  auto train = [&](int threads) {
+    auto net = small_cnn(7);
+    sgd<double> opt({.learning_rate = 0.05, .momentum = 0});
+    const auto reports =
+        fit(net, opt, data, nullptr, {.epochs = 2, .batch_size = 16, .seed = 2, .progress = false, .threads = threads});
+    return std::make_pair(parameter_values(net), reports.back().train_loss);
+  };
+  const auto [one, loss_one] = train(1);
+  for (int threads : {2, 3}) {
+    const auto [many, loss_many] = train(threads);
+    ASSERT_EQ(many.size(), one.size());
+    double worst = 0;
+    for (std::size_t i = 0; i < one.size(); ++i) worst = std::max(worst, std::abs(many[i] - one[i]));
+    EXPECT_LT(worst, 1e-12) << threads << " threads";
+    EXPECT_NEAR(loss_many, loss_one, 1e-12) << threads << " threads";
+    EXPECT_EQ(train(threads).first, many) << "a given thread count is reproducible";
+  }
+  // Training moved the parameters: the comparison above is not between two copies of the start.
+  const auto start = [&] {
+    auto net = small_cnn(7);
+    return parameter_values(net);
+  }();
+  EXPECT_NE(one, start);
+}
+
+TEST(trainer, evaluate_does_not_depend_on_the_thread_count) {
+  rng_t data_rng(4);
+  const auto data = make_blobs<double>(37, shape{1, 6, 6}, 4, 0.5, data_rng);
+  const auto net = small_cnn(1);
+  const auto one = evaluate(net, data, 5);
+  for (int threads : {2, 4}) {
+    const auto many = evaluate(net, data, 5, 0, threads);
+    EXPECT_EQ(many.loss, one.loss);
+    EXPECT_EQ(many.accuracy, one.accuracy);
+    EXPECT_EQ(many.samples, 37);
+  }
+  EXPECT_EQ(evaluate(net, data, 500, 10, 3).samples, 10);
+}
+
+TEST(trainer, rejects_bad_thread_counts) {
+  rng_t rng(1);
+  const auto data = make_blobs<float>(10, shape::flat(5), 2, 0.1, rng);
+  network<float> net;
+  net << dense<float>(5, 2, rng);
+  adam<float> opt({});
+  EXPECT_THAT([&] { fit(net, opt, data, nullptr, {.progress = false, .threads = 0}); },
+              ::testing::ThrowsMessage<config_error>(
+                  ::testing::StrEq("slimnn: fit: threads must be in [1, 1024], got 0")));
+  EXPECT_THAT([&] { evaluate(net, data, 500, 0, -2); },
+              ::testing::ThrowsMessage<config_error>(
+                  ::testing::StrEq("slimnn: thread_pool: threads must be in [1, 1024], got -2")));
+  EXPECT_THAT([&] { evaluate(net, data, 0); },
+              ::testing::ThrowsMessage<config_error>(::testing::StrEq("slimnn: evaluate: batch must be >= 1, got 0")));
 }
 
 }  // namespace

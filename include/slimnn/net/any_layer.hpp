@@ -4,7 +4,8 @@
 // any_layer<T> wraps any Layer with scalar T by value. Training members forward to
 // the wrapped layer when it is a TrainableLayer and throw config_error otherwise; save
 // forwards to the wrapped layer when it is a SaveableLayer (core/tensor_io.hpp).
-// Copying clones the wrapped layer. Thread safety: as the wrapped layer.
+// Copying clones the wrapped layer; assigning a layer of the same type copies it in place.
+// Thread safety: as the wrapped layer.
 //
 // Component: slimnn::core (Eigen only).
 #pragma once
@@ -33,7 +34,12 @@ class any_layer {
 
   any_layer(const any_layer& o) : impl_(o.impl_->clone()) {}
   any_layer(any_layer&&) noexcept = default;
-  any_layer& operator=(const any_layer& o) { return *this = any_layer(o); }
+  /// Copies o's layer; into a layer of the same type it assigns in place, reusing the
+  /// storage (the trainer refreshes its replicas this way on every step).
+  any_layer& operator=(const any_layer& o) {
+    if (this != &o && !impl_->assign(*o.impl_)) *this = any_layer(o);
+    return *this;
+  }
   any_layer& operator=(any_layer&&) noexcept = default;
 
   shape input_shape() const { return impl_->input_shape(); }
@@ -72,6 +78,7 @@ class any_layer {
   struct concept_t {
     virtual ~concept_t() = default;
     virtual std::unique_ptr<concept_t> clone() const = 0;
+    virtual bool assign(const concept_t& o) = 0;  // false: o holds another type
     virtual shape input_shape() const = 0;
     virtual shape output_shape() const = 0;
     virtual std::string name() const = 0;
@@ -93,6 +100,15 @@ class any_layer {
     L layer;
     explicit model(L l) : layer(std::move(l)) {}
     std::unique_ptr<concept_t> clone() const override { return std::make_unique<model>(layer); }
+    bool assign(const concept_t& o) override {
+      if constexpr (std::is_copy_assignable_v<L>) {
+        if (const auto* same = dynamic_cast<const model*>(&o)) {
+          layer = same->layer;
+          return true;
+        }
+      }
+      return false;
+    }
     shape input_shape() const override { return layer.input_shape(); }
     shape output_shape() const override { return layer.output_shape(); }
     std::string name() const override { return layer.name(); }

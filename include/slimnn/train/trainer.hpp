@@ -6,8 +6,19 @@
 // over all steps when config.cosine_schedule is set. After each epoch the model is
 // evaluated on test_data (if given). Progress goes to stderr (see progress.hpp).
 // evaluate(model, data) returns the mean loss and the accuracy (fraction in [0, 1]).
-// Works with network<T> and sequential<...> alike. set_threads(n) sets Eigen's GEMM
-// thread count (effective when built with OpenMP).
+// Works with network<T> and sequential<...> alike.
+//
+// Threads: with config.threads = N > 1, fit is data-parallel. Each batch is split into N
+// contiguous parts on a thread_pool of N threads: part 0 runs forward_train and backward
+// on the model, part r > 0 on replica r, a copy of the model refreshed before every step
+// (in place: same-sized storage is reused).
+// The gradients are summed in part order (each part's loss gradient weighted by its share
+// of the batch) into the model, which takes the optimizer step. Every layer's work, not
+// only the matrix products, is then spread over the threads, and Eigen is held to one
+// thread inside fit. A given N gives the same result on every run; different N round
+// differently. evaluate(..., threads) splits the samples the same way (forward is const
+// and reentrant); its result does not depend on the thread count. set_threads(n) sets
+// Eigen's own GEMM thread count (effective when built with OpenMP) for everything else.
 //
 // Component: slimnn::core (Eigen only).
 #pragma once
@@ -21,8 +32,10 @@
 #include <vector>
 
 #include "slimnn/core/layer.hpp"
+#include "slimnn/core/thread_pool.hpp"
 #include "slimnn/data/dataset.hpp"
 #include "slimnn/layers/softmax_cross_entropy.hpp"
+#include "slimnn/train/optimizer.hpp"
 #include "slimnn/train/progress.hpp"
 
 namespace slimnn {
@@ -35,6 +48,7 @@ struct train_config {
   bool cosine_schedule = true;  ///< learning rate x 0.5 (1 + cos(pi t / T)) over all steps
   bool progress = true;         ///< report on stderr
   std::string label = "train";
+  int threads = 1;              ///< data-parallel training threads (see above), >= 1
 };
 
 struct evaluation {
@@ -80,28 +94,59 @@ void gather_columns(const dataset<T>& data, const std::vector<index_t>& order, i
 
 }  // namespace detail
 
-/// Mean cross-entropy and accuracy of `model` on `data` (at most max_samples if > 0).
-template <class Model, class T = typename Model::scalar_type>
-evaluation evaluate(const Model& model, const dataset<T>& data, index_t batch = 500, index_t max_samples = 0) {
-  detail::check_model_fits(model, data, "evaluate");
-  const index_t n = max_samples > 0 ? std::min(max_samples, data.size()) : data.size();
-  softmax_cross_entropy<T> loss;
-  matrix<T> logits;
+namespace detail {
+
+/// evaluate() on `pool`: chunks of `batch` samples are independent tasks whose sums are
+/// added in chunk order, so the result does not depend on the pool's size.
+template <class Model, class T>
+evaluation evaluate_on(thread_pool& pool, const Model& model, const dataset<T>& data, index_t batch,
+                       index_t n) {
+  const index_t chunks = (n + batch - 1) / batch;
+  std::vector<double> loss_sums(std::size_t(chunks), 0);
+  std::vector<index_t> hits(std::size_t(chunks), 0);
+  pool.run(chunks, [&](index_t k) {
+    const index_t first = k * batch, count = std::min(batch, n - first);
+    softmax_cross_entropy<T> loss;
+    matrix<T> logits;
+    model.forward(data.x.middleCols(first, count), logits);
+    const std::span<const int> labels(data.y.data() + first, std::size_t(count));
+    loss_sums[std::size_t(k)] = double(loss.forward(logits, labels)) * double(count);
+    const auto predicted = argmax_columns<T>(logits);
+    for (index_t b = 0; b < count; ++b) hits[std::size_t(k)] += predicted[std::size_t(b)] == labels[std::size_t(b)];
+  });
   evaluation result;
   double loss_sum = 0;
   index_t correct = 0;
-  for (index_t first = 0; first < n; first += batch) {
-    const index_t count = std::min(batch, n - first);
-    model.forward(data.x.middleCols(first, count), logits);
-    const std::span<const int> labels(data.y.data() + first, std::size_t(count));
-    loss_sum += double(loss.forward(logits, labels)) * double(count);
-    const auto predicted = argmax_columns<T>(logits);
-    for (index_t b = 0; b < count; ++b) correct += predicted[std::size_t(b)] == labels[std::size_t(b)];
-  }
+  for (index_t k = 0; k < chunks; ++k) loss_sum += loss_sums[std::size_t(k)], correct += hits[std::size_t(k)];
   result.samples = n;
   result.loss = n > 0 ? loss_sum / double(n) : 0;
   result.accuracy = n > 0 ? double(correct) / double(n) : 0;
   return result;
+}
+
+/// Holds Eigen's GEMMs to one thread while the trainer runs its own threads.
+struct single_threaded_eigen {
+  int saved = Eigen::nbThreads();
+  single_threaded_eigen() { Eigen::setNbThreads(1); }
+  ~single_threaded_eigen() { Eigen::setNbThreads(saved); }
+  single_threaded_eigen(const single_threaded_eigen&) = delete;
+  single_threaded_eigen& operator=(const single_threaded_eigen&) = delete;
+};
+
+}  // namespace detail
+
+/// Mean cross-entropy and accuracy of `model` on `data` (at most max_samples if > 0), in
+/// batches of `batch` samples spread over `threads` threads.
+template <class Model, class T = typename Model::scalar_type>
+evaluation evaluate(const Model& model, const dataset<T>& data, index_t batch = 500, index_t max_samples = 0,
+                    int threads = 1) {
+  detail::check_model_fits(model, data, "evaluate");
+  detail::require<config_error>(batch >= 1, "evaluate: batch must be >= 1, got ", batch);
+  const index_t n = max_samples > 0 ? std::min(max_samples, data.size()) : data.size();
+  thread_pool pool(threads);
+  std::optional<detail::single_threaded_eigen> eigen;
+  if (threads > 1) eigen.emplace();
+  return detail::evaluate_on(pool, model, data, batch, n);
 }
 
 /// Trains `model` with `optimizer`; returns one report per epoch.
@@ -114,6 +159,11 @@ std::vector<epoch_report> fit(Model& model, Optimizer& optimizer, const dataset<
                                 config.batch_size);
   detail::require<config_error>(train.size() > 0, "fit: the training set is empty");
 
+  detail::require<config_error>(config.threads >= 1 && config.threads <= 1024,
+                                "fit: threads must be in [1, 1024], got ", config.threads);
+  if constexpr (!std::is_copy_assignable_v<Model>)
+    detail::require<config_error>(config.threads == 1, "fit: threads > 1 needs a copyable model");
+
   rng_t rng(config.seed);
   std::vector<index_t> order(std::size_t(train.size()));
   std::iota(order.begin(), order.end(), index_t(0));
@@ -121,9 +171,21 @@ std::vector<epoch_report> fit(Model& model, Optimizer& optimizer, const dataset<
   if (config.max_batches > 0) batches = std::min(batches, config.max_batches);
   const double total_steps = double(batches) * config.epochs;
 
-  softmax_cross_entropy<T> loss;
-  matrix<T> x, logits, dlogits, dx;
-  std::vector<int> y;
+  // One worker state per part of a batch; with one thread the model itself is the replica.
+  struct part {
+    std::optional<Model> replica;
+    softmax_cross_entropy<T> loss;
+    matrix<T> x, logits, dlogits, dx;
+    std::vector<int> y;
+    double loss_sum = 0;
+    index_t correct = 0;
+  };
+  const int threads = config.threads;
+  std::vector<part> parts(static_cast<std::size_t>(threads));
+  thread_pool pool(threads);
+  std::optional<detail::single_threaded_eigen> eigen;
+  if (threads > 1) eigen.emplace();
+
   std::vector<epoch_report> reports;
   long step = 0;
   for (int epoch = 1; epoch <= config.epochs; ++epoch) {
@@ -134,16 +196,39 @@ std::vector<epoch_report> fit(Model& model, Optimizer& optimizer, const dataset<
     for (index_t b = 0; b < batches; ++b, ++step) {
       const index_t first = b * config.batch_size;
       const index_t count = std::min(config.batch_size, train.size() - first);
-      detail::gather_columns(train, order, first, count, x, y);
       if (config.cosine_schedule)
         optimizer.lr_multiplier = T(0.5 * (1 + std::cos(3.141592653589793 * double(step) / total_steps)));
-      model.forward_train(x, logits);
-      loss_sum += double(loss.forward(logits, y)) * double(count);
-      const auto predicted = argmax_columns<T>(logits);
-      for (index_t i = 0; i < count; ++i) correct += predicted[std::size_t(i)] == y[std::size_t(i)];
+      const index_t used = std::min<index_t>(threads, count);
+      if constexpr (std::is_copy_assignable_v<Model>)
+        for (index_t r = 1; r < used; ++r) {  // part 0 runs on the model itself
+          auto& replica = parts[std::size_t(r)].replica;
+          if (replica) *replica = model;
+          else replica.emplace(model);
+        }
+      pool.run(used, [&](index_t r) {
+        part& p = parts[std::size_t(r)];
+        const index_t begin = first + count * r / used, size = first + count * (r + 1) / used - begin;
+        Model& m = r == 0 ? model : *p.replica;
+        detail::gather_columns(train, order, begin, size, p.x, p.y);
+        m.forward_train(p.x, p.logits);
+        p.loss_sum = double(p.loss.forward(p.logits, p.y)) * double(size);
+        const auto predicted = argmax_columns<T>(p.logits);
+        p.correct = 0;
+        for (index_t i = 0; i < size; ++i) p.correct += predicted[std::size_t(i)] == p.y[std::size_t(i)];
+        p.loss.backward(p.dlogits);
+        if (used > 1) p.dlogits *= T(double(size) / double(count));
+        m.backward(p.dlogits, p.dx);
+      });
+      if (used > 1) {
+        const auto into = model.parameters();
+        for (index_t r = 1; r < used; ++r) {
+          const auto from = parts[std::size_t(r)].replica->parameters();
+          for (std::size_t i = 0; i < into.size(); ++i)
+            detail::param_map<T>(into[i].grad, into[i].size) += detail::param_map<T>(from[i].grad, from[i].size);
+        }
+      }
+      for (index_t r = 0; r < used; ++r) loss_sum += parts[std::size_t(r)].loss_sum, correct += parts[std::size_t(r)].correct;
       seen += count;
-      loss.backward(dlogits);
-      model.backward(dlogits, dx);
       optimizer.step(model);
       if (config.progress) bar.update(long(b + 1), detail::cat("loss ", loss_sum / double(seen)));
     }
@@ -151,7 +236,7 @@ std::vector<epoch_report> fit(Model& model, Optimizer& optimizer, const dataset<
     report.epoch = epoch;
     report.train_loss = loss_sum / double(seen);
     report.train_accuracy = double(correct) / double(seen);
-    if (test) report.test = evaluate(model, *test);
+    if (test) report.test = detail::evaluate_on(pool, model, *test, 500, test->size());
     report.seconds = bar.seconds();
     if (config.progress) {
       std::string summary = detail::cat("loss ", report.train_loss, ", train acc ", report.train_accuracy);
