@@ -54,6 +54,38 @@ TEST(pool2d, max_and_average_of_windows) {
   EXPECT_EQ(y, (matrix<float>(4, 1) << 2.5, 4.5, 10.5, 12.5).finished());
 }
 
+TEST(pool2d, max_2x2_routes_each_gradient_to_the_first_maximum_of_its_window) {
+  // Values from {0, 1, 2}: most windows hold ties. Odd height and width: the last row and
+  // column are dropped (floor mode).
+  const shape in{2, 5, 7};
+  rng_t rng(3);
+  std::uniform_int_distribution<int> level(0, 2);
+  matrix<double> x(in.size(), 3);
+  for (index_t i = 0; i < x.size(); ++i) x.data()[i] = level(rng);
+  max_pool2d<double> pool(in, 2);
+  matrix<double> y, dx;
+  pool.forward_train(x, y);
+  const matrix<double> dy = matrix<double>::Random(y.rows(), y.cols());
+  pool.backward(dy, dx);
+  matrix<double> want_y(y.rows(), y.cols()), want_dx = matrix<double>::Zero(x.rows(), x.cols());
+  for (index_t b = 0; b < x.cols(); ++b)
+    for (index_t c = 0; c < in.c; ++c)
+      for (index_t oh = 0; oh < 2; ++oh)
+        for (index_t ow = 0; ow < 3; ++ow) {
+          index_t best = -1;
+          for (index_t i = 0; i < 2; ++i)  // row-major scan: the first maximum wins
+            for (index_t j = 0; j < 2; ++j) {
+              const index_t at = (c * in.h + 2 * oh + i) * in.w + 2 * ow + j;
+              if (best < 0 || x(at, b) > x(best, b)) best = at;
+            }
+          const index_t o = (c * 2 + oh) * 3 + ow;
+          want_y(o, b) = x(best, b);
+          want_dx(best, b) += dy(o, b);
+        }
+  EXPECT_EQ(y, want_y);
+  EXPECT_EQ(dx, want_dx);
+}
+
 TEST(pool2d, floor_mode_output_shape_and_errors) {
   EXPECT_EQ(max_pool2d<float>(shape{3, 7, 5}, 2).output_shape(), (shape{3, 3, 2}));
   EXPECT_THAT([] { max_pool2d<float>(shape{1, 3, 3}, 4); },

@@ -162,10 +162,10 @@ class decomposed_conv2d {
     y.resize(output_shape().size(), x.cols());
     const index_t ho = geometry_.out_h(), rows = order == dataflow::materialised ? ho : band_rows();
     const index_t stride = response_stride(rows);
-    auto& responses = slimnn::detail::scratch<decomposed_conv2d, T, 0>(stride, geometry_.in.c * settings_.bases);
+    auto responses = slimnn::detail::scratch<decomposed_conv2d, T, 0>(stride, geometry_.in.c * settings_.bases);
     // Stride 1: the whole sample zero-padded (during the first band); else each band's rows, phase-split.
     const bool padded = geometry_.stride == 1;
-    auto& input_rows = slimnn::detail::scratch<decomposed_conv2d, T, 1>(
+    auto input_rows = slimnn::detail::scratch<decomposed_conv2d, T, 1>(
         row_length() * geometry_.stride,
         padded ? geometry_.in.c * padded_height() : (rows - 1) * geometry_.stride + geometry_.kernel);
     const T* job_coef = job_coefficients();
@@ -186,26 +186,10 @@ class decomposed_conv2d {
   void backward(const_matrix_ref<T> dy, matrix<T>& dx) {
     slimnn::detail::check_grad_rows(*this, dy.rows(), dy.cols(), input_.cols());
     const auto& g = geometry_;
-    const index_t P = g.positions(), batch = dy.cols(), N = out_channels_;
-    const index_t chunk = slimnn::detail::im2col_chunk(g, batch);
+    const index_t N = out_channels_;
     const matrix<T> w = dense_weight();
     matrix<T> dw = matrix<T>::Zero(g.patch(), N);
-    dx = matrix<T>::Zero(g.in.size(), batch);
-    matrix<T> cols(P * chunk, g.patch()), dout(P * chunk, N);
-    for (index_t first = 0; first < batch; first += chunk) {
-      const index_t count = std::min(chunk, batch - first);
-      auto c = cols.topRows(P * count);
-      auto d = dout.topRows(P * count);
-      slimnn::detail::im2col_rows<T>(g, input_, first, count, c);
-      for (index_t b = 0; b < count; ++b)
-        for (index_t n = 0; n < N; ++n) {
-          d.col(n).segment(P * b, P) = dy.col(first + b).segment(n * P, P);
-          bias_grad_[n] += dy.col(first + b).segment(n * P, P).sum();
-        }
-      dw.noalias() += c.transpose() * d;
-      c.noalias() = d * w.transpose();
-      slimnn::detail::col2im_rows<T>(g, c, first, count, dx);
-    }
+    slimnn::detail::conv_backward<T>(g, input_, dy, w, dw, bias_grad_, dx, cols_, dout_);
     // Chain rule through W[n, c] = sum_m A[n, c, m] B[g(c), m] (straight through the rounding).
     const index_t kk = g.kernel * g.kernel, M = settings_.bases;
     const matrix<T>& basis = basis_used();
@@ -726,7 +710,7 @@ class decomposed_conv2d {
   void combine_jobs(const T* responses, index_t stride, index_t count, const T* job_coef, T* out,
                     index_t positions) const {
     using tile = accumulator<W>;
-    auto& sums = slimnn::detail::scratch<decomposed_conv2d, T, 2>(combine_tile, out_channels_);
+    auto sums = slimnn::detail::scratch<decomposed_conv2d, T, 2>(combine_tile, out_channels_);
     for (const index_t n : job_channel_) Eigen::Map<tile>{sums.col(n).data()} = tile::Constant(bias_[n]);
     const std::int32_t* column = job_column_.data();
     const T* coef = job_coef;
@@ -795,7 +779,7 @@ class decomposed_conv2d {
   /// gathered per call into a per-thread buffer.
   const T* job_coefficients() const {
     if (settings_.coefficients != coefficient_format::float32) return job_coef_.data();
-    auto& values = slimnn::detail::scratch<decomposed_conv2d, T, 3>(index_t(job_column_.size()), 1);
+    auto values = slimnn::detail::scratch<decomposed_conv2d, T, 3>(index_t(job_column_.size()), 1);
     gather_job_coefficients(values.data());
     return values.data();
   }
@@ -845,6 +829,7 @@ class decomposed_conv2d {
   std::vector<std::int32_t> job_column_;  ///< per slot: the column (jobs in order, each padded to even)
   vector<T> job_coef_;                  ///< per slot: coef_used() value (0 for padding)
   matrix<T> input_;
+  matrix<T> cols_, dout_;  // backward's im2col and output-gradient buffers
 };
 
 static_assert(TrainableLayer<decomposed_conv2d<float>>);

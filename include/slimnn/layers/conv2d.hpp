@@ -99,8 +99,8 @@ class conv2d {
     const index_t P = geometry_.positions(), chunk = detail::im2col_chunk(geometry_, x.cols());
     for (index_t first = 0; first < x.cols(); first += chunk) {
       const index_t count = std::min(chunk, x.cols() - first);
-      auto& cols = detail::scratch<conv2d, T, 0>(P * count, geometry_.patch());
-      auto& out = detail::scratch<conv2d, T, 1>(P * count, out_channels_);
+      auto cols = detail::scratch<conv2d, T, 0>(P * count, geometry_.patch());
+      auto out = detail::scratch<conv2d, T, 1>(P * count, out_channels_);
       detail::im2col_rows<T>(geometry_, x, first, count, cols);
       out.noalias() = cols * weight_;
       for (index_t b = 0; b < count; ++b)
@@ -116,24 +116,7 @@ class conv2d {
 
   void backward(const_matrix_ref<T> dy, matrix<T>& dx) {
     detail::check_grad_rows(*this, dy.rows(), dy.cols(), input_.cols());
-    const index_t P = geometry_.positions(), batch = dy.cols();
-    const index_t chunk = detail::im2col_chunk(geometry_, batch);
-    dx = matrix<T>::Zero(geometry_.in.size(), batch);
-    matrix<T> cols(P * chunk, geometry_.patch()), dout(P * chunk, out_channels_);
-    for (index_t first = 0; first < batch; first += chunk) {
-      const index_t count = std::min(chunk, batch - first);
-      auto c = cols.topRows(P * count);
-      auto d = dout.topRows(P * count);
-      detail::im2col_rows<T>(geometry_, input_, first, count, c);
-      for (index_t b = 0; b < count; ++b)
-        for (index_t n = 0; n < out_channels_; ++n) {
-          d.col(n).segment(P * b, P) = dy.col(first + b).segment(n * P, P);
-          bias_grad_[n] += dy.col(first + b).segment(n * P, P).sum();
-        }
-      weight_grad_.noalias() += c.transpose() * d;
-      c.noalias() = d * weight_.transpose();
-      detail::col2im_rows<T>(geometry_, c, first, count, dx);
-    }
+    detail::conv_backward<T>(geometry_, input_, dy, weight_, weight_grad_, bias_grad_, dx, cols_, dout_);
   }
 
   std::vector<parameter<T>> parameters() {
@@ -204,6 +187,7 @@ class conv2d {
   matrix<T> weight_, weight_grad_;
   vector<T> bias_, bias_grad_;
   matrix<T> input_;
+  matrix<T> cols_, dout_;  // backward's im2col and output-gradient buffers
 };
 
 static_assert(TrainableLayer<conv2d<float>>);

@@ -68,7 +68,7 @@ class network {
 
   void forward(const_matrix_ref<T> x, matrix<T>& y) const {
     const auto& layers = non_empty();
-    detail::activation_buffers<T> buffers;
+    detail::activation_buffers<T> buffers(layers.size());
     for (std::size_t i = 0; i < layers.size(); ++i) {
       matrix<T>& out = i + 1 == layers.size() ? y : buffers[i];
       if (i == 0) layers[i].forward(x, out);
@@ -88,10 +88,11 @@ class network {
 
   void backward(const_matrix_ref<T> dy, matrix<T>& dx) {
     auto& layers = non_empty();
+    back_.resize(layers.size());
     for (std::size_t i = layers.size(); i-- > 0;) {
-      matrix<T>& out = i == 0 ? dx : back_[i % 2];
+      matrix<T>& out = i == 0 ? dx : back_[i];
       if (i + 1 == layers.size()) layers[i].backward(dy, out);
-      else layers[i].backward(back_[(i + 1) % 2], out);
+      else layers[i].backward(back_[i + 1], out);
     }
   }
 
@@ -149,7 +150,7 @@ class network {
 
   std::vector<any_layer<T>> layers_;
   std::vector<matrix<T>> trace_;  // outputs kept by forward_train
-  matrix<T> back_[2];             // gradients between layers in backward
+  std::vector<matrix<T>> back_;   // back_[i]: gradient at layer i's input, kept for reuse
 };
 
 }  // namespace slimnn

@@ -51,7 +51,7 @@ class sequential {
   std::string settings() const { return detail::cat(count, " layers"); }
 
   void forward(const_matrix_ref<scalar_type> x, matrix<scalar_type>& y) const {
-    detail::activation_buffers<scalar_type> buffers;
+    detail::activation_buffers<scalar_type> buffers(count);
     each([&]<std::size_t I>(const auto& layer) {
       matrix<scalar_type>& out = I + 1 == count ? y : buffers[I];
       if constexpr (I == 0) layer.forward(x, out);
@@ -73,9 +73,9 @@ class sequential {
     requires(TrainableLayer<First> && (TrainableLayer<Rest> && ...))
   {
     each_reversed([&]<std::size_t I>(auto& layer) {
-      matrix<scalar_type>& out = I == 0 ? dx : back_[I % 2];
+      matrix<scalar_type>& out = I == 0 ? dx : back_[I];
       if constexpr (I + 1 == count) layer.backward(dy, out);
-      else layer.backward(back_[(I + 1) % 2], out);
+      else layer.backward(back_[I + 1], out);
     });
   }
 
@@ -126,7 +126,7 @@ class sequential {
 
   std::tuple<First, Rest...> layers_;
   std::array<matrix<scalar_type>, count> trace_;
-  matrix<scalar_type> back_[2];
+  std::array<matrix<scalar_type>, count> back_;  // back_[I]: gradient at layer I's input
 };
 
 }  // namespace slimnn

@@ -69,9 +69,9 @@ class smartdeal_conv2d {
     const index_t P = geometry_.positions(), chunk = detail::im2col_chunk(geometry_, x.cols());
     for (index_t first = 0; first < x.cols(); first += chunk) {
       const index_t count = std::min(chunk, x.cols() - first);
-      auto& cols = detail::scratch<smartdeal_conv2d, T, 0>(P * count, geometry_.patch());
-      auto& zc = detail::scratch<smartdeal_conv2d, T, 1>(P * count, factors_.groups() * factors_.padded_cols());
-      auto& out = detail::scratch<smartdeal_conv2d, T, 2>(P * count, factors_.rows());
+      auto cols = detail::scratch<smartdeal_conv2d, T, 0>(P * count, geometry_.patch());
+      auto zc = detail::scratch<smartdeal_conv2d, T, 1>(P * count, factors_.groups() * factors_.padded_cols());
+      auto out = detail::scratch<smartdeal_conv2d, T, 2>(P * count, factors_.rows());
       detail::im2col_rows<T>(geometry_, x, first, count, cols);
       factors_.transform(cols, zc);
       factors_.apply(zc, out);
@@ -146,7 +146,8 @@ class smartdeal_conv2d {
 
  private:
   /// y.col(first + b).segment(n*P, P) = out.col(n).segment(P*b, P) + bias[n].
-  void scatter(const matrix<T>& out, index_t first, index_t count, matrix<T>& y) const {
+  template <class Out>
+  void scatter(const Out& out, index_t first, index_t count, matrix<T>& y) const {
     const index_t P = geometry_.positions();
     for (index_t b = 0; b < count; ++b)
       for (index_t n = 0; n < factors_.rows(); ++n)

@@ -59,9 +59,9 @@ class smartdeal_dense {
       y.col(0) += bias_;
       return;
     }
-    auto& xt = detail::scratch<smartdeal_dense, T, 0>(x.cols(), factors_.padded_cols());
-    auto& zc = detail::scratch<smartdeal_dense, T, 1>(x.cols(), factors_.groups() * factors_.padded_cols());
-    auto& yt = detail::scratch<smartdeal_dense, T, 2>(x.cols(), factors_.rows());
+    auto xt = detail::scratch<smartdeal_dense, T, 0>(x.cols(), factors_.padded_cols());
+    auto zc = detail::scratch<smartdeal_dense, T, 1>(x.cols(), factors_.groups() * factors_.padded_cols());
+    auto yt = detail::scratch<smartdeal_dense, T, 2>(x.cols(), factors_.rows());
     transpose_padded(x, xt);
     factors_.transform(xt, zc);
     factors_.apply(zc, yt);
@@ -131,7 +131,8 @@ class smartdeal_dense {
   matrix<double> to_dense() const { return factors_.to_dense(); }
 
  private:
-  void transpose_padded(const_matrix_ref<T> x, matrix<T>& xt) const {
+  template <class Xt>
+  void transpose_padded(const_matrix_ref<T> x, Xt& xt) const {
     xt.resize(x.cols(), factors_.padded_cols());
     xt.leftCols(factors_.cols()) = x.transpose();
     xt.rightCols(factors_.padded_cols() - factors_.cols()).setZero();

@@ -277,8 +277,8 @@ class smartdeal_matrix {
 
   /// Batch 1: x (cols values) -> y (rows values), without bias.
   void gemv(const T* x, T* y) const {
-    auto& xp = detail::scratch<smartdeal_matrix, T, 0>(padded_cols(), 1);
-    auto& z = detail::scratch<smartdeal_matrix, T, 1>(groups_ * padded_cols(), 1);
+    auto xp = detail::scratch<smartdeal_matrix, T, 0>(padded_cols(), 1);
+    auto z = detail::scratch<smartdeal_matrix, T, 1>(groups_ * padded_cols(), 1);
     std::copy(x, x + cols_, xp.data());
     std::fill(xp.data() + cols_, xp.data() + padded_cols(), T(0));
     const Eigen::Map<const matrix<T>> xs(xp.data(), s_, segments_);
@@ -295,8 +295,8 @@ class smartdeal_matrix {
 
   /// Zc (N x G*cols_pad) = the basis transform of the N inputs held as rows of Xt
   /// (N x cols_pad, column-major; padding columns must be zero).
-  template <class Xt>
-  void transform(const Xt& xt, matrix<T>& zc) const {
+  template <class Xt, class Zc>
+  void transform(const Xt& xt, Zc& zc) const {
     SLIMNN_ASSERT(xt.cols() == padded_cols());
     zc.resize(xt.rows(), groups_ * padded_cols());
     for (index_t g = 0; g < groups_; ++g) {
@@ -308,7 +308,8 @@ class smartdeal_matrix {
 
   /// Yt (N x rows) = the coefficient accumulation over Zc (from transform), no bias:
   /// kernels/smartdeal.hpp's batched stage on the active_isa() path.
-  void apply(const matrix<T>& zc, matrix<T>& yt) const {
+  template <class Zc, class Yt>
+  void apply(const Zc& zc, Yt& yt) const {
     yt.resize(zc.rows(), rows_);
     kernels::smartdeal_gemm(active_isa(), rows_, width_, row_start_.data(), offset_.data(), coef_.data(), zc.data(),
                             zc.rows(), yt.data());
