@@ -55,14 +55,29 @@ struct recipe {
 inline recipe mlp_recipe() { return {8, 128, 1e-3f, 1e-4f}; }
 inline recipe cnn_recipe() { return {4, 64, 2e-3f, 1e-4f}; }
 
-/// Trains `net` with `r`; in quick mode only a few batches per epoch.
+/// fit's threads for `net`: data-parallel (each thread trains on its share of every batch)
+/// unless the network holds only dense layers and activations. Such a network spends its
+/// time in large GEMMs, which Eigen splits across the threads better than two half-batch
+/// replicas do (the MLP trains about 1.3x faster that way on 2 cores); every other layer
+/// kind has per-sample work besides its GEMMs (im2col, pooling, FFTs, sparse stages) that
+/// only data parallelism spreads (the CNN trains about 2.8x faster than with Eigen's
+/// threads alone).
+inline int data_parallel_threads(const network<float>& net, int threads) {
+  for (const auto& layer : net)
+    if (!layer.get<dense<float>>() && !layer.get<relu<float>>() && !layer.get<flatten<float>>()) return threads;
+  return 1;
+}
+
+/// Trains `net` with `r` on `threads` threads (Eigen's or data-parallel, as
+/// data_parallel_threads decides); in quick mode only a few batches per epoch.
 inline std::vector<epoch_report> train_with(network<float>& net, const recipe& r, const dataset<float>& train,
                                             const dataset<float>& test, const std::string& label,
-                                            std::uint64_t seed, index_t max_batches = 0) {
+                                            std::uint64_t seed, int threads, index_t max_batches = 0) {
   adam<float> opt({.learning_rate = r.learning_rate, .weight_decay = r.weight_decay});
+  set_threads(threads);
   return fit(net, opt, train, &test,
              {.epochs = r.epochs, .batch_size = r.batch_size, .seed = seed, .max_batches = max_batches,
-              .label = label});
+              .label = label, .threads = data_parallel_threads(net, threads)});
 }
 
 // --- parameter cache: a safetensors network file (slimnn/io/network_io.hpp) ---

@@ -80,7 +80,7 @@ network<float> baseline(const std::string& kind, const context& ctx) {
   if (ctx.opt.quick) r.epochs = 1;
   std::printf("%s: training the baseline (%d epochs)\n", kind.c_str(), r.epochs);
   std::fflush(stdout);
-  train_with(net, r, ctx.data.train, ctx.data.test, kind, ctx.opt.seed, ctx.opt.quick ? 20 : 0);
+  train_with(net, r, ctx.data.train, ctx.data.test, kind, ctx.opt.seed, ctx.opt.threads, ctx.opt.quick ? 20 : 0);
   if (!ctx.opt.quick) save_parameters(net, cache);
   return net;
 }
@@ -136,7 +136,7 @@ int run(int argc, char** argv) {
       for (auto& v : s.convert(kind, base, ctx)) {
         set_threads(1);  // latency is single-thread, as in the benchmarks
         const auto c = v.net.cost();
-        row r{kind, s.name, v.setting, evaluate(v.net, data.test).accuracy, c.param_bytes,
+        row r{kind, s.name, v.setting, evaluate(v.net, data.test, 500, 0, opt.threads).accuracy, c.param_bytes,
               dense_bytes / double(c.param_bytes), c.macs,
               median_latency_us(v.net, data.test.x.leftCols(1), opt.quick),
               median_latency_us(v.net, data.test.x.leftCols(64), opt.quick)};

@@ -25,7 +25,7 @@ struct context {
   /// Fine-tunes a converted network with `r` (shortened in --quick mode).
   void fine_tune(network<float>& net, recipe r, const std::string& label) const {
     if (opt.quick) r.epochs = 1;
-    train_with(net, r, data.train, data.test, label, opt.seed + 1, max_batches());
+    train_with(net, r, data.train, data.test, label, opt.seed + 1, opt.threads, max_batches());
   }
 };
 

@@ -28,9 +28,9 @@ int run(int argc, char** argv) {
     std::printf("\n%s:\n%s", which.c_str(), net.summary().c_str());
     const auto start = std::chrono::steady_clock::now();
     train_with(net, which == "mlp" ? mlp_recipe() : cnn_recipe(), data.train, data.test, which, opt.seed,
-               opt.quick ? 10 : 0);
+               opt.threads, opt.quick ? 10 : 0);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const auto result = evaluate(net, data.test);
+    const auto result = evaluate(net, data.test, 500, 0, opt.threads);
     std::printf("%s: test accuracy %.2f %%, test loss %.4f, trained in %.1f s\n", which.c_str(),
                 100 * result.accuracy, result.loss, seconds);
   }

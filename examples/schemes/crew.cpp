@@ -38,7 +38,7 @@ scheme crew_scheme() {
                 // A short fine-tuning of the shared values: a fraction of an epoch.
                 recipe r{1, 128, 3e-4f, 0.0f};
                 train_with(net, r, ctx.data.train, ctx.data.test, "crew " + setting, ctx.opt.seed + 1,
-                           ctx.opt.quick ? 5 : 150);
+                           ctx.opt.threads, ctx.opt.quick ? 5 : 150);
               }
               out.push_back({setting, std::move(net)});
             }

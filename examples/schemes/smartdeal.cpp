@@ -71,7 +71,7 @@ scheme smartdeal_scheme() {
               const auto start = std::chrono::steady_clock::now();
               auto net = smartdeal_example::convert(baseline, s.settings, !mlp);
               train_with(net, r, ctx.data.train, ctx.data.test, kind + " smartdeal " + s.label, ctx.opt.seed + 1,
-                         batches);
+                         ctx.opt.threads, batches);
               std::printf("  %s: converted and fine-tuned in %.1f s\n", s.label,
                           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
               out.push_back({s.label, std::move(net)});
