@@ -77,11 +77,12 @@ run_tests() {
   banner "ctest build/"
   ctest --test-dir build --output-on-failure -j"$JOBS"
 
-  # -O1 with line tables only: sanitizer reports keep file:line, and the template-heavy
-  # tests build in about half the time of -O2 -g.
-  banner "configure build-asan/ (-O1 -g1, ASan + UBSan, tests only)"
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" \
+  # Clang at -O0 with line tables only: sanitizer reports keep file:line, and the
+  # template-heavy tests build in about a quarter of the time GCC needs at -O1 (7 against
+  # 24 minutes on 2 cores), while the suite still runs in well under a minute.
+  banner "configure build-asan/ (clang -O0 -g1, ASan + UBSan, tests only)"
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
+    "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O0 -g1 -DNDEBUG" \
     -DSLIMNN_BUILD_TESTS=ON -DSLIMNN_BUILD_EXAMPLES=OFF -DSLIMNN_BUILD_BENCHMARKS=OFF \
     -DSLIMNN_CONSUMER_TESTS=OFF \
     "-DCMAKE_CXX_FLAGS=-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
