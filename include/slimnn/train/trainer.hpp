@@ -171,7 +171,7 @@ std::vector<epoch_report> fit(Model& model, Optimizer& optimizer, const dataset<
   if (config.max_batches > 0) batches = std::min(batches, config.max_batches);
   const double total_steps = double(batches) * config.epochs;
 
-  // One worker state per part of a batch; with one thread the model itself is the replica.
+  // One worker state per part of a batch: part 0 trains the model itself, part r > 0 its replica.
   struct part {
     std::optional<Model> replica;
     softmax_cross_entropy<T> loss;
