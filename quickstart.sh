@@ -4,7 +4,8 @@
 #   ./quickstart.sh demo [args...]   build and run examples/compare_schemes (args are passed on),
 #                                    then plot its results (build/compare_schemes.svg, .png)
 #   ./quickstart.sh test             build everything, run all tests, then the tests again
-#                                    under AddressSanitizer + UndefinedBehaviorSanitizer
+#                                    under AddressSanitizer + UndefinedBehaviorSanitizer,
+#                                    and the threading tests under ThreadSanitizer
 #
 # Missing Debian packages are installed first (with sudo when not root).
 # SLIMNN_JOBS sets the build/test parallelism (default 2).
@@ -91,6 +92,24 @@ run_tests() {
   banner "ctest build-asan/"
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --output-on-failure -j"$JOBS"
+
+  # ThreadSanitizer on the tests that run threads: the pool, inference on several threads
+  # (also nested and from concurrent callers), concurrent forward through a network, and
+  # the trainer's data-parallel steps and evaluation.
+  banner "configure build-tsan/ (clang -O1 -g1, TSan, threading tests)"
+  cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
+    "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" \
+    -DSLIMNN_BUILD_TESTS=ON -DSLIMNN_BUILD_EXAMPLES=OFF -DSLIMNN_BUILD_BENCHMARKS=OFF \
+    -DSLIMNN_CONSUMER_TESTS=OFF "-DCMAKE_CXX_FLAGS=-fsanitize=thread -fno-omit-frame-pointer"
+  banner "build build-tsan/ (-j$JOBS)"
+  cmake --build build-tsan -j"$JOBS" --target thread_pool_test parallel_test network_test train_test
+  banner "run the threading tests under TSan"
+  export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+  build-tsan/tests/thread_pool_test
+  build-tsan/tests/parallel_test
+  build-tsan/tests/network_test --gtest_filter='composition.concurrent_*'
+  build-tsan/tests/train_test --gtest_filter='trainer.data_parallel_*:trainer.evaluate_*'
+  unset TSAN_OPTIONS
   banner "all tests passed"
 }
 

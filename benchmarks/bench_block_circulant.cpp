@@ -4,6 +4,7 @@
 //   dense_gemm/4096x4096/b64        vs block_circulant/4096x4096/k64/b64   (target >= 15x)
 //   dense_gemv/1024x1024            vs block_circulant/1024x1024/k16/b1    (target >= 8x)
 //   dense_conv/256x256/14x14/b16    vs block_circulant_conv/256x256/14x14/k16/b16 (3x3, pad 1; >= 5x)
+//   block_circulant/4096x4096/k64/b64 vs its /t2 row, the batch on 2 threads    (target >= 1.7x)
 // Regimes: the dense GEMVs are memory-bound (64 MiB and 4 MiB of weights); the
 // block-circulant spectra (1.1 MiB and 0.3 MiB) stay in the caches, so its batch-1 rows
 // are bound by the complex GEMVs and the FFTs; the batched rows are compute-bound GEMMs.
@@ -15,10 +16,10 @@
 
 namespace {
 
-void register_circulant_dense(slimnn::index_t n, slimnn::index_t k, slimnn::index_t batch) {
+void register_circulant_dense(slimnn::index_t n, slimnn::index_t k, slimnn::index_t batch, int threads = 1) {
   slimnn::rng_t rng(1);
   bench::register_forward(slimnn::detail::cat("block_circulant/", n, 'x', n, "/k", k, "/b", batch),
-                          slimnn::block_circulant_dense<float>(n, n, k, rng), batch);
+                          slimnn::block_circulant_dense<float>(n, n, k, rng), batch, threads);
 }
 
 void register_circulant_conv(slimnn::index_t channels, slimnn::index_t size, slimnn::index_t k,
@@ -39,6 +40,7 @@ int main(int argc, char** argv) {
   register_circulant_dense(4096, 64, 1);
   bench::register_dense_gemm(4096, 4096, 64);
   register_circulant_dense(4096, 64, 64);
+  register_circulant_dense(4096, 64, 64, 2);
   bench::register_dense_gemv(1024, 1024);
   register_circulant_dense(1024, 16, 1);
   bench::register_dense_conv(256, 256, 14, 16);

@@ -13,6 +13,8 @@
 // of the materialised order. The buffers are the L1/L2-resident regime; the dense conv at
 // these sizes is compute-bound (GEMM); element-wise kdconv's sparse stage reads each
 // response tile from L2 once per L1-sized column chunk, grouped kdconv is bound by FMAs.
+// kdconv/128x128/28x28/m6/d10/b64 and .../b64/t2: the layer at batch 64 on 1 and 2
+// threads (target: >= 1.7x).
 #include <chrono>
 #include <cstdio>
 
@@ -85,6 +87,21 @@ void register_kdconv(index_t channels, index_t size, index_t bases, int density_
       ->Unit(benchmark::kMicrosecond);
 }
 
+/// kdconv/<c>x<c>/<h>x<w>/m<M>/d<D>/b<B> and its /t2 row: basis-first on a batch, on 1
+/// and on 2 threads (parallel_forward cuts the batch).
+void register_kdconv_batch(index_t channels, index_t size, index_t bases, int density_percent, index_t batch) {
+  rng_t rng(1);
+  const conv2d<float> conv(shape{channels, size, size}, {.out_channels = channels, .kernel = 3, .padding = 1}, rng);
+  const auto d = kdconv::decompose(conv, {.bases = bases,
+                                          .density = density_percent / 100.0,
+                                          .basis_bits = 8,
+                                          .coefficients = kdconv::coefficient_format::pow2,
+                                          .coefficient_bits = 4});
+  const auto name = slimnn::detail::cat("kdconv/", channels, 'x', channels, '/', size, 'x', size, "/m", bases, "/d",
+                                        density_percent, "/b", batch);
+  for (int threads : {1, 2}) bench::register_forward(name, d.layer, batch, threads);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -96,5 +113,6 @@ int main(int argc, char** argv) {
     register_kdconv(s.channels, s.size, s.bases, 10, kdconv::dataflow::basis_first, 4);
   }
   for (const auto& s : shapes) register_kdconv(s.channels, s.size, s.bases, 10, kdconv::dataflow::materialised);
+  register_kdconv_batch(128, 28, 6, 10, 64);
   return bench::run(argc, argv);
 }

@@ -10,6 +10,7 @@
 //   smartdeal/4096x4096/s8/seg10/b64          the same layer at batch 64 (basis transform
 //                                             as small GEMMs, then the coefficients over
 //                                             tiles of 32 samples)
+//   smartdeal/4096x4096/s8/seg10/b64/t2       the same batch on 2 threads (>= 1.7x)
 //   smartdeal_unstructured/4096x4096/s8/el10/b1   10 % of the coefficients nonzero at
 //                                             random (no segment structure; element layout,
 //                                             value + 32-bit offset per nonzero, gathers)
@@ -92,6 +93,7 @@ int main(int argc, char** argv) {
   bench::register_forward("smartdeal/4096x4096/s8/seg10/b1", layer(n, 8, 0.10, 0), 1);
   bench::register_dense_gemm(n, n, 64);
   bench::register_forward("smartdeal/4096x4096/s8/seg10/b64", layer(n, 8, 0.10, 0), 64);
+  bench::register_forward("smartdeal/4096x4096/s8/seg10/b64", layer(n, 8, 0.10, 0), 64, 2);
   bench::register_forward("smartdeal_unstructured/4096x4096/s8/el10/b1", layer(n, 8, 0, 0.10), 1);
   register_eigen_spmv(n, 0.10);
   return bench::run(argc, argv);

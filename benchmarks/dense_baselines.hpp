@@ -6,7 +6,8 @@
 //   dense_gemm/<in>x<out>/b<B>       the same layer at batch B (Eigen GEMM)
 //   dense_conv/<cin>x<cout>/<h>x<w>/b<B>   reference conv2d 3x3, pad 1 (im2col + GEMM)
 // Counters: GFLOP/s (2 flops per MAC) and GB/s of parameters plus activations read.
-// Every benchmark runs single-threaded. bench::run defaults to 5 repetitions with
+// Every benchmark runs single-threaded, except those named "<name>/t<N>": the same
+// benchmark on N threads (parallel_forward), beside "<name>" for the speed-up ratio. bench::run defaults to 5 repetitions with
 // aggregates only (pass --benchmark_repetitions to change it), so the names stay exact
 // and the median is the "<name>_median" row. The context lines at the top name the
 // slimnn kernel path (slimnn_isa: SLIMNN_ISA or the CPU's best) and the instruction sets
@@ -19,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "slimnn/core/parallel.hpp"
 #include "slimnn/layers/conv2d.hpp"
 #include "slimnn/kernels/isa.hpp"
 #include "slimnn/layers/dense.hpp"
@@ -45,17 +47,30 @@ inline void set_counters(benchmark::State& state, const cost& c, index_t batch) 
   state.counters["bytes"] = counter(bytes, counter::kIsIterationInvariantRate, counter::OneK::kIs1000);
 }
 
+/// "<name>" on one thread, "<name>/t<threads>" on more.
+inline std::string threaded_name(const std::string& name, int threads) {
+  return threads == 1 ? name : detail::cat(name, "/t", threads);
+}
+
 /// Registers a benchmark of layer.forward on a random batch; the layer is built once.
+/// With threads > 1 the name gains "/t<threads>" and the forward runs through
+/// parallel_forward on a pool of that many threads (core/parallel.hpp).
 template <class Layer>
-benchmark::internal::Benchmark* register_forward(const std::string& name, Layer layer, index_t batch) {
+benchmark::internal::Benchmark* register_forward(const std::string& name, Layer layer, index_t batch,
+                                                 int threads = 1) {
   return benchmark::RegisterBenchmark(
-             name.c_str(),
-             [layer = std::move(layer), batch](benchmark::State& state) {
+             threaded_name(name, threads).c_str(),
+             [layer = std::move(layer), batch, threads](benchmark::State& state) {
                const auto x = random_input(layer.input_shape().size(), batch);
                matrix<float> y;
-               layer.forward(x, y);
+               thread_pool pool(threads);
+               const auto forward = [&] {  // one thread: the layer itself, on the batch as a whole
+                 if (threads == 1) layer.forward(x, y);
+                 else parallel_forward(layer, pool, x, y);
+               };
+               forward();
                for (auto _ : state) {
-                 layer.forward(x, y);
+                 forward();
                  benchmark::DoNotOptimize(y.data());
                  benchmark::ClobberMemory();
                }
@@ -64,9 +79,9 @@ benchmark::internal::Benchmark* register_forward(const std::string& name, Layer 
       ->Unit(benchmark::kMicrosecond);
 }
 
-inline void register_dense_gemv(index_t inputs, index_t outputs) {
+inline void register_dense_gemv(index_t inputs, index_t outputs, int threads = 1) {
   rng_t rng(1);
-  register_forward(detail::cat("dense_gemv/", inputs, 'x', outputs), dense<float>(inputs, outputs, rng), 1);
+  register_forward(detail::cat("dense_gemv/", inputs, 'x', outputs), dense<float>(inputs, outputs, rng), 1, threads);
 }
 
 inline void register_dense_gemm(index_t inputs, index_t outputs, index_t batch) {

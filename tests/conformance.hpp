@@ -17,6 +17,7 @@
 
 #include "layer_file.hpp"
 #include "slimnn/core/layer.hpp"
+#include "slimnn/core/parallel.hpp"
 #include "slimnn/net/network.hpp"
 #include "slimnn/train/gradient_check.hpp"
 #include "test_util.hpp"
@@ -90,6 +91,22 @@ TYPED_TEST_P(conformance, concurrent_forward_matches_serial) {
     });
   for (auto& th : pool) th.join();
   for (int t = 0; t < threads; ++t) EXPECT_EQ(mismatches[std::size_t(t)], 0) << "thread " << t;
+}
+
+TYPED_TEST_P(conformance, bit_identical_on_any_thread_count) {
+  const auto layer = TypeParam::template make<float>();
+  slimnn::thread_pool one(1), two(2), three(3);
+  for (const slimnn::index_t batch : {1, 7, 63, 64, 100, 160}) {
+    const auto x = slimnn::testing::random_matrix<float>(layer.input_shape().size(), batch, std::uint64_t(batch));
+    slimnn::matrix<float> expected, direct, y;
+    slimnn::parallel_forward(layer, one, x, expected);
+    layer.forward(x, direct);  // the batch as a whole: the same up to rounding
+    EXPECT_LT(slimnn::testing::relative_error(direct.template cast<double>(), expected.template cast<double>()), 1e-5);
+    for (auto* pool : {&two, &three}) {
+      slimnn::parallel_forward(layer, *pool, x, y);
+      EXPECT_TRUE(y == expected) << "batch " << batch << " on " << pool->size() << " threads";
+    }
+  }
 }
 
 TYPED_TEST_P(conformance, strided_view_matches_contiguous) {
@@ -176,7 +193,7 @@ TYPED_TEST_P(conformance, save_load_round_trip) {
 }
 
 REGISTER_TYPED_TEST_SUITE_P(conformance, output_has_declared_shape, rejects_wrong_input_rows,
-                            forward_is_deterministic, concurrent_forward_matches_serial,
+                            forward_is_deterministic, concurrent_forward_matches_serial, bit_identical_on_any_thread_count,
                             strided_view_matches_contiguous, batch_matches_single_samples,
                             float_matches_double, same_output_inside_a_network,
                             gradients_match_finite_differences, backward_rejects_wrong_gradient_shape,

@@ -189,14 +189,23 @@ TEST(kernel_paths, crew_gathers_are_bit_identical_on_every_path) {
         for (index_t j = 0; j < outputs; ++j)
           for (index_t i = 0; i < inputs; ++i) lanes.set(j, i, index[std::size_t(j)][std::size_t(i)]);
         std::vector<std::uint8_t> workspace(kernels::crew_int8_workspace_bytes(lanes, offsets.back()) + 64);
-        std::vector<std::int32_t> acc(std::size_t(outputs), 0), scratch_active = active;
-        kernels::crew_gather_int8(path, lanes, x.data(), offsets.data(), counts.data(), codes.data(),
-                                  scratch_active.data(), index_t(active.size()), workspace.data(), acc.data());
-        EXPECT_EQ(acc, expected);
-        std::vector<float> sums(std::size_t(outputs), 0.0f);
-        kernels::crew_gather(path, lanes, offsets.data(), table.data(), active.data(), index_t(active.size()),
-                             sums.data());
-        EXPECT_EQ(sums, float_reference);  // the same additions in the same order
+        // All blocks at once, and in two ranges of blocks (as threads cut a layer's outputs).
+        const index_t blocks = lanes.blocks();
+        for (const index_t cut : {blocks, blocks / 2}) {
+          SCOPED_TRACE(::testing::Message() << "blocks cut at " << cut << " of " << blocks);
+          std::vector<std::int32_t> acc(std::size_t(outputs), 0);
+          std::vector<float> sums(std::size_t(outputs), 0.0f);
+          for (const auto& [first, last] : {std::pair{index_t(0), cut}, std::pair{cut, blocks}}) {
+            std::vector<std::int32_t> scratch_active = active;
+            kernels::crew_gather_int8(path, lanes, x.data(), offsets.data(), counts.data(), codes.data(),
+                                      scratch_active.data(), index_t(active.size()), workspace.data(), acc.data(),
+                                      first, last);
+            kernels::crew_gather(path, lanes, offsets.data(), table.data(), active.data(), index_t(active.size()),
+                                 sums.data(), first, last);
+          }
+          EXPECT_EQ(acc, expected);
+          EXPECT_EQ(sums, float_reference);  // the same additions in the same order
+        }
       }
     }
 }

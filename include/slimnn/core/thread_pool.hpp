@@ -10,7 +10,7 @@
 // Exceptions: the one thrown by the lowest failing index is rethrown by run(), after
 // every started task has finished. Workers block on a condition variable between runs.
 // Thread safety: run() may be called from several threads; calls are serialised. A task
-// must not call run() on its own pool (config_error).
+// must not call run() on its own pool (config_error); inside_task() tells a task apart.
 //
 // Component: slimnn::core (standard library only).
 #pragma once
@@ -51,6 +51,10 @@ class thread_pool {
 
   /// Threads in all, counting the caller.
   int size() const { return int(workers_.size()) + 1; }
+
+  /// Whether the calling thread is running a task of some thread_pool (work started
+  /// from there runs inline rather than on another pool's threads).
+  static bool inside_task() { return active_pool() != nullptr; }
 
   /// Runs task(i) for every i in [0, count) and returns when all have finished.
   template <class Task>

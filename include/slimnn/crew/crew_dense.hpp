@@ -28,7 +28,9 @@
 // vpshufb) or portable loops; packed layouts portable. In memory the lanes layout keeps the
 // interleave of the path active when the layer was built or loaded (4 inputs per word for
 // AVX-512, else 1); results, cost() and files are the same on every path.
-// Batch > 1 runs the products and gathers per sample.
+// Batch > 1 runs the products and gathers per sample. Inside a parallel_scope
+// (core/parallel.hpp), a layer of at least 2^19 weights cuts each sample's outputs over
+// the threads, and forward_int8 cuts a batch of 16 or more into blocks of samples.
 // Training: forward_train expands W = s_j * V_i[idx] and uses dense products; backward gives
 // dL/dV_i[u] = sum over the weights (j, i) with idx(j, i) = u of s_j * dL/dW(j, i) (the
 // Deep-Compression centroid update), dL/db, and dx = W^T dy.
@@ -53,9 +55,11 @@
 #include <limits>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "slimnn/core/layer.hpp"
+#include "slimnn/core/parallel.hpp"
 #include "slimnn/crew/weight_quantization.hpp"
 #include "slimnn/detail/bitpack.hpp"
 #include "slimnn/detail/packed_io.hpp"
@@ -127,23 +131,25 @@ class crew_dense {
     detail::check_input_rows(*this, x.rows());
     y.resize(outputs_, x.cols());
     const isa path = kernel == crew_kernel::best ? active_isa() : isa::portable;
-    T* table = buffer<T, 0>(values_.size() + 16);
-    T* acc = buffer<T, 1>(std::size_t(outputs_));
-    std::int32_t* active = buffer<std::int32_t, 0>(std::size_t(inputs_));
-    for (index_t b = 0; b < x.cols(); ++b) {
-      const T* xb = x.col(b).data();
-      index_t count = 0;
-      for (index_t i = 0; i < inputs_; ++i) {
-        if (xb[i] == T(0)) continue;
-        active[count++] = std::int32_t(i);
-        const T* v = values_.data() + offsets_[std::size_t(i)];
-        T* t = table + offsets_[std::size_t(i)];
-        for (std::uint32_t u = 0, n = unique_[std::size_t(i)]; u < n; ++u) t[u] = xb[i] * v[u];
-      }
-      std::fill(acc, acc + outputs_, T(0));
-      gather(path, table, active, count, acc);
-      for (index_t j = 0; j < outputs_; ++j) y(j, b) = row_scale_[j] * acc[j] + bias_[j];
-    }
+    for (index_t b = 0; b < x.cols(); ++b)
+      split_outputs([&](index_t first_unit, index_t last_unit) {
+        T* table = buffer<T, 0>(values_.size() + 16);
+        T* acc = buffer<T, 1>(std::size_t(outputs_));
+        std::int32_t* active = buffer<std::int32_t, 0>(std::size_t(inputs_));
+        const T* xb = x.col(b).data();
+        index_t count = 0;
+        for (index_t i = 0; i < inputs_; ++i) {
+          if (xb[i] == T(0)) continue;
+          active[count++] = std::int32_t(i);
+          const T* v = values_.data() + offsets_[std::size_t(i)];
+          T* t = table + offsets_[std::size_t(i)];
+          for (std::uint32_t u = 0, n = unique_[std::size_t(i)]; u < n; ++u) t[u] = xb[i] * v[u];
+        }
+        const auto [first, last] = unit_outputs(first_unit, last_unit);
+        std::fill(acc + first, acc + last, T(0));
+        gather(path, table, active, count, acc, first_unit, last_unit);
+        for (index_t j = first; j < last; ++j) y(j, b) = row_scale_[j] * acc[j] + bias_[j];
+      });
   }
 
   /// acc = codes x xq exactly (int32), xq: inputs x batch int8 activations.
@@ -153,25 +159,35 @@ class crew_dense {
     require_int8_range();
     acc.resize(outputs_, xq.cols());
     const isa path = kernel == crew_kernel::best ? active_isa() : isa::portable;
-    std::int32_t* active = buffer<std::int32_t, 0>(std::size_t(inputs_));
-    void* workspace = buffer<std::int32_t, 1>(
-        (kernels::crew_int8_workspace_bytes(lanes_, values_.size()) + sizeof(std::int32_t) - 1) / sizeof(std::int32_t));
-    for (index_t b = 0; b < xq.cols(); ++b) {
+    // One sample's outputs [first_unit, last_unit) (in split_outputs units).
+    const auto sample = [&](index_t b, index_t first_unit, index_t last_unit) {
+      std::int32_t* active = buffer<std::int32_t, 0>(std::size_t(inputs_));
+      void* workspace = buffer<std::int32_t, 1>(
+          (kernels::crew_int8_workspace_bytes(lanes_, values_.size()) + sizeof(std::int32_t) - 1) / sizeof(std::int32_t));
       const std::int8_t* xb = xq.col(b).data();
       index_t count = 0;
       for (index_t i = 0; i < inputs_; ++i)
         if (xb[i] != 0) active[count++] = std::int32_t(i);
       std::int32_t* out = acc.col(b).data();
-      std::fill(out, out + outputs_, 0);
-      if (layout_ == crew_index_layout::lanes) {
-        kernels::crew_gather_int8(path, lanes_, xb, offsets_.data(), unique_.data(), codes_.data(), active, count,
-                                  workspace, out);
-        continue;
-      }
+      const auto [first, last] = unit_outputs(first_unit, last_unit);
+      std::fill(out + first, out + last, 0);
+      if (layout_ == crew_index_layout::lanes)
+        return kernels::crew_gather_int8(path, lanes_, xb, offsets_.data(), unique_.data(), codes_.data(), active,
+                                         count, workspace, out, first_unit, last_unit);
       auto* table = static_cast<std::int32_t*>(workspace);
       kernels::crew_int8_table(xb, offsets_.data(), unique_.data(), codes_.data(), active, count, table);
-      gather(path, table, active, count, out);
-    }
+      gather(path, table, active, count, out, first_unit, last_unit);
+    };
+    // Inside a parallel_scope a batch is cut into blocks of samples, a small batch's
+    // outputs into ranges (core/parallel.hpp); results are exact either way.
+    constexpr index_t min_samples = 8;  // per thread
+    if (xq.cols() >= 2 * min_samples)
+      detail::split_range(xq.cols(), 1, min_samples, [&](index_t first, index_t last) {
+        for (index_t b = first; b < last; ++b) sample(b, 0, output_units());
+      });
+    else
+      for (index_t b = 0; b < xq.cols(); ++b)
+        split_outputs([&](index_t first_unit, index_t last_unit) { sample(b, first_unit, last_unit); });
   }
 
   /// y = scale * s_j * (codes x round(x / scale)) + b through the int8 path; every
@@ -489,12 +505,31 @@ class crew_dense {
     }
   }
 
+  // Output units, what split_outputs cuts a sample's work into: lanes blocks, or 64
+  // outputs in the packed layouts.
+  index_t unit_size() const { return layout_ == crew_index_layout::lanes ? lanes_.block_outputs() : 64; }
+  index_t output_units() const { return (outputs_ + unit_size() - 1) / unit_size(); }
+  std::pair<index_t, index_t> unit_outputs(index_t first_unit, index_t last_unit) const {
+    return {first_unit * unit_size(), std::min(outputs_, last_unit * unit_size())};
+  }
+  /// task(first_unit, last_unit) over ranges of output units: one range per thread of a
+  /// lent pool (core/parallel.hpp) when the layer has at least 2^19 weights, else one.
+  template <class Task>
+  void split_outputs(Task&& task) const {
+    const index_t min_units = std::max<index_t>(1, ((index_t(1) << 18) + inputs_ * unit_size() - 1) / (inputs_ * unit_size()));
+    detail::split_range(output_units(), 4, min_units, task);
+  }
+
+  /// acc += the gathers of the active inputs, for the outputs of units [first_unit, last_unit).
   template <class Acc>
-  void gather(isa path, const Acc* table, const std::int32_t* active, index_t count, Acc* acc) const {
-    if (layout_ == crew_index_layout::lanes)
-      kernels::crew_gather(path, lanes_, offsets_.data(), table, active, count, acc);
-    else
-      kernels::crew_gather_packed(packed_, offsets_.data(), table, active, count, outputs_, acc);
+  void gather(isa path, const Acc* table, const std::int32_t* active, index_t count, Acc* acc, index_t first_unit,
+              index_t last_unit) const {
+    if (layout_ == crew_index_layout::lanes) {
+      kernels::crew_gather(path, lanes_, offsets_.data(), table, active, count, acc, first_unit, last_unit);
+    } else {
+      const auto [first, last] = unit_outputs(first_unit, last_unit);
+      kernels::crew_gather_packed(packed_, offsets_.data(), table, active, count, first, last, acc);
+    }
   }
 
   void require_int8_range() const {

@@ -28,19 +28,22 @@ namespace slimnn::kernels {
 /// The lanes interleave the path's SIMD kernels read: 4 inputs per word for AVX-512, 1 else.
 inline int crew_lanes_group(isa path) { return path == isa::avx512 ? 4 : 1; }
 
-/// acc[j] += P[offsets[i] + idx(j, i)] over the `count` active inputs, in order. `P` must
-/// be readable 16 entries past every offset (the SIMD kernels load whole tables).
+/// acc[j] += P[offsets[i] + idx(j, i)] over the `count` active inputs, in order, for the
+/// outputs j of lanes blocks [first_block, last_block). `P` must be readable 16 entries
+/// past every offset (the SIMD kernels load whole tables).
 template <class T>
 void crew_gather(isa path, const crew_lanes& lanes, const std::uint32_t* offsets, const T* P,
-                 const std::int32_t* active, index_t count, T* acc) {
+                 const std::int32_t* active, index_t count, T* acc, index_t first_block, index_t last_block) {
 #if defined(SLIMNN_X86_KERNELS)
   if constexpr (std::is_same_v<T, float>) {
-    if (path == isa::avx512 && lanes.group == 4) return avx512::crew_gather_lanes(lanes, offsets, P, active, count, acc);
-    if (path >= isa::avx2 && lanes.group == 1) return avx2::crew_gather_lanes(lanes, offsets, P, active, count, acc);
+    if (path == isa::avx512 && lanes.group == 4)
+      return avx512::crew_gather_lanes(lanes, offsets, P, active, count, acc, first_block, last_block);
+    if (path >= isa::avx2 && lanes.group == 1)
+      return avx2::crew_gather_lanes(lanes, offsets, P, active, count, acc, first_block, last_block);
   }
 #endif
   (void)path;
-  crew_gather_lanes(lanes, offsets, P, active, count, acc);
+  crew_gather_lanes(lanes, offsets, P, active, count, acc, first_block, last_block);
 }
 
 /// The int32 product tables of the portable int8 kernels: table[offsets[i] + u] =
@@ -61,29 +64,30 @@ inline std::size_t crew_int8_workspace_bytes(const crew_lanes& lanes, std::size_
   return std::max({inputs * 32, (inputs + 3) / 4 * 128, (table_entries + 16) * sizeof(std::int32_t)});
 }
 
-/// acc[j] += sum over the active inputs of x_i * codes[offsets[i] + idx(j, i)], exactly.
-/// `active` lists the `count` active inputs (ascending) and may be overwritten; `codes`
-/// must be readable 16 bytes past every offset; `workspace` holds
-/// crew_int8_workspace_bytes bytes, aligned for int32.
+/// acc[j] += sum over the active inputs of x_i * codes[offsets[i] + idx(j, i)], exactly,
+/// for the outputs j of lanes blocks [first_block, last_block). `active` lists the `count`
+/// active inputs (ascending) and may be overwritten; `codes` must be readable 16 bytes
+/// past every offset; `workspace` holds crew_int8_workspace_bytes bytes, aligned for int32.
 inline void crew_gather_int8(isa path, const crew_lanes& lanes, const std::int8_t* x, const std::uint32_t* offsets,
                              const std::uint32_t* unique, const std::int8_t* codes, std::int32_t* active,
-                             index_t count, void* workspace, std::int32_t* acc) {
+                             index_t count, void* workspace, std::int32_t* acc, index_t first_block,
+                             index_t last_block) {
 #if defined(SLIMNN_X86_KERNELS)
   auto* bytes = static_cast<std::uint8_t*>(workspace);
   if (path == isa::avx512 && lanes.group == 4) {
     std::int32_t* groups = active;  // the groups of 4 inputs with an active input
     const index_t group_count = avx512::crew_int8_tables(x, lanes.inputs, offsets, codes, groups, bytes);
-    return avx512::crew_gather_int8(lanes, bytes, groups, group_count, acc);
+    return avx512::crew_gather_int8(lanes, bytes, groups, group_count, acc, first_block, last_block);
   }
   if (path >= isa::avx2 && lanes.group == 1) {
     avx2::crew_int8_tables(x, offsets, codes, active, count, bytes);
-    return avx2::crew_gather_int8(lanes, bytes, active, count, acc);
+    return avx2::crew_gather_int8(lanes, bytes, active, count, acc, first_block, last_block);
   }
 #endif
   (void)path;
   auto* table = static_cast<std::int32_t*>(workspace);
   crew_int8_table(x, offsets, unique, codes, active, count, table);
-  crew_gather_lanes(lanes, offsets, table, active, count, acc);
+  crew_gather_lanes(lanes, offsets, table, active, count, acc, first_block, last_block);
 }
 
 }  // namespace slimnn::kernels

@@ -29,10 +29,11 @@ SLIMNN_TARGET_AVX2
 // --- AVX2 float: vpermps lookups, 32 outputs (one field) per pass over the inputs --------
 
 inline void crew_gather_lanes(const crew_lanes& lanes, const std::uint32_t* offsets, const float* P,
-                                   const std::int32_t* active, index_t active_count, float* acc) {
+                                   const std::int32_t* active, index_t active_count, float* acc,
+                                   index_t first_block, index_t last_block) {
   const __m256i mask = _mm256_set1_epi32((1 << lanes.width) - 1);
   const bool wide = lanes.width == 4;  // up to 16 entries: two 8-entry lookups and a blend
-  for (index_t b = 0; b < lanes.blocks(); ++b)
+  for (index_t b = first_block; b < last_block; ++b)
     for (int f = 0; f < lanes.fields(); ++f) {
       const index_t first = b * lanes.block_outputs() + f * 32;
       if (first >= lanes.outputs) break;
@@ -147,9 +148,9 @@ inline field_pair_kernel field_pair_for(int width, int f) {
 
 /// acc[j] += sum over active inputs of x_i * U_i[idx(j, i)], exactly, from the tables above.
 inline void crew_gather_int8(const crew_lanes& lanes, const std::uint8_t* tables, const std::int32_t* active,
-                                  index_t active_count, std::int32_t* acc) {
+                                  index_t active_count, std::int32_t* acc, index_t first_block, index_t last_block) {
   constexpr index_t chunk = 256;  // byte sums stay below 2^16
-  for (index_t b = 0; b < lanes.blocks(); ++b) {
+  for (index_t b = first_block; b < last_block; ++b) {
     const std::uint8_t* block = lanes.bytes.data() + b * lanes.inputs * 32;
     for (int f = 0; f < lanes.fields(); f += 2) {
       const index_t first = b * lanes.block_outputs() + f * 32;

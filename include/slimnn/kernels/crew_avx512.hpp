@@ -31,11 +31,12 @@ SLIMNN_TARGET_AVX512
 /// floats of P_i. Four slices per pass over the active inputs keep four add chains in
 /// flight; every output adds its products in active-input order, as the portable kernel.
 inline void crew_gather_lanes(const crew_lanes& lanes, const std::uint32_t* offsets, const float* P,
-                                     const std::int32_t* active, index_t active_count, float* acc) {
+                                     const std::int32_t* active, index_t active_count, float* acc,
+                                     index_t first_block, index_t last_block) {
   constexpr int slices_per_pass = 4;
   const __m512i mask = _mm512_set1_epi32((1 << lanes.width) - 1);
-  const index_t slices = (lanes.outputs + 15) / 16;
-  for (index_t s0 = 0; s0 < slices; s0 += slices_per_pass) {
+  const index_t slices = std::min<index_t>((lanes.outputs + 15) / 16, last_block * lanes.fields());
+  for (index_t s0 = first_block * lanes.fields(); s0 < slices; s0 += slices_per_pass) {
     const int n = int(std::min<index_t>(slices_per_pass, slices - s0));
     const std::uint8_t* rows[slices_per_pass];
     int field_shift[slices_per_pass];
@@ -130,12 +131,12 @@ void crew_int8_blocks(const std::uint8_t* block, index_t block_bytes, const std:
 /// acc[j] += sum over the listed groups of x_i * U_i[idx(j, i)], exactly. Blocks go w at a
 /// time (4, 2 or 1; 16 accumulators in all).
 inline void crew_gather_int8(const crew_lanes& lanes, const std::uint8_t* tables, const std::int32_t* groups,
-                                    index_t count, std::int32_t* acc) {
+                                    index_t count, std::int32_t* acc, index_t first_block, index_t last_block) {
   const index_t block_bytes = lanes.groups() * 64;
-  for (index_t b = 0; b < lanes.blocks();) {
+  for (index_t b = first_block; b < last_block;) {
     const std::uint8_t* block = lanes.bytes.data() + b * block_bytes;
     alignas(64) std::int32_t total[4 * 32];
-    const index_t left = lanes.blocks() - b;
+    const index_t left = last_block - b;
     index_t done = 1;
     switch (lanes.width) {
       case 4:

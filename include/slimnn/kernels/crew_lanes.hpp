@@ -89,12 +89,14 @@ inline int crew_lanes_width(index_t max_unique) { return max_unique <= 2 ? 1 : m
 
 // --- portable kernels (float and int8 share them through the accumulator type) ---------
 
-/// acc[j] += P[offsets[i] + idx(j, i)] for every active input i, in order; lanes layout.
+/// acc[j] += P[offsets[i] + idx(j, i)] for every active input i, in order, and every
+/// output j of the blocks [first_block, last_block); lanes layout.
 template <class Acc, class Table>
 void crew_gather_lanes(const crew_lanes& lanes, const std::uint32_t* offsets, const Table* P,
-                       const std::int32_t* active, index_t active_count, Acc* acc) {
+                       const std::int32_t* active, index_t active_count, Acc* acc, index_t first_block,
+                       index_t last_block) {
   const unsigned mask = (1u << lanes.width) - 1u;
-  for (index_t b = 0; b < lanes.blocks(); ++b)
+  for (index_t b = first_block; b < last_block; ++b)
     for (int f = 0; f < lanes.fields(); ++f) {
       const index_t first = b * lanes.block_outputs() + f * lanes.positions();
       const index_t count = std::min<index_t>(lanes.positions(), lanes.outputs - first);
@@ -110,15 +112,15 @@ void crew_gather_lanes(const crew_lanes& lanes, const std::uint32_t* offsets, co
     }
 }
 
-/// The same for the packed layout (one packed_bits per input).
+/// The same for the packed layout (one packed_bits per input), outputs [first, last).
 template <class Acc, class Table>
 void crew_gather_packed(const std::vector<packed_bits>& index, const std::uint32_t* offsets, const Table* P,
-                        const std::int32_t* active, index_t active_count, index_t outputs, Acc* acc) {
+                        const std::int32_t* active, index_t active_count, index_t first, index_t last, Acc* acc) {
   for (index_t k = 0; k < active_count; ++k) {
     const index_t i = active[k];
     const packed_bits& idx = index[std::size_t(i)];
     const Table* t = P + offsets[i];
-    for (index_t j = 0; j < outputs; ++j) acc[j] += Acc(t[idx.get(std::size_t(j))]);
+    for (index_t j = first; j < last; ++j) acc[j] += Acc(t[idx.get(std::size_t(j))]);
   }
 }
 

@@ -3,7 +3,8 @@
 //   y = W x + b,   W: outputs x inputs (column-major), b: outputs
 // Shapes: x (inputs x batch) -> y (outputs x batch).
 // Cost: inputs*outputs MACs per sample; batch 1 is an Eigen GEMV (memory-bound once W
-// outgrows the caches), batch > 1 a GEMM.
+// outgrows the caches; inside a parallel_scope, a layer of at least 512 outputs and 2^18
+// weights cuts its rows over the threads), batch > 1 a GEMM.
 // Backward: dW += dy x^T, db += sum of dy over the batch, dx = W^T dy.
 // File (core/tensor_io.hpp): "<prefix>weight" [outputs, inputs] row-major and "<prefix>bias"
 // [outputs], exactly as torch.nn.Linear stores them; settings inputs, outputs.
@@ -12,12 +13,14 @@
 // Component: slimnn::core (Eigen only).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "slimnn/core/layer.hpp"
+#include "slimnn/core/parallel.hpp"
 #include "slimnn/core/tensor_io.hpp"
 
 namespace slimnn {
@@ -58,8 +61,12 @@ class dense {
   void forward(const_matrix_ref<T> x, matrix<T>& y) const {
     detail::check_input_rows(*this, x.rows());
     y.resize(weight_.rows(), x.cols());
-    if (x.cols() == 1)
-      y.col(0).noalias() = weight_ * x.col(0);
+    if (x.cols() == 1)  // a large layer cuts its rows over a lent pool (core/parallel.hpp)
+      detail::split_range(weight_.rows(), 256, std::max<index_t>(256, (index_t(1) << 17) / weight_.cols()),
+                          [&](index_t begin, index_t end) {
+                            y.col(0).segment(begin, end - begin).noalias() =
+                                weight_.middleRows(begin, end - begin) * x.col(0);
+                          });
     else
       y.noalias() = weight_ * x;
     y.colwise() += bias_;

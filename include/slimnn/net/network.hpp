@@ -6,6 +6,12 @@
 // output shape, checked when it is added (shape_error naming both layers).
 // forward() is const, thread-safe and allocation-free once warmed up (per thread);
 // forward_train/backward/parameters are for one training thread.
+// Inference threads: set_threads(n) gives the network a pool of n threads (default 1:
+// none) that forward() runs on, and forward(x, y, pool) runs one call on a given pool.
+// forward() cuts a batch of 64 or more into blocks of columns, each run through the
+// whole chain, whatever the thread count, so the result is bit-identical for any thread
+// count (core/parallel.hpp). Copies of a network share its pool; calls on one pool run
+// one at a time.
 // save(path) / network<T>::load(path) read and write safetensors files. They are
 // defined by slimnn/io/network_io.hpp (included by slimnn/slimnn.hpp), so this header
 // depends neither on the file format nor on every layer kind, and a program that never
@@ -20,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "slimnn/core/parallel.hpp"
 #include "slimnn/detail/activation_buffers.hpp"
 #include "slimnn/net/any_layer.hpp"
 #include "slimnn/net/connect.hpp"
@@ -66,15 +73,14 @@ class network {
   std::string name() const { return std::string("network<") + scalar_name<T>() + ">"; }
   std::string settings() const { return detail::cat(layers_.size(), " layers"); }
 
-  void forward(const_matrix_ref<T> x, matrix<T>& y) const {
-    const auto& layers = non_empty();
-    detail::activation_buffers<T> buffers(layers.size());
-    for (std::size_t i = 0; i < layers.size(); ++i) {
-      matrix<T>& out = i + 1 == layers.size() ? y : buffers[i];
-      if (i == 0) layers[i].forward(x, out);
-      else layers[i].forward(buffers[i - 1], out);
-    }
-  }
+  /// Inference on `threads` threads from now on (1: on the calling thread only).
+  void set_threads(int threads) { threads_.set("network", threads); }
+  /// The threads forward() runs on.
+  int threads() const { return threads_.count(); }
+
+  void forward(const_matrix_ref<T> x, matrix<T>& y) const { forward_on(threads_.pool(), x, y); }
+  /// forward() on the threads of `pool`.
+  void forward(const_matrix_ref<T> x, matrix<T>& y, thread_pool& pool) const { forward_on(&pool, x, y); }
 
   void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
     auto& layers = non_empty();
@@ -139,6 +145,21 @@ class network {
   }
 
  private:
+  // (The first layer checks x's rows.)
+  void forward_on(thread_pool* pool, const_matrix_ref<T> x, matrix<T>& y) const {
+    detail::forward_on<T>(pool, x, y, output_shape().size(),
+                          [&](const_matrix_ref<T> xb, matrix<T>& yb) { forward_chain(xb, yb); });
+  }
+  void forward_chain(const_matrix_ref<T> x, matrix<T>& y) const {
+    const auto& layers = non_empty();
+    detail::activation_buffers<T> buffers(layers.size());
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+      matrix<T>& out = i + 1 == layers.size() ? y : buffers[i];
+      if (i == 0) layers[i].forward(x, out);
+      else layers[i].forward(buffers[i - 1], out);
+    }
+  }
+
   const std::vector<any_layer<T>>& non_empty() const {
     detail::require<config_error>(!layers_.empty(), "network: has no layers");
     return layers_;
@@ -151,6 +172,7 @@ class network {
   std::vector<any_layer<T>> layers_;
   std::vector<matrix<T>> trace_;  // outputs kept by forward_train
   std::vector<matrix<T>> back_;   // back_[i]: gradient at layer i's input, kept for reuse
+  detail::inference_threads threads_;
 };
 
 }  // namespace slimnn

@@ -3,7 +3,8 @@
 //   sequential net(dense<float>(784, 256, rng), relu<float>(shape::flat(256)),
 //                  dense<float>(256, 10, rng));
 // The same contract as network<T> (shape checks at construction, const thread-safe
-// forward, training members), without type erasure: every call is resolved statically.
+// forward, training members, inference threads: set_threads, forward(x, y, pool)),
+// without type erasure: every call is resolved statically.
 // get<I>() reaches layer I. All layers must share one scalar type.
 //
 // Component: slimnn::core (Eigen only).
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "slimnn/core/layer.hpp"
+#include "slimnn/core/parallel.hpp"
 #include "slimnn/detail/activation_buffers.hpp"
 #include "slimnn/net/connect.hpp"
 
@@ -50,14 +52,14 @@ class sequential {
   std::string name() const { return std::string("sequential<") + scalar_name<scalar_type>() + ">"; }
   std::string settings() const { return detail::cat(count, " layers"); }
 
-  void forward(const_matrix_ref<scalar_type> x, matrix<scalar_type>& y) const {
-    detail::activation_buffers<scalar_type> buffers(count);
-    each([&]<std::size_t I>(const auto& layer) {
-      matrix<scalar_type>& out = I + 1 == count ? y : buffers[I];
-      if constexpr (I == 0) layer.forward(x, out);
-      else layer.forward(buffers[I - 1], out);
-    });
-  }
+  /// Inference on `threads` threads from now on (1: on the calling thread only).
+  void set_threads(int threads) { threads_.set("sequential", threads); }
+  /// The threads forward() runs on.
+  int threads() const { return threads_.count(); }
+
+  void forward(const_matrix_ref<scalar_type> x, matrix<scalar_type>& y) const { forward_on(threads_.pool(), x, y); }
+  /// forward() on the threads of `pool`.
+  void forward(const_matrix_ref<scalar_type> x, matrix<scalar_type>& y, thread_pool& pool) const { forward_on(&pool, x, y); }
 
   void forward_train(const_matrix_ref<scalar_type> x, matrix<scalar_type>& y)
     requires(TrainableLayer<First> && (TrainableLayer<Rest> && ...))
@@ -105,6 +107,20 @@ class sequential {
   }
 
  private:
+  // (The first layer checks x's rows.)
+  void forward_on(thread_pool* pool, const_matrix_ref<scalar_type> x, matrix<scalar_type>& y) const {
+    detail::forward_on<scalar_type>(pool, x, y, output_shape().size(),
+                                    [&](const_matrix_ref<scalar_type> xb, matrix<scalar_type>& yb) { forward_chain(xb, yb); });
+  }
+  void forward_chain(const_matrix_ref<scalar_type> x, matrix<scalar_type>& y) const {
+    detail::activation_buffers<scalar_type> buffers(count);
+    each([&]<std::size_t I>(const auto& layer) {
+      matrix<scalar_type>& out = I + 1 == count ? y : buffers[I];
+      if constexpr (I == 0) layer.forward(x, out);
+      else layer.forward(buffers[I - 1], out);
+    });
+  }
+
   template <class F>
   void each(F&& f) {
     [&]<std::size_t... I>(std::index_sequence<I...>) {
@@ -127,6 +143,7 @@ class sequential {
   std::tuple<First, Rest...> layers_;
   std::array<matrix<scalar_type>, count> trace_;
   std::array<matrix<scalar_type>, count> back_;  // back_[I]: gradient at layer I's input
+  detail::inference_threads threads_;
 };
 
 }  // namespace slimnn
