@@ -18,8 +18,8 @@
 // Batches (smartdeal_gemm): Yt (n x rows, column-major) from Zc (n x K, column-major: z
 // entry k of every sample contiguous), Yt[t, o] = sum over row o's slots of coef * Zc[t,
 // offset + j]; tiles of 64 samples (AVX-512: 4 x 16 lanes; AVX2: 2 passes of 4 x 8) keep
-// 4 accumulators per row, each coefficient broadcast once per tile; the samples past the
-// last full tile are masked. Every sample sums its slots in the same order on every path.
+// 4 accumulators per row, each coefficient broadcast once per tile (AVX-512 then runs a
+// tile of 32 samples two rows at a time); the samples past the last full tile are masked. Every sample sums its slots in the same order on every path.
 // Cost: one MAC per stored coefficient, reads coef, offset and the z values it names.
 // Thread safety: pure functions of their arguments.
 //
@@ -254,7 +254,34 @@ inline void smartdeal_gemm(index_t rows, index_t width, const index_t* start, co
       float* y = yt + o * n + t;
       _mm512_storeu_ps(y, a0), _mm512_storeu_ps(y + 16, a1), _mm512_storeu_ps(y + 32, a2), _mm512_storeu_ps(y + 48, a3);
     }
-  for (index_t t = full; t < n; t += 16) {
+  // A tile of 32 samples: two rows at a time, so that 4 accumulators are in flight too.
+  index_t t = full;
+  for (; t + 32 <= n; t += 32)
+    for (index_t o = 0; o < rows; o += 2) {
+      const index_t p = std::min(o + 1, rows - 1);  // the second row (o again when rows is odd)
+      __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+      const index_t first_a = start[o], count_a = start[o + 1] - first_a;
+      const index_t first_b = start[p], count_b = start[p + 1] - first_b;
+      for (index_t k = 0; k < std::max(count_a, count_b); ++k) {
+        const float* za = k < count_a ? zc + index_t(offset[first_a + k]) * n + t : nullptr;
+        const float* zb = k < count_b ? zc + index_t(offset[first_b + k]) * n + t : nullptr;
+        for (index_t j = 0; j < width; ++j) {
+          if (za) {
+            const __m512 c = _mm512_set1_ps(coef[(first_a + k) * width + j]);
+            a0 = _mm512_fmadd_ps(c, _mm512_loadu_ps(za + j * n), a0);
+            a1 = _mm512_fmadd_ps(c, _mm512_loadu_ps(za + j * n + 16), a1);
+          }
+          if (zb) {
+            const __m512 c = _mm512_set1_ps(coef[(first_b + k) * width + j]);
+            b0 = _mm512_fmadd_ps(c, _mm512_loadu_ps(zb + j * n), b0);
+            b1 = _mm512_fmadd_ps(c, _mm512_loadu_ps(zb + j * n + 16), b1);
+          }
+        }
+      }
+      _mm512_storeu_ps(yt + o * n + t, a0), _mm512_storeu_ps(yt + o * n + t + 16, a1);
+      _mm512_storeu_ps(yt + p * n + t, b0), _mm512_storeu_ps(yt + p * n + t + 16, b1);
+    }
+  for (; t < n; t += 16) {
     const __mmask16 m = n - t >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - t)) - 1u);
     for (index_t o = 0; o < rows; ++o) {
       __m512 a = _mm512_setzero_ps();
