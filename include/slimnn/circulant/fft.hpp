@@ -35,6 +35,7 @@
 
 #include "slimnn/core/error.hpp"
 #include "slimnn/core/types.hpp"
+#include "slimnn/detail/scratch.hpp"
 
 namespace slimnn {
 
@@ -171,13 +172,11 @@ constexpr index_t fft_padded(index_t n) {
 
 namespace detail {
 
-/// Per-thread growable fft_vector owned by (Tag, U, Slot); never shrinks, so it stops
-/// allocating once warm. Returns a pointer to at least n elements.
+/// The workspace (detail/scratch.hpp) in memory FFTW plans may execute on: a pointer to
+/// at least n elements of a per-thread, grow-only buffer owned by (Tag, U, Slot).
 template <class Tag, class U, int Slot = 0>
 U* fft_scratch(index_t n) {
-  thread_local fft_vector<U> buffer;
-  if (buffer.size() < std::size_t(n)) buffer.resize(std::size_t(n));
-  return buffer.data();
+  return scratch_array<Tag, U, Slot, fft_allocator<U>>(std::size_t(n));
 }
 
 }  // namespace detail

@@ -63,6 +63,7 @@
 #include "slimnn/crew/weight_quantization.hpp"
 #include "slimnn/detail/bitpack.hpp"
 #include "slimnn/detail/packed_io.hpp"
+#include "slimnn/detail/scratch.hpp"
 #include "slimnn/kernels/crew.hpp"
 #include "slimnn/layers/dense.hpp"
 
@@ -158,65 +159,28 @@ class crew_dense {
     detail::check_input_rows(*this, xq.rows());
     require_int8_range();
     acc.resize(outputs_, xq.cols());
-    const isa path = kernel == crew_kernel::best ? active_isa() : isa::portable;
-    // One sample's outputs [first_unit, last_unit) (in split_outputs units).
-    const auto sample = [&](index_t b, index_t first_unit, index_t last_unit) {
-      std::int32_t* active = buffer<std::int32_t, 0>(std::size_t(inputs_));
-      void* workspace = buffer<std::int32_t, 1>(
-          (kernels::crew_int8_workspace_bytes(lanes_, values_.size()) + sizeof(std::int32_t) - 1) / sizeof(std::int32_t));
-      const std::int8_t* xb = xq.col(b).data();
-      index_t count = 0;
-      for (index_t i = 0; i < inputs_; ++i)
-        if (xb[i] != 0) active[count++] = std::int32_t(i);
-      std::int32_t* out = acc.col(b).data();
-      const auto [first, last] = unit_outputs(first_unit, last_unit);
-      std::fill(out + first, out + last, 0);
-      if (layout_ == crew_index_layout::lanes)
-        return kernels::crew_gather_int8(path, lanes_, xb, offsets_.data(), unique_.data(), codes_.data(), active,
-                                         count, workspace, out, first_unit, last_unit);
-      auto* table = static_cast<std::int32_t*>(workspace);
-      kernels::crew_int8_table(xb, offsets_.data(), unique_.data(), codes_.data(), active, count, table);
-      gather(path, table, active, count, out, first_unit, last_unit);
-    };
-    // Inside a parallel_scope a batch is cut into blocks of samples, a small batch's
-    // outputs into ranges (core/parallel.hpp); results are exact either way.
-    constexpr index_t min_samples = 8;  // per thread
-    if (xq.cols() >= 2 * min_samples)
-      detail::split_range(xq.cols(), 1, min_samples, [&](index_t first, index_t last) {
-        for (index_t b = first; b < last; ++b) sample(b, 0, output_units());
-      });
-    else
-      for (index_t b = 0; b < xq.cols(); ++b)
-        split_outputs([&](index_t first_unit, index_t last_unit) { sample(b, first_unit, last_unit); });
+    accumulate_int8(xq, acc.data(), kernel);
   }
 
   /// y = scale * s_j * (codes x round(x / scale)) + b through the int8 path; every
   /// round(x / scale) must lie in -127..127 (else config_error).
   void forward_int8(const_matrix_ref<T> x, T activation_scale, matrix<T>& y,
                     crew_kernel kernel = crew_kernel::best) const {
-    const int8_matrix xq = quantize_activations(x, activation_scale);
-    int32_matrix acc;
-    forward_int8(xq, acc, kernel);
+    auto xq = detail::scratch<crew_dense, std::int8_t>(x.rows(), x.cols());
+    quantize_into(x, activation_scale, xq);
+    require_int8_range();
+    std::int32_t* acc = buffer<std::int32_t, 2>(std::size_t(outputs_ * x.cols()));
+    accumulate_int8(xq, acc, kernel);
     y.resize(outputs_, x.cols());
     for (index_t b = 0; b < x.cols(); ++b)
       for (index_t j = 0; j < outputs_; ++j)
-        y(j, b) = T(double(activation_scale) * double(row_scale_[j]) * double(acc(j, b)) + double(bias_[j]));
+        y(j, b) = T(double(activation_scale) * double(row_scale_[j]) * double(acc[b * outputs_ + j]) + double(bias_[j]));
   }
 
   /// round(x / scale) as int8; raises config_error when a value falls outside -127..127.
   int8_matrix quantize_activations(const_matrix_ref<T> x, T activation_scale) const {
-    detail::check_input_rows(*this, x.rows());
-    detail::require<config_error>(activation_scale > T(0) && std::isfinite(double(activation_scale)), describe(*this),
-                                  ": activation scale must be positive and finite, got ", activation_scale);
     int8_matrix q(x.rows(), x.cols());
-    for (index_t b = 0; b < x.cols(); ++b)
-      for (index_t i = 0; i < x.rows(); ++i) {
-        const double r = std::nearbyint(double(x(i, b)) / double(activation_scale));
-        detail::require<config_error>(std::abs(r) <= 127, describe(*this), ": activation ", x(i, b), " (input ", i,
-                                      ", sample ", b, ") is outside the int8 range of scale ", activation_scale,
-                                      " (|x| <= ", 127 * double(activation_scale), ")");
-        q(i, b) = std::int8_t(r);
-      }
+    quantize_into(x, activation_scale, q);
     return q;
   }
 
@@ -445,13 +409,65 @@ class crew_dense {
   std::uint64_t table_entries() const { return values_.size(); }
 
  private:
+  /// acc (outputs x xq.cols(), column-major) = codes x xq, exactly.
+  void accumulate_int8(const Eigen::Ref<const int8_matrix>& xq, std::int32_t* acc, crew_kernel kernel) const {
+    const isa path = kernel == crew_kernel::best ? active_isa() : isa::portable;
+    // One sample's outputs [first_unit, last_unit) (in split_outputs units).
+    const auto sample = [&](index_t b, index_t first_unit, index_t last_unit) {
+      std::int32_t* active = buffer<std::int32_t, 0>(std::size_t(inputs_));
+      void* workspace = buffer<std::int32_t, 1>(
+          (kernels::crew_int8_workspace_bytes(lanes_, values_.size()) + sizeof(std::int32_t) - 1) / sizeof(std::int32_t));
+      const std::int8_t* xb = xq.col(b).data();
+      index_t count = 0;
+      for (index_t i = 0; i < inputs_; ++i)
+        if (xb[i] != 0) active[count++] = std::int32_t(i);
+      std::int32_t* out = acc + b * outputs_;
+      const auto [first, last] = unit_outputs(first_unit, last_unit);
+      std::fill(out + first, out + last, 0);
+      if (layout_ == crew_index_layout::lanes)
+        return kernels::crew_gather_int8(path, lanes_, xb, offsets_.data(), unique_.data(), codes_.data(), active,
+                                         count, workspace, out, first_unit, last_unit);
+      auto* table = static_cast<std::int32_t*>(workspace);
+      kernels::crew_int8_table(xb, offsets_.data(), unique_.data(), codes_.data(), active, count, table);
+      gather(path, table, active, count, out, first_unit, last_unit);
+    };
+    // Inside a parallel_scope a batch is cut into blocks of samples, a small batch's
+    // outputs into ranges (core/parallel.hpp); results are exact either way.
+    constexpr index_t min_samples = 8;  // per thread
+    if (xq.cols() >= 2 * min_samples)
+      detail::split_range(xq.cols(), 1, min_samples, [&](index_t first, index_t last) {
+        for (index_t b = first; b < last; ++b) sample(b, 0, output_units());
+      });
+    else
+      for (index_t b = 0; b < xq.cols(); ++b)
+        split_outputs([&](index_t first_unit, index_t last_unit) { sample(b, first_unit, last_unit); });
+  }
+
+  /// q (x's shape) = round(x / scale) as int8; config_error outside -127..127.
+  template <class Q>
+  void quantize_into(const_matrix_ref<T> x, T activation_scale, Q& q) const {
+    detail::check_input_rows(*this, x.rows());
+    // (Messages are built only on failure: the int8 forward allocates nothing.)
+    if (!(activation_scale > T(0) && std::isfinite(double(activation_scale))))
+      throw config_error(detail::cat(describe(*this), ": activation scale must be positive and finite, got ",
+                                     activation_scale));
+    for (index_t b = 0; b < x.cols(); ++b)
+      for (index_t i = 0; i < x.rows(); ++i) {
+        const double r = std::nearbyint(double(x(i, b)) / double(activation_scale));
+        if (!(std::abs(r) <= 127))
+          throw config_error(detail::cat(describe(*this), ": activation ", x(i, b), " (input ", i, ", sample ", b,
+                                         ") is outside the int8 range of scale ", activation_scale, " (|x| <= ",
+                                         127 * double(activation_scale), ")"));
+        q(i, b) = std::int8_t(r);
+      }
+  }
+
+
   /// A per-thread buffer of at least n values that only grows (layers of different sizes
   /// share it without reallocating once warmed up).
   template <class U, int Slot>
   static U* buffer(std::size_t n) {
-    thread_local std::vector<U> storage;
-    if (storage.size() < n) storage.resize(n);
-    return storage.data();
+    return detail::scratch_array<crew_dense, U, Slot>(n);
   }
 
   void build(const int8_matrix& codes, crew_index_layout layout) {
@@ -534,8 +550,8 @@ class crew_dense {
 
   void require_int8_range() const {
     // |x * code| <= 128 * 127 per term: int32 holds the sum of up to 132104 inputs.
-    detail::require<config_error>(inputs_ <= 132104, describe(*this),
-                                  ": the int8 path accumulates in int32 and supports at most 132104 inputs");
+    if (inputs_ > 132104)  // (the message is built only on failure: forward allocates nothing)
+      throw config_error(describe(*this) + ": the int8 path accumulates in int32 and supports at most 132104 inputs");
   }
 
   crew_dense() = default;  // for load

@@ -1,27 +1,41 @@
-// slimnn/detail/scratch.hpp — per-thread scratch matrices for const forward passes.
+// slimnn/detail/scratch.hpp — the workspace of const forward passes: per-thread buffers
+// that only grow.
 //
 // forward() is const and may run on several threads at once, so its temporaries
-// cannot live in the layer. scratch<Tag, T, Slot>(rows, cols) returns a rows x cols view
-// of a thread_local buffer owned by (Tag, Slot). The buffer only grows, so once it has
-// held the largest size asked for it never allocates again, even when layers of one kind
-// but different sizes take turns (a network's two convolutions). The contents are
-// unspecified on return. Distinct tags (one per layer kind) keep nested users apart.
+// cannot live in the layer. scratch_array<Tag, U, Slot, Allocator>(n) returns a pointer to
+// at least n values of U in a thread_local buffer owned by (Tag, U, Slot, Allocator). The
+// buffer only grows, so once it has held the largest size asked for it never allocates
+// again, even when layers of one kind but different sizes take turns (a network's two
+// convolutions). scratch<Tag, T, Slot>(rows, cols) is a rows x cols matrix view of such a
+// buffer, aligned for Eigen; the FFT layers take theirs with FFTW's allocator
+// (circulant/fft.hpp, fft_scratch). The contents are unspecified on return. Distinct tags
+// (one per layer kind) keep nested users apart; a task on a pool thread gets that
+// thread's buffers.
 //
 // Component: slimnn::core (Eigen only).
 #pragma once
 
+#include <cstddef>
+#include <memory>
+#include <vector>
+
 #include "slimnn/core/types.hpp"
 
 namespace slimnn::detail {
+
+template <class Tag, class U, int Slot = 0, class Allocator = std::allocator<U>>
+U* scratch_array(std::size_t n) {
+  thread_local std::vector<U, Allocator> buffer;
+  if (buffer.size() < n) buffer.resize(n);
+  return buffer.data();
+}
 
 template <class T>
 using scratch_matrix = Eigen::Map<matrix<T>, Eigen::AlignedMax>;
 
 template <class Tag, class T, int Slot = 0>
 scratch_matrix<T> scratch(index_t rows, index_t cols) {
-  thread_local matrix<T> buffer;
-  if (buffer.size() < rows * cols) buffer.resize(rows * cols, 1);
-  return {buffer.data(), rows, cols};
+  return {scratch_array<Tag, T, Slot, Eigen::aligned_allocator<T>>(std::size_t(rows * cols)), rows, cols};
 }
 
 }  // namespace slimnn::detail

@@ -606,8 +606,9 @@ class decomposed_conv2d {
       int count;
       index_t src[4], dst[4];
     };
-    std::vector<tile_group> plan(std::size_t((tiles + 3) / 4));
-    for (index_t group = 0, t = 0, groups = index_t(plan.size()); group < groups; ++group) {
+    const index_t groups = (tiles + 3) / 4;
+    tile_group* plan = slimnn::detail::scratch_array<decomposed_conv2d, tile_group>(std::size_t(groups));
+    for (index_t group = 0, t = 0; group < groups; ++group) {
       tile_group& tg = plan[std::size_t(group)];
       tg.count = int((tiles - t) / (groups - group));
       for (int v = 0; v < tg.count; ++v, ++t) {
@@ -616,9 +617,7 @@ class decomposed_conv2d {
         tg.dst[v] = r * wo + ow;
       }
     }
-    const index_t basis_blocks = (M + 3) / 4;
-    std::vector<index_t> block_size(static_cast<std::size_t>(basis_blocks));
-    for (index_t block = 0, m = 0; block < basis_blocks; ++block) m += block_size[std::size_t(block)] = (M - m) / (basis_blocks - block);
+    const index_t basis_blocks = (M + 3) / 4;  // block b has (M - m) / (basis_blocks - b) bases, m before it
     const T* basis = basis_used().data();
     for (index_t c = 0; c < C; ++c) {
       const T* rows = input_rows;  // loaded row r: input row first * s - padding + r
@@ -644,13 +643,14 @@ class decomposed_conv2d {
       for (index_t m = 0; m < M; ++m)
         for (index_t q = length / row_tile * row_tile; q < round_up(length, row_tile); q += row_tile)
           Eigen::Map<tile>{maps + m * stride + q}.setZero();
-      for (const tile_group& tg : plan) {
+      for (const tile_group& tg : std::span(plan, std::size_t(groups))) {
         const T* src[4];
         for (int v = 0; v < tg.count; ++v) src[v] = rows + tg.src[v];
-        for (index_t block = 0, m = 0; block < basis_blocks; m += block_size[std::size_t(block++)]) {
+        for (index_t block = 0, m = 0, size; block < basis_blocks; m += size, ++block) {
+          size = (M - m) / (basis_blocks - block);
           T* dst[4];
           for (int v = 0; v < tg.count; ++v) dst[v] = maps + m * stride + tg.dst[v];
-          switch (block_size[std::size_t(block)]) {
+          switch (size) {
             case 4: basis_tiles<4>(tg.count, src, dst, basis_c + m * kk, stride); break;
             case 3: basis_tiles<3>(tg.count, src, dst, basis_c + m * kk, stride); break;
             case 2: basis_tiles<2>(tg.count, src, dst, basis_c + m * kk, stride); break;
