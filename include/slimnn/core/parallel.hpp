@@ -67,6 +67,13 @@ class parallel_scope {
 
 namespace detail {
 
+/// Part p of `parts` near-equal parts of [0, count), cut at multiples of `align`:
+/// [first, last) as a pair.
+inline std::pair<index_t, index_t> part_of(index_t p, index_t parts, index_t count, index_t align) {
+  const index_t units = (count + align - 1) / align;
+  return {units * p / parts * align, std::min(count, units * (p + 1) / parts * align)};
+}
+
 /// Runs task(begin, end) over disjoint ranges that cover [0, count): one range per
 /// thread of the lent pool, cut at multiples of `align`, each at least `min_part` long.
 /// Without a lent pool, inside a task, or when count < 2 * min_part: task(0, count) inline.
@@ -78,7 +85,7 @@ void split_range(index_t count, index_t align, index_t min_part, Task&& task) {
   parts = std::min(parts, units);
   if (parts <= 1) return task(index_t(0), count);
   pool->run(parts, [&](index_t p) {
-    const index_t begin = units * p / parts * align, end = std::min(count, units * (p + 1) / parts * align);
+    const auto [begin, end] = part_of(p, parts, count, align);
     task(begin, end);
   });
 }
@@ -97,13 +104,11 @@ void forward_on(thread_pool* pool, const_matrix_ref<T> x, matrix<T>& y, index_t 
     return forward(x, y);
   }
   y.resize(rows, batch);
-  const index_t units = (batch + batch_column_alignment - 1) / batch_column_alignment;
   const auto run_block = [&](index_t p) {
-    const index_t first = units * p / blocks * batch_column_alignment;
-    const index_t count = std::min(batch, units * (p + 1) / blocks * batch_column_alignment) - first;
+    const auto [first, last] = part_of(p, blocks, batch, batch_column_alignment);
     activation_buffers<T> block(1);
-    forward(x.middleCols(first, count), block[0]);
-    y.middleCols(first, count) = block[0];
+    forward(x.middleCols(first, last - first), block[0]);
+    y.middleCols(first, last - first) = block[0];
   };
   if (pool) pool->run(blocks, run_block);
   else

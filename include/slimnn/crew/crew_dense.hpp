@@ -462,7 +462,6 @@ class crew_dense {
       }
   }
 
-
   /// A per-thread buffer of at least n values that only grows (layers of different sizes
   /// share it without reallocating once warmed up).
   template <class U, int Slot>
@@ -544,7 +543,7 @@ class crew_dense {
       kernels::crew_gather(path, lanes_, offsets_.data(), table, active, count, acc, first_unit, last_unit);
     } else {
       const auto [first, last] = unit_outputs(first_unit, last_unit);
-      kernels::crew_gather_packed(packed_, offsets_.data(), table, active, count, first, last, acc);
+      kernels::crew_gather_packed(packed_, offsets_.data(), table, active, count, acc, first, last);
     }
   }
 

@@ -115,7 +115,7 @@ void crew_gather_lanes(const crew_lanes& lanes, const std::uint32_t* offsets, co
 /// The same for the packed layout (one packed_bits per input), outputs [first, last).
 template <class Acc, class Table>
 void crew_gather_packed(const std::vector<packed_bits>& index, const std::uint32_t* offsets, const Table* P,
-                        const std::int32_t* active, index_t active_count, index_t first, index_t last, Acc* acc) {
+                        const std::int32_t* active, index_t active_count, Acc* acc, index_t first, index_t last) {
   for (index_t k = 0; k < active_count; ++k) {
     const index_t i = active[k];
     const packed_bits& idx = index[std::size_t(i)];
