@@ -1,11 +1,12 @@
 // forward allocates nothing once warm: this translation unit replaces the global
 // operator new / delete with counting versions, warms every layer kind (and networks of
-// mixed layers, on 1 and 2 threads) up at a batch size, then requires that further
+// mixed layers, on 1 to 3 threads) up at a batch size, then requires that further
 // forwards at that batch size make no allocation at all. Eigen's matrices take their
 // memory from malloc, not operator new; their reuse is what the grow-only per-thread
 // buffers (detail/scratch.hpp, detail/activation_buffers.hpp) provide.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <functional>
@@ -53,13 +54,22 @@ namespace {
 using namespace slimnn;
 using slimnn::testing::random_matrix;
 
-/// Allocations made by `forward` after two warm-up calls, over three more calls.
+/// Allocations made by `forward` over three calls once warm: the fewest over up to 20
+/// windows of three calls, after two warm-up calls. Buffers are per thread, and which
+/// pool thread takes which block varies, so on a loaded machine a thread may meet a block
+/// first (and grow its buffers) only after the warm-up; growth stops once every thread
+/// has, while a forward that allocates on every call allocates in every window.
 long allocations_once_warm(const std::function<void()>& forward) {
   forward();
   forward();
-  const long before = allocations.load();
-  for (int i = 0; i < 3; ++i) forward();
-  return allocations.load() - before;
+  long fewest = -1;
+  for (int window = 0; window < 20 && fewest != 0; ++window) {
+    const long before = allocations.load();
+    for (int i = 0; i < 3; ++i) forward();
+    const long made = allocations.load() - before;
+    fewest = fewest < 0 ? made : std::min(fewest, made);
+  }
+  return fewest;
 }
 
 template <class L>
