@@ -18,6 +18,7 @@
 #include "layer_file.hpp"
 #include "slimnn/core/layer.hpp"
 #include "slimnn/core/parallel.hpp"
+#include "slimnn/detail/scratch.hpp"
 #include "slimnn/net/network.hpp"
 #include "slimnn/train/gradient_check.hpp"
 #include "test_util.hpp"
@@ -109,6 +110,53 @@ TYPED_TEST_P(conformance, bit_identical_on_any_thread_count) {
   }
 }
 
+TYPED_TEST_P(conformance, forward_into_column_views) {
+  const auto layer = TypeParam::template make<float>();
+  const auto n = layer.input_shape().size(), m = layer.output_shape().size();
+  const auto x = slimnn::testing::random_matrix<float>(n, 5);
+  slimnn::matrix<float> left, right;
+  layer.forward(x.leftCols(2), left);
+  layer.forward(x.rightCols(3), right);
+  // Two callers' column blocks of one output; the other columns stay as they were.
+  slimnn::matrix<float> y = slimnn::matrix<float>::Constant(m, 7, -3.0f);
+  layer.forward(x.leftCols(2), y.middleCols(1, 2));
+  layer.forward(x.rightCols(3), slimnn::matrix_view<float>(y.middleCols(3, 3)));
+  // (Equal up to rounding: Eigen's small products peel unaligned destination rows.)
+  const slimnn::matrix<float> got_left = y.middleCols(1, 2), got_right = y.middleCols(3, 3);
+  EXPECT_LT(slimnn::testing::relative_error(got_left.template cast<double>(), left.template cast<double>()), 1e-6);
+  EXPECT_LT(slimnn::testing::relative_error(got_right.template cast<double>(), right.template cast<double>()), 1e-6);
+  EXPECT_TRUE((y.col(0).array() == -3.0f).all() && (y.col(6).array() == -3.0f).all());
+  const std::string who = slimnn::describe(layer);
+  slimnn::matrix<float> small(m, 4);
+  slimnn::testing::expect_throw_message<slimnn::shape_error>(
+      [&] { layer.forward(x, slimnn::matrix_view<float>(small)); },
+      "slimnn: " + who + ": the output view is " + std::to_string(m) + " x 4, expected " + std::to_string(m) + " x 5");
+  slimnn::matrix<float> tall(m + 1, 5);
+  slimnn::testing::expect_throw_message<slimnn::shape_error>(
+      [&] { layer.forward(x, tall.topRows(m)); },
+      "slimnn: " + who + ": the output view's columns are " + std::to_string(m + 1) + " values apart, not " + std::to_string(m) +
+          " (take whole columns: a matrix or middleCols)");
+}
+
+TYPED_TEST_P(conformance, workspace_bytes_is_what_a_thread_takes) {
+  const auto layer = TypeParam::template make<float>();
+  for (const slimnn::index_t batch : {1, 7, 64}) {
+    const auto x = slimnn::testing::random_matrix<float>(layer.input_shape().size(), batch);
+    std::uint64_t first = 0, second = 0;
+    std::thread([&] {  // a new thread starts with an empty workspace
+      slimnn::matrix<float> y;
+      layer.forward(x, y);
+      first = slimnn::detail::workspace_held();
+      layer.forward(x, y);
+      second = slimnn::detail::workspace_held();
+    }).join();
+    // A chain adds up its layers' figures, an upper bound where layers of one kind share buffers.
+    if constexpr (requires { layer.set_threads(1); }) EXPECT_LE(first, slimnn::workspace_bytes(layer, batch));
+    else EXPECT_EQ(first, slimnn::workspace_bytes(layer, batch)) << "batch " << batch;
+    EXPECT_EQ(second, first) << "batch " << batch << ": a warm forward grew the workspace";
+  }
+}
+
 TYPED_TEST_P(conformance, strided_view_matches_contiguous) {
   const auto layer = TypeParam::template make<float>();
   const auto n = layer.input_shape().size();
@@ -194,6 +242,7 @@ TYPED_TEST_P(conformance, save_load_round_trip) {
 
 REGISTER_TYPED_TEST_SUITE_P(conformance, output_has_declared_shape, rejects_wrong_input_rows,
                             forward_is_deterministic, concurrent_forward_matches_serial, bit_identical_on_any_thread_count,
+                            forward_into_column_views, workspace_bytes_is_what_a_thread_takes,
                             strided_view_matches_contiguous, batch_matches_single_samples,
                             float_matches_double, same_output_inside_a_network,
                             gradients_match_finite_differences, backward_rejects_wrong_gradient_shape,

@@ -259,7 +259,7 @@ class scale {
   shape input_shape() const { return shape::flat(n_); }
   shape output_shape() const { return shape::flat(n_); }
   std::string name() const { return std::string("scale<") + scalar_name<T>() + ">"; }
-  void forward(const_matrix_ref<T> x, matrix<T>& y) const { y = x * factor_; }
+  void forward(const_matrix_ref<T> x, matrix_view<T> y) const { y = x * factor_; }
   slimnn::cost cost() const { return {}; }
 
   static constexpr const char* kind = "test_scale";
@@ -283,7 +283,7 @@ class unsaveable {
   shape input_shape() const { return shape::flat(2); }
   shape output_shape() const { return shape::flat(2); }
   std::string name() const { return "unsaveable"; }
-  void forward(const_matrix_ref<T> x, matrix<T>& y) const { y = x; }
+  void forward(const_matrix_ref<T> x, matrix_view<T> y) const { y = x; }
   slimnn::cost cost() const { return {}; }
 };
 

@@ -112,7 +112,7 @@ struct frozen_layer {  // an inference-only Layer
   shape input_shape() const { return shape::flat(2); }
   shape output_shape() const { return shape::flat(2); }
   std::string name() const { return "frozen"; }
-  void forward(const_matrix_ref<float> x, matrix<float>& y) const { y = 2 * x; }
+  void forward(const_matrix_ref<float> x, matrix_view<float> y) const { y = 2 * x; }
   slimnn::cost cost() const { return {}; }
 };
 static_assert(Layer<frozen_layer> && !TrainableLayer<frozen_layer>);

@@ -1,8 +1,12 @@
-// tests/test_util.hpp — random inputs and error measures shared by the tests.
+// tests/test_util.hpp — random inputs, error measures and exact-message checks shared by
+// the tests.
 #pragma once
+
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <random>
+#include <string>
 
 #include "slimnn/core/types.hpp"
 
@@ -23,6 +27,17 @@ template <class A, class B>
 double relative_error(const A& a, const B& b) {
   const double scale = std::max(1.0, double(b.cwiseAbs().maxCoeff()));
   return double((a - b).cwiseAbs().maxCoeff()) / scale;
+}
+
+/// Expects f() to throw an Error whose what() is exactly `message`.
+template <class Error, class F>
+void expect_throw_message(F&& f, const std::string& message) {
+  try {
+    f();
+    ADD_FAILURE() << "no exception; expected: " << message;
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), message);
+  }
 }
 
 }  // namespace slimnn::testing

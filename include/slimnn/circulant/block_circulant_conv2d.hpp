@@ -107,14 +107,25 @@ class block_circulant_conv2d {
     return s;
   }
 
-  void forward(const_matrix_ref<T> x, matrix<T>& y) const {
+  void forward(const_matrix_ref<T> x, matrix<T>& y) const { detail::forward_resized(*this, x, y); }
+  void forward(const_matrix_ref<T> x, matrix_view<T> y) const {
     detail::check_input_rows(*this, x.rows());
-    y.resize(output_shape().size(), x.cols());
+    detail::check_output(*this, y, x.cols());
     complex* X = detail::fft_scratch<block_circulant_conv2d, complex, 0>(in_spec_stride());
     for (index_t b = 0; b < x.cols(); ++b) {
       transform_input(x.col(b), X);
       forward_sample(X, y.col(b));
     }
+  }
+
+  /// One sample at a time: its input and output spectra, the real FFT buffers, and the
+  /// zero-padded spectrum planes and wide outputs (stride 1) or the spectral im2col.
+  std::uint64_t workspace_bytes(index_t) const {
+    const auto& g = geometry_;
+    const index_t P = g.positions(), Wp = g.in.w + 2 * g.padding, Hp = g.in.h + 2 * g.padding;
+    const index_t products = g.stride == 1 ? q_ * (Hp * Wp + g.kernel - 1) + g.out_h() * Wp * p_ : P * q_ * taps();
+    return std::uint64_t(in_spec_stride() + out_spec_stride() + products) * sizeof(complex) +
+           std::uint64_t(fft_padded<T>(q_ * k_ * g.in.h * g.in.w) + fft_padded<T>(p_ * k_ * P)) * sizeof(T);
   }
 
   void forward_train(const_matrix_ref<T> x, matrix<T>& y) {

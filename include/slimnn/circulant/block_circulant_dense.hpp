@@ -90,13 +90,22 @@ class block_circulant_dense {
     return s;
   }
 
-  void forward(const_matrix_ref<T> x, matrix<T>& y) const {
+  void forward(const_matrix_ref<T> x, matrix<T>& y) const { detail::forward_resized(*this, x, y); }
+  void forward(const_matrix_ref<T> x, matrix_view<T> y) const {
     detail::check_input_rows(*this, x.rows());
+    detail::check_output(*this, y, x.cols());
     run_forward(x, y, nullptr);
+  }
+
+  /// One real FFT buffer and the batch's input and output spectra (FFTW-aligned).
+  std::uint64_t workspace_bytes(index_t batch) const {
+    return std::uint64_t(std::max(in_stride(), out_stride())) * sizeof(T) +
+           std::uint64_t(batch * (in_spec_stride() + out_spec_stride())) * sizeof(complex);
   }
 
   void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
     detail::check_input_rows(*this, x.rows());
+    y.resize(outputs_, x.cols());
     input_spectra_.resize(std::size_t(x.cols() * in_spec_stride()));
     run_forward(x, y, input_spectra_.data());
     batch_ = x.cols();
@@ -229,9 +238,8 @@ class block_circulant_dense {
   index_t out_spec_stride() const { return fft_padded<complex>(spectra_.frequencies() * p_); }
 
   /// The forward pass; keeps the input spectra in `keep` when given (training).
-  void run_forward(const_matrix_ref<T> x, matrix<T>& y, complex* keep) const {
+  void run_forward(const_matrix_ref<T> x, matrix_view<T> y, complex* keep) const {
     const index_t B = x.cols(), F = spectra_.frequencies();
-    y.resize(outputs_, B);
     T* real = detail::fft_scratch<block_circulant_dense, T, 0>(std::max(in_stride(), out_stride()));
     complex* X = keep ? keep : detail::fft_scratch<block_circulant_dense, complex, 1>(B * in_spec_stride());
     complex* Y = detail::fft_scratch<block_circulant_dense, complex, 2>(B * out_spec_stride());

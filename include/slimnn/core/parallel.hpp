@@ -31,7 +31,6 @@
 #include "slimnn/core/layer.hpp"
 #include "slimnn/core/thread_pool.hpp"
 #include "slimnn/core/types.hpp"
-#include "slimnn/detail/activation_buffers.hpp"
 
 namespace slimnn {
 
@@ -90,12 +89,23 @@ void split_range(index_t count, index_t align, index_t min_part, Task&& task) {
   });
 }
 
-/// y (rows x x.cols()) = forward(x) in batch_blocks, on `pool` when given and not called
-/// from inside a task, else on the calling thread; a batch of one block runs inside a
-/// parallel_scope of the pool. forward(x_block, y_block) is a const layer or chain
-/// forward that resizes its output.
+/// The largest block of a batch of `batch` (the columns one task runs at most).
+inline index_t largest_batch_block(index_t batch) {
+  const index_t blocks = batch_blocks(batch);
+  index_t largest = 0;
+  for (index_t p = 0; p < blocks; ++p) {
+    const auto [first, last] = part_of(p, blocks, batch, batch_column_alignment);
+    largest = std::max(largest, last - first);
+  }
+  return largest;
+}
+
+/// y (x.cols() columns, sized by the caller) = forward(x) in batch_blocks, on `pool` when
+/// given and not called from inside a task, else on the calling thread; a batch of one
+/// block runs inside a parallel_scope of the pool. forward(x_block, y_block) is a const
+/// layer or chain forward into a view: each block writes straight into its columns of y.
 template <class T, class Forward>
-void forward_on(thread_pool* pool, const_matrix_ref<T> x, matrix<T>& y, index_t rows, Forward&& forward) {
+void forward_on(thread_pool* pool, const_matrix_ref<T> x, matrix_view<T> y, Forward&& forward) {
   if (pool && thread_pool::inside_task()) pool = nullptr;
   const index_t batch = x.cols(), blocks = batch_blocks(batch);
   if (blocks == 1) {
@@ -103,12 +113,9 @@ void forward_on(thread_pool* pool, const_matrix_ref<T> x, matrix<T>& y, index_t 
     parallel_scope scope(*pool);
     return forward(x, y);
   }
-  y.resize(rows, batch);
   const auto run_block = [&](index_t p) {
     const auto [first, last] = part_of(p, blocks, batch, batch_column_alignment);
-    activation_buffers<T> block(1);
-    forward(x.middleCols(first, last - first), block[0]);
-    y.middleCols(first, last - first) = block[0];
+    forward(x.middleCols(first, last - first), y.middleCols(first, last - first));
   };
   if (pool) pool->run(blocks, run_block);
   else
@@ -132,14 +139,22 @@ class inference_threads {
 
 }  // namespace detail
 
-/// y = layer.forward(x) on the threads of `pool` (see the header comment).
+/// y = layer.forward(x) on the threads of `pool` (see the header comment), into a view
+/// sized output size x x.cols() (shape_error otherwise).
+template <Layer L>
+void parallel_forward(const L& layer, thread_pool& pool, const_matrix_ref<typename L::scalar_type> x,
+                      matrix_view<typename L::scalar_type> y) {
+  using T = typename L::scalar_type;
+  detail::check_input_rows(layer, x.rows());
+  detail::check_output(layer, y, x.cols());
+  detail::forward_on<T>(&pool, x, y, [&](const_matrix_ref<T> xb, matrix_view<T> yb) { layer.forward(xb, yb); });
+}
+/// As above, resizing y first.
 template <Layer L>
 void parallel_forward(const L& layer, thread_pool& pool, const_matrix_ref<typename L::scalar_type> x,
                       matrix<typename L::scalar_type>& y) {
-  using T = typename L::scalar_type;
-  detail::check_input_rows(layer, x.rows());
-  detail::forward_on<T>(&pool, x, y, layer.output_shape().size(),
-                        [&](const_matrix_ref<T> xb, matrix<T>& yb) { layer.forward(xb, yb); });
+  y.resize(layer.output_shape().size(), x.cols());
+  parallel_forward(layer, pool, x, matrix_view<typename L::scalar_type>(y));
 }
 
 }  // namespace slimnn

@@ -2,7 +2,8 @@
 //
 // Activations are column-major Eigen matrices with one sample per column
 // (features x batch). Inputs are taken as Eigen::Ref<const matrix<T>> so that
-// blocks, maps and plain matrices all work without copies.
+// blocks, maps and plain matrices all work without copies; inference outputs go into a
+// matrix_view<T> (Eigen::Ref<matrix<T>>): a sized matrix or a block of its columns.
 //
 // Component: slimnn::core (Eigen only).
 #pragma once
@@ -21,6 +22,9 @@ template <class T>
 using vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
 template <class T>
 using const_matrix_ref = Eigen::Ref<const matrix<T>>;
+/// A writable view of an output: a whole matrix or a block of its columns, already sized.
+template <class T>
+using matrix_view = Eigen::Ref<matrix<T>>;
 
 /// The random engine used for initialisation and shuffling (seeded, reproducible).
 using rng_t = std::mt19937_64;

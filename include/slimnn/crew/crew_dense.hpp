@@ -126,11 +126,13 @@ class crew_dense {
 
   // --- inference ---------------------------------------------------------------------
 
-  void forward(const_matrix_ref<T> x, matrix<T>& y) const { forward(x, y, crew_kernel::best); }
+  void forward(const_matrix_ref<T> x, matrix<T>& y, crew_kernel kernel = crew_kernel::best) const {
+    detail::forward_resized(*this, x, y, kernel);
+  }
 
-  void forward(const_matrix_ref<T> x, matrix<T>& y, crew_kernel kernel) const {
+  void forward(const_matrix_ref<T> x, matrix_view<T> y, crew_kernel kernel = crew_kernel::best) const {
     detail::check_input_rows(*this, x.rows());
-    y.resize(outputs_, x.cols());
+    detail::check_output(*this, y, x.cols());
     const isa path = kernel == crew_kernel::best ? active_isa() : isa::portable;
     for (index_t b = 0; b < x.cols(); ++b)
       split_outputs([&](index_t first_unit, index_t last_unit) {
@@ -151,6 +153,11 @@ class crew_dense {
         gather(path, table, active, count, acc, first_unit, last_unit);
         for (index_t j = first; j < last; ++j) y(j, b) = row_scale_[j] * acc[j] + bias_[j];
       });
+  }
+
+  /// Per thread: the product table, the accumulators and the list of nonzero inputs.
+  std::uint64_t workspace_bytes(index_t) const {
+    return (values_.size() + 16 + std::uint64_t(outputs_)) * sizeof(T) + std::uint64_t(inputs_) * sizeof(std::int32_t);
   }
 
   /// acc = codes x xq exactly (int32), xq: inputs x batch int8 activations.

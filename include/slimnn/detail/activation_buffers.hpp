@@ -1,11 +1,12 @@
 // slimnn/detail/activation_buffers.hpp — per-thread buffers for the intermediate
 // activations of a const forward pass through a chain of layers.
 //
-// Each layer of the chain writes its own buffer (an Eigen matrix reallocates whenever its
-// size changes, so buffers shared by layers of different widths would reallocate on every
-// pass). Each nesting level (a network inside a network) gets its own set, taken from a
-// thread_local deque (references stay valid as it grows), so forward() of a chain is
-// reentrant, thread-safe and allocation-free once warmed up at a given batch size.
+// Each layer of the chain writes its own buffer, a grow-only array viewed as a rows x
+// batch matrix (layers of different widths, or batches of different sizes, never make
+// each other reallocate). Each nesting level (a network inside a network) gets its own
+// set, taken from a thread_local deque (references stay valid as it grows), so forward()
+// of a chain is reentrant, thread-safe and allocation-free once warmed up at its largest
+// batch. Growth is counted in workspace_held() (detail/scratch.hpp).
 //
 // Component: slimnn::core (Eigen only).
 #pragma once
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "slimnn/core/types.hpp"
+#include "slimnn/detail/scratch.hpp"
 
 namespace slimnn::detail {
 
@@ -30,16 +32,25 @@ class activation_buffers {
   activation_buffers(const activation_buffers&) = delete;
   activation_buffers& operator=(const activation_buffers&) = delete;
 
-  /// The output buffer of layer i.
-  matrix<T>& operator[](std::size_t i) { return storage()[level_][i]; }
+  /// The output buffer of layer i, as a rows x cols matrix (contents unspecified).
+  scratch_matrix<T> view(std::size_t i, index_t rows, index_t cols) {
+    auto& buffer = storage()[level_][i];
+    const auto n = std::size_t(rows * cols);
+    if (buffer.size() < n) {
+      workspace_held() += (n - buffer.size()) * sizeof(T);
+      buffer.resize(n);
+    }
+    return {buffer.data(), rows, cols};
+  }
 
  private:
+  using buffer_t = std::vector<T, Eigen::aligned_allocator<T>>;
   static std::size_t& depth() {
     thread_local std::size_t d = 0;
     return d;
   }
-  static std::deque<std::vector<matrix<T>>>& storage() {
-    thread_local std::deque<std::vector<matrix<T>>> pool;
+  static std::deque<std::vector<buffer_t>>& storage() {
+    thread_local std::deque<std::vector<buffer_t>> pool;
     return pool;
   }
   std::size_t level_;

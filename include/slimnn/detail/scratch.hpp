@@ -10,12 +10,14 @@
 // buffer, aligned for Eigen; the FFT layers take theirs with FFTW's allocator
 // (circulant/fft.hpp, fft_scratch). The contents are unspecified on return. Distinct tags
 // (one per layer kind) keep nested users apart; a task on a pool thread gets that
-// thread's buffers.
+// thread's buffers. workspace_held() counts the bytes the calling thread's buffers hold
+// (what a layer's workspace_bytes(batch) predicts for a thread's first forward).
 //
 // Component: slimnn::core (Eigen only).
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -23,10 +25,19 @@
 
 namespace slimnn::detail {
 
+/// Bytes held by the calling thread's scratch buffers, all tags and slots together.
+inline std::uint64_t& workspace_held() {
+  thread_local std::uint64_t bytes = 0;
+  return bytes;
+}
+
 template <class Tag, class U, int Slot = 0, class Allocator = std::allocator<U>>
 U* scratch_array(std::size_t n) {
   thread_local std::vector<U, Allocator> buffer;
-  if (buffer.size() < n) buffer.resize(n);
+  if (buffer.size() < n) {
+    workspace_held() += (n - buffer.size()) * sizeof(U);
+    buffer.resize(n);
+  }
   return buffer.data();
 }
 

@@ -144,6 +144,7 @@ class decomposed_conv2d {
     for (index_t i = 0; i < geometry_.kernel; ++i)
       for (index_t j = 0; j < geometry_.kernel; ++j)
         tap_offset_.push_back((i * geometry_.stride + j % geometry_.stride) * row_length() + j / geometry_.stride);
+    plan_tiles();
   }
 
  public:
@@ -155,19 +156,19 @@ class decomposed_conv2d {
                                ", stride ", geometry_.stride, ", pad ", geometry_.padding, ", ", settings_.str());
   }
 
-  void forward(const_matrix_ref<T> x, matrix<T>& y) const { forward(x, y, dataflow::basis_first); }
+  void forward(const_matrix_ref<T> x, matrix<T>& y, dataflow order = dataflow::basis_first) const {
+    slimnn::detail::forward_resized(*this, x, y, order);
+  }
 
-  void forward(const_matrix_ref<T> x, matrix<T>& y, dataflow order) const {
+  void forward(const_matrix_ref<T> x, matrix_view<T> y, dataflow order = dataflow::basis_first) const {
     slimnn::detail::check_input_rows(*this, x.rows());
-    y.resize(output_shape().size(), x.cols());
+    slimnn::detail::check_output(*this, y, x.cols());
     const index_t ho = geometry_.out_h(), rows = order == dataflow::materialised ? ho : band_rows();
     const index_t stride = response_stride(rows);
     auto responses = slimnn::detail::scratch<decomposed_conv2d, T, 0>(stride, geometry_.in.c * settings_.bases);
     // Stride 1: the whole sample zero-padded (during the first band); else each band's rows, phase-split.
     const bool padded = geometry_.stride == 1;
-    auto input_rows = slimnn::detail::scratch<decomposed_conv2d, T, 1>(
-        row_length() * geometry_.stride,
-        padded ? geometry_.in.c * padded_height() : (rows - 1) * geometry_.stride + geometry_.kernel);
+    auto input_rows = slimnn::detail::scratch<decomposed_conv2d, T, 1>(input_rows_rows(), input_rows_cols(rows));
     const T* job_coef = job_coefficients();
     for (index_t b = 0; b < x.cols(); ++b) {
       for (index_t first = 0; first < ho; first += rows) {
@@ -176,6 +177,17 @@ class decomposed_conv2d {
         combine_stage(responses.data(), stride, first, last, job_coef, y.col(b).data());
       }
     }
+  }
+
+  /// Per thread, for `order`: one band of responses, the padded sample or a band's
+  /// loaded rows, the job channels' sums and, for float32 coefficients changed since the
+  /// last after_update(), their gathered job values.
+  std::uint64_t workspace_bytes(index_t, dataflow order = dataflow::basis_first) const {
+    const index_t rows = order == dataflow::materialised ? geometry_.out_h() : band_rows();
+    const bool gathered = settings_.coefficients == coefficient_format::float32 && !job_coef_current_;
+    const index_t values = input_rows_rows() * input_rows_cols(rows) + combine_tile * out_channels_ +
+                           (gathered ? index_t(job_column_.size()) : 0);
+    return peak_intermediate_bytes(order) + std::uint64_t(values) * sizeof(T);
   }
 
   void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
@@ -204,6 +216,7 @@ class decomposed_conv2d {
   }
 
   std::vector<parameter<T>> parameters() {
+    job_coef_current_ = false;  // the caller may change the coefficients until after_update()
     std::vector<parameter<T>> p{{"coefficients", coef_.data(), coef_grad_.data(), coef_.size()}};
     if (settings_.train_basis) p.push_back({"basis", basis_.data(), basis_grad_.data(), basis_.size()});
     p.push_back({"bias", bias_.data(), bias_grad_.data(), bias_.size(), T(1), false});
@@ -520,6 +533,12 @@ class decomposed_conv2d {
   }
 
   index_t padded_height() const { return geometry_.in.h + 2 * geometry_.padding; }
+  /// The input rows buffer: row_length() * stride values per loaded row; at stride 1 the
+  /// whole zero-padded sample, else the loaded rows of a band of `rows` output rows.
+  index_t input_rows_rows() const { return row_length() * geometry_.stride; }
+  index_t input_rows_cols(index_t rows) const {
+    return geometry_.stride == 1 ? geometry_.in.c * padded_height() : (rows - 1) * geometry_.stride + geometry_.kernel;
+  }
 
   /// Stride 1: channel c of sample x zero-padded into its place in `out`, padded_height()
   /// rows of row_length() values (row ih + padding holds input row ih from column `padding` on).
@@ -587,27 +606,18 @@ class decomposed_conv2d {
     }
   }
 
-  /// Stage 1 for output rows [first, last): responses(q, c*M + m) for q = (oh - first)*Wo + ow.
-  /// The band's 16-position tiles go in near-equal groups of at most 4, the M bases in
-  /// near-equal blocks of at most 4.
-  /// `padded`: input_rows holds the zero-padded sample (pad_channel, during the first band);
-  /// else it has room for the band's loaded rows.
-  void basis_stage(const T* x, index_t first, index_t last, bool padded, T* input_rows, T* responses,
-                   index_t stride) const {
-    const auto& g = geometry_;
-    const index_t C = g.in.c, M = settings_.bases, kk = g.kernel * g.kernel, s = g.stride, wo = g.out_w();
-    const index_t U = row_length(), loaded = (last - first - 1) * s + g.kernel, length = (last - first) * wo;
-    const index_t row_step = s * s * U;  // between the loaded rows of consecutive output rows
-    const index_t per_row = (wo + row_tile - 1) / row_tile, tiles = (last - first) * per_row;
-    using tile = Eigen::Array<T, row_tile, 1>;
-    // The same plan for every channel: tile groups (offsets from the loaded rows and from
-    // the first map) and basis blocks, in near-equal parts of at most 4.
-    struct tile_group {
-      int count;
-      index_t src[4], dst[4];
-    };
-    const index_t groups = (tiles + 3) / 4;
-    tile_group* plan = slimnn::detail::scratch_array<decomposed_conv2d, tile_group>(std::size_t(groups));
+  /// Stage 1's register tiles for a band of `band` output rows, the same for every channel:
+  /// the band's 16-position tiles in near-equal groups of at most 4, each tile with its
+  /// offsets from the loaded rows (src) and from the first response map (dst).
+  struct tile_group {
+    int count;
+    index_t src[4], dst[4];
+  };
+  std::vector<tile_group> make_tile_plan(index_t band) const {
+    const index_t wo = geometry_.out_w(), s = geometry_.stride;
+    const index_t row_step = s * s * row_length();  // between the loaded rows of consecutive output rows
+    const index_t per_row = (wo + row_tile - 1) / row_tile, tiles = band * per_row, groups = (tiles + 3) / 4;
+    std::vector<tile_group> plan(static_cast<std::size_t>(groups));
     for (index_t group = 0, t = 0; group < groups; ++group) {
       tile_group& tg = plan[std::size_t(group)];
       tg.count = int((tiles - t) / (groups - group));
@@ -617,6 +627,35 @@ class decomposed_conv2d {
         tg.dst[v] = r * wo + ow;
       }
     }
+    return plan;
+  }
+  /// The plans of every band length a forward meets (basis-first bands, the last one,
+  /// the materialised whole image), made once with the layer.
+  void plan_tiles() {
+    tile_plans_.clear();
+    const index_t ho = geometry_.out_h(), rows = band_rows();
+    for (const index_t band : {rows, ho % rows, ho})
+      if (band > 0 && std::none_of(tile_plans_.begin(), tile_plans_.end(), [&](const auto& p) { return p.first == band; }))
+        tile_plans_.emplace_back(band, make_tile_plan(band));
+  }
+  const std::vector<tile_group>& tile_plan(index_t band) const {
+    for (const auto& [rows, plan] : tile_plans_)
+      if (rows == band) return plan;
+    SLIMNN_ASSERT(false && "kdconv: a band length without a tile plan");
+    return tile_plans_.front().second;
+  }
+
+  /// Stage 1 for output rows [first, last): responses(q, c*M + m) for q = (oh - first)*Wo + ow,
+  /// by tile_plan(last - first); the M bases go in near-equal blocks of at most 4.
+  /// `padded`: input_rows holds the zero-padded sample (pad_channel, during the first band);
+  /// else it has room for the band's loaded rows.
+  void basis_stage(const T* x, index_t first, index_t last, bool padded, T* input_rows, T* responses,
+                   index_t stride) const {
+    const auto& g = geometry_;
+    const index_t C = g.in.c, M = settings_.bases, kk = g.kernel * g.kernel, s = g.stride, wo = g.out_w();
+    const index_t U = row_length(), loaded = (last - first - 1) * s + g.kernel, length = (last - first) * wo;
+    using tile = Eigen::Array<T, row_tile, 1>;
+    const std::vector<tile_group>& plan = tile_plan(last - first);
     const index_t basis_blocks = (M + 3) / 4;  // block b has (M - m) / (basis_blocks - b) bases, m before it
     const T* basis = basis_used().data();
     for (index_t c = 0; c < C; ++c) {
@@ -643,7 +682,7 @@ class decomposed_conv2d {
       for (index_t m = 0; m < M; ++m)
         for (index_t q = length / row_tile * row_tile; q < round_up(length, row_tile); q += row_tile)
           Eigen::Map<tile>{maps + m * stride + q}.setZero();
-      for (const tile_group& tg : std::span(plan, std::size_t(groups))) {
+      for (const tile_group& tg : plan) {
         const T* src[4];
         for (int v = 0; v < tg.count; ++v) src[v] = rows + tg.src[v];
         for (index_t block = 0, m = 0, size; block < basis_blocks; m += size, ++block) {
@@ -774,11 +813,12 @@ class decomposed_conv2d {
     }
   }
 
-  /// The job slots' coefficients for forward: job_coef_ (refreshed by requantize) for
-  /// quantized formats; for float32 the latent values, which training changes in place,
-  /// gathered per call into a per-thread buffer.
+  /// The job slots' coefficients for forward: job_coef_, refreshed by requantize. Float32
+  /// coefficients are the latent values themselves; between parameters() and
+  /// after_update() a caller may change them in place, so until then they are gathered per
+  /// call into a per-thread buffer.
   const T* job_coefficients() const {
-    if (settings_.coefficients != coefficient_format::float32) return job_coef_.data();
+    if (settings_.coefficients != coefficient_format::float32 || job_coef_current_) return job_coef_.data();
     auto values = slimnn::detail::scratch<decomposed_conv2d, T, 3>(index_t(job_column_.size()), 1);
     gather_job_coefficients(values.data());
     return values.data();
@@ -793,6 +833,7 @@ class decomposed_conv2d {
   void refresh_job_coefficients() {
     job_coef_.resize(index_t(job_column_.size()));
     gather_job_coefficients(job_coef_.data());
+    job_coef_current_ = true;
   }
 
   /// Runs of up to 4 consecutive output channels whose nonzeros sit in the same columns
@@ -828,6 +869,8 @@ class decomposed_conv2d {
   std::vector<index_t> job_channel_;    ///< the channels in row blocks of 1
   std::vector<std::int32_t> job_column_;  ///< per slot: the column (jobs in order, each padded to even)
   vector<T> job_coef_;                  ///< per slot: coef_used() value (0 for padding)
+  bool job_coef_current_ = true;        ///< false from parameters() until after_update()
+  std::vector<std::pair<index_t, std::vector<tile_group>>> tile_plans_;  ///< per band length
   matrix<T> input_;
   matrix<T> cols_, dout_;  // backward's im2col and output-gradient buffers
 };

@@ -93,9 +93,10 @@ class conv2d {
                        geometry_.kernel, ", stride ", geometry_.stride, ", pad ", geometry_.padding);
   }
 
-  void forward(const_matrix_ref<T> x, matrix<T>& y) const {
+  void forward(const_matrix_ref<T> x, matrix<T>& y) const { detail::forward_resized(*this, x, y); }
+  void forward(const_matrix_ref<T> x, matrix_view<T> y) const {
     detail::check_input_rows(*this, x.rows());
-    y.resize(output_shape().size(), x.cols());
+    detail::check_output(*this, y, x.cols());
     const index_t P = geometry_.positions(), chunk = detail::im2col_chunk(geometry_, x.cols());
     for (index_t first = 0; first < x.cols(); first += chunk) {
       const index_t count = std::min(chunk, x.cols() - first);
@@ -107,6 +108,12 @@ class conv2d {
         for (index_t n = 0; n < out_channels_; ++n)
           y.col(first + b).segment(n * P, P).array() = out.col(n).segment(P * b, P).array() + bias_[n];
     }
+  }
+
+  /// forward's im2col rows and GEMM outputs for one chunk of samples.
+  std::uint64_t workspace_bytes(index_t batch) const {
+    const index_t count = detail::im2col_chunk(geometry_, batch);
+    return std::uint64_t(geometry_.positions() * count * (geometry_.patch() + out_channels_)) * sizeof(T);
   }
 
   void forward_train(const_matrix_ref<T> x, matrix<T>& y) {

@@ -58,9 +58,10 @@ class dense {
   std::string name() const { return std::string("dense<") + scalar_name<T>() + ">"; }
   std::string settings() const { return detail::cat(weight_.cols(), "->", weight_.rows()); }
 
-  void forward(const_matrix_ref<T> x, matrix<T>& y) const {
+  void forward(const_matrix_ref<T> x, matrix<T>& y) const { detail::forward_resized(*this, x, y); }
+  void forward(const_matrix_ref<T> x, matrix_view<T> y) const {
     detail::check_input_rows(*this, x.rows());
-    y.resize(weight_.rows(), x.cols());
+    detail::check_output(*this, y, x.cols());
     if (x.cols() == 1)  // a large layer cuts its rows over a lent pool (core/parallel.hpp)
       detail::split_range(weight_.rows(), 256, std::max<index_t>(256, (index_t(1) << 17) / weight_.cols()),
                           [&](index_t begin, index_t end) {
@@ -71,6 +72,9 @@ class dense {
       y.noalias() = weight_ * x;
     y.colwise() += bias_;
   }
+
+  /// None: Eigen's GEMM packs its blocks in buffers of its own (from malloc).
+  std::uint64_t workspace_bytes(index_t) const { return 0; }
 
   void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
     forward(x, y);

@@ -27,10 +27,13 @@ class flatten {
   std::string name() const { return std::string("flatten<") + scalar_name<T>() + ">"; }
   std::string settings() const { return shape_.str() + "->" + std::to_string(shape_.size()); }
 
-  void forward(const_matrix_ref<T> x, matrix<T>& y) const {
+  void forward(const_matrix_ref<T> x, matrix<T>& y) const { detail::forward_resized(*this, x, y); }
+  void forward(const_matrix_ref<T> x, matrix_view<T> y) const {
     detail::check_input_rows(*this, x.rows());
+    detail::check_output(*this, y, x.cols());
     y = x;
   }
+  std::uint64_t workspace_bytes(index_t) const { return 0; }
   void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
     forward(x, y);
     batch_ = x.cols();

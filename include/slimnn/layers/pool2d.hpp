@@ -45,11 +45,13 @@ class pool2d {
     return detail::cat(kernel_, 'x', kernel_, ", stride ", stride_);
   }
 
-  void forward(const_matrix_ref<T> x, matrix<T>& y) const {
+  void forward(const_matrix_ref<T> x, matrix<T>& y) const { detail::forward_resized(*this, x, y); }
+  void forward(const_matrix_ref<T> x, matrix_view<T> y) const {
     detail::check_input_rows(*this, x.rows());
-    y.resize(output_shape().size(), x.cols());
+    detail::check_output(*this, y, x.cols());
     run(x, y, nullptr);
   }
+  std::uint64_t workspace_bytes(index_t) const { return 0; }
   void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
     detail::check_input_rows(*this, x.rows());
     y.resize(output_shape().size(), x.cols());
@@ -107,7 +109,7 @@ class pool2d {
  private:
   static std::string kind_name() { return Kind == pool_kind::max ? "max_pool2d" : "avg_pool2d"; }
 
-  void run(const_matrix_ref<T> x, matrix<T>& y, Eigen::Matrix<index_t, -1, -1>* argmax) const {
+  void run(const_matrix_ref<T> x, matrix_view<T> y, Eigen::Matrix<index_t, -1, -1>* argmax) const {
     const shape out = output_shape();
     if (Kind == pool_kind::max && kernel_ == 2 && stride_ == 2) return run_max_2x2(x, y, argmax);
     for (index_t b = 0; b < x.cols(); ++b)
@@ -138,7 +140,7 @@ class pool2d {
 
   /// The common 2x2, stride 2 max pool: the four values of each window compared in the
   /// generic loop's order (first on ties), without its index arithmetic.
-  void run_max_2x2(const_matrix_ref<T> x, matrix<T>& y, Eigen::Matrix<index_t, -1, -1>* argmax) const {
+  void run_max_2x2(const_matrix_ref<T> x, matrix_view<T> y, Eigen::Matrix<index_t, -1, -1>* argmax) const {
     const shape out = output_shape();
     for (index_t b = 0; b < x.cols(); ++b) {
       const T* img = x.col(b).data();

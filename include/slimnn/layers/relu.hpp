@@ -27,10 +27,13 @@ class relu {
   std::string name() const { return std::string("relu<") + scalar_name<T>() + ">"; }
   std::string settings() const { return shape_.str(); }
 
-  void forward(const_matrix_ref<T> x, matrix<T>& y) const {
+  void forward(const_matrix_ref<T> x, matrix<T>& y) const { detail::forward_resized(*this, x, y); }
+  void forward(const_matrix_ref<T> x, matrix_view<T> y) const {
     detail::check_input_rows(*this, x.rows());
+    detail::check_output(*this, y, x.cols());
     y = x.cwiseMax(T(0));
   }
+  std::uint64_t workspace_bytes(index_t) const { return 0; }
   void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
     forward(x, y);
     positive_ = (x.array() > T(0));

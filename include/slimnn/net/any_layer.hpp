@@ -10,6 +10,7 @@
 // Component: slimnn::core (Eigen only).
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -46,7 +47,9 @@ class any_layer {
   shape output_shape() const { return impl_->output_shape(); }
   std::string name() const { return impl_->name(); }
   std::string settings() const { return impl_->settings(); }
-  void forward(const_matrix_ref<T> x, matrix<T>& y) const { impl_->forward(x, y); }
+  void forward(const_matrix_ref<T> x, matrix<T>& y) const { detail::forward_resized(*this, x, y); }
+  void forward(const_matrix_ref<T> x, matrix_view<T> y) const { impl_->forward(x, y); }
+  std::uint64_t workspace_bytes(index_t batch) const { return impl_->workspace_bytes(batch); }
   slimnn::cost cost() const { return impl_->cost(); }
 
   bool trainable() const { return impl_->trainable(); }
@@ -83,7 +86,8 @@ class any_layer {
     virtual shape output_shape() const = 0;
     virtual std::string name() const = 0;
     virtual std::string settings() const = 0;
-    virtual void forward(const_matrix_ref<T> x, matrix<T>& y) const = 0;
+    virtual void forward(const_matrix_ref<T> x, matrix_view<T> y) const = 0;
+    virtual std::uint64_t workspace_bytes(index_t batch) const = 0;
     virtual slimnn::cost cost() const = 0;
     virtual bool trainable() const = 0;
     virtual void forward_train(const_matrix_ref<T> x, matrix<T>& y) = 0;
@@ -116,7 +120,8 @@ class any_layer {
       if constexpr (requires { layer.settings(); }) return std::string(layer.settings());
       else return {};
     }
-    void forward(const_matrix_ref<T> x, matrix<T>& y) const override { layer.forward(x, y); }
+    void forward(const_matrix_ref<T> x, matrix_view<T> y) const override { layer.forward(x, y); }
+    std::uint64_t workspace_bytes(index_t batch) const override { return slimnn::workspace_bytes(layer, batch); }
     slimnn::cost cost() const override { return layer.cost(); }
     bool trainable() const override { return TrainableLayer<L>; }
     void forward_train(const_matrix_ref<T> x, matrix<T>& y) override {

@@ -21,6 +21,7 @@
 // Component: slimnn::core (Eigen only).
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <utility>
@@ -78,9 +79,30 @@ class network {
   /// The threads forward() runs on.
   int threads() const { return threads_.count(); }
 
-  void forward(const_matrix_ref<T> x, matrix<T>& y) const { forward_on(threads_.pool(), x, y); }
+  /// Into a view sized output size x x.cols() (a matrix or a block of its columns), or
+  /// into a matrix that it resizes.
+  void forward(const_matrix_ref<T> x, matrix_view<T> y) const { forward_on(threads_.pool(), x, y); }
+  void forward(const_matrix_ref<T> x, matrix<T>& y) const { detail::forward_resized(*this, x, y); }
   /// forward() on the threads of `pool`.
-  void forward(const_matrix_ref<T> x, matrix<T>& y, thread_pool& pool) const { forward_on(&pool, x, y); }
+  void forward(const_matrix_ref<T> x, matrix_view<T> y, thread_pool& pool) const { forward_on(&pool, x, y); }
+  void forward(const_matrix_ref<T> x, matrix<T>& y, thread_pool& pool) const {
+    detail::forward_resized(*this, x, y, pool);
+  }
+
+  /// Per-thread workspace bytes of a forward of `batch` samples: the intermediate
+  /// activations of one block of the batch plus every layer's workspace_bytes for it (an
+  /// upper bound: layers of one kind share their buffers). A thread that has run a
+  /// forward of this batch once allocates nothing more for it.
+  std::uint64_t workspace_bytes(index_t batch) const {
+    const auto& layers = non_empty();
+    const index_t block = detail::largest_batch_block(batch);
+    std::uint64_t bytes = 0;
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+      bytes += layers[i].workspace_bytes(block);
+      if (i + 1 < layers.size()) bytes += std::uint64_t(layers[i].output_shape().size() * block) * sizeof(T);
+    }
+    return bytes;
+  }
 
   void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
     auto& layers = non_empty();
@@ -146,17 +168,19 @@ class network {
 
  private:
   // (The first layer checks x's rows.)
-  void forward_on(thread_pool* pool, const_matrix_ref<T> x, matrix<T>& y) const {
-    detail::forward_on<T>(pool, x, y, output_shape().size(),
-                          [&](const_matrix_ref<T> xb, matrix<T>& yb) { forward_chain(xb, yb); });
+  void forward_on(thread_pool* pool, const_matrix_ref<T> x, matrix_view<T> y) const {
+    detail::check_output(*this, y, x.cols());
+    detail::forward_on<T>(pool, x, y, [&](const_matrix_ref<T> xb, matrix_view<T> yb) { forward_chain(xb, yb); });
   }
-  void forward_chain(const_matrix_ref<T> x, matrix<T>& y) const {
+  /// Each layer writes its own per-thread buffer; the last one writes y.
+  void forward_chain(const_matrix_ref<T> x, matrix_view<T> y) const {
     const auto& layers = non_empty();
     detail::activation_buffers<T> buffers(layers.size());
+    const auto output = [&](std::size_t i) { return buffers.view(i, layers[i].output_shape().size(), x.cols()); };
     for (std::size_t i = 0; i < layers.size(); ++i) {
-      matrix<T>& out = i + 1 == layers.size() ? y : buffers[i];
-      if (i == 0) layers[i].forward(x, out);
-      else layers[i].forward(buffers[i - 1], out);
+      const_matrix_ref<T> in = i == 0 ? x : const_matrix_ref<T>(output(i - 1));
+      if (i + 1 == layers.size()) layers[i].forward(in, y);
+      else layers[i].forward(in, output(i));
     }
   }
 

@@ -12,6 +12,7 @@
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -57,9 +58,27 @@ class sequential {
   /// The threads forward() runs on.
   int threads() const { return threads_.count(); }
 
-  void forward(const_matrix_ref<scalar_type> x, matrix<scalar_type>& y) const { forward_on(threads_.pool(), x, y); }
+  /// Into a view sized output size x x.cols(), or into a matrix that it resizes.
+  void forward(const_matrix_ref<scalar_type> x, matrix_view<scalar_type> y) const { forward_on(threads_.pool(), x, y); }
+  void forward(const_matrix_ref<scalar_type> x, matrix<scalar_type>& y) const { detail::forward_resized(*this, x, y); }
   /// forward() on the threads of `pool`.
-  void forward(const_matrix_ref<scalar_type> x, matrix<scalar_type>& y, thread_pool& pool) const { forward_on(&pool, x, y); }
+  void forward(const_matrix_ref<scalar_type> x, matrix_view<scalar_type> y, thread_pool& pool) const {
+    forward_on(&pool, x, y);
+  }
+  void forward(const_matrix_ref<scalar_type> x, matrix<scalar_type>& y, thread_pool& pool) const {
+    detail::forward_resized(*this, x, y, pool);
+  }
+
+  /// Per-thread workspace bytes of a forward of `batch` samples (as network<T>'s).
+  std::uint64_t workspace_bytes(index_t batch) const {
+    const index_t block = detail::largest_batch_block(batch);
+    std::uint64_t bytes = 0;
+    each([&]<std::size_t I>(const auto& layer) {
+      bytes += slimnn::workspace_bytes(layer, block);
+      if (I + 1 < count) bytes += std::uint64_t(layer.output_shape().size() * block) * sizeof(scalar_type);
+    });
+    return bytes;
+  }
 
   void forward_train(const_matrix_ref<scalar_type> x, matrix<scalar_type>& y)
     requires(TrainableLayer<First> && (TrainableLayer<Rest> && ...))
@@ -108,16 +127,25 @@ class sequential {
 
  private:
   // (The first layer checks x's rows.)
-  void forward_on(thread_pool* pool, const_matrix_ref<scalar_type> x, matrix<scalar_type>& y) const {
-    detail::forward_on<scalar_type>(pool, x, y, output_shape().size(),
-                                    [&](const_matrix_ref<scalar_type> xb, matrix<scalar_type>& yb) { forward_chain(xb, yb); });
+  void forward_on(thread_pool* pool, const_matrix_ref<scalar_type> x, matrix_view<scalar_type> y) const {
+    detail::check_output(*this, y, x.cols());
+    detail::forward_on<scalar_type>(pool, x, y, [&](const_matrix_ref<scalar_type> xb, matrix_view<scalar_type> yb) {
+      forward_chain(xb, yb);
+    });
   }
-  void forward_chain(const_matrix_ref<scalar_type> x, matrix<scalar_type>& y) const {
+  /// Each layer writes its own per-thread buffer; the last one writes y.
+  void forward_chain(const_matrix_ref<scalar_type> x, matrix_view<scalar_type> y) const {
     detail::activation_buffers<scalar_type> buffers(count);
+    const auto output = [&]<std::size_t I>() {
+      return buffers.view(I, std::get<I>(layers_).output_shape().size(), x.cols());
+    };
     each([&]<std::size_t I>(const auto& layer) {
-      matrix<scalar_type>& out = I + 1 == count ? y : buffers[I];
-      if constexpr (I == 0) layer.forward(x, out);
-      else layer.forward(buffers[I - 1], out);
+      const auto run = [&](const_matrix_ref<scalar_type> in) {
+        if constexpr (I + 1 == count) layer.forward(in, y);
+        else layer.forward(in, output.template operator()<I>());
+      };
+      if constexpr (I == 0) run(x);
+      else run(output.template operator()<I - 1>());
     });
   }
 

@@ -63,9 +63,10 @@ class smartdeal_conv2d {
                        factors_.segment_density());
   }
 
-  void forward(const_matrix_ref<T> x, matrix<T>& y) const {
+  void forward(const_matrix_ref<T> x, matrix<T>& y) const { detail::forward_resized(*this, x, y); }
+  void forward(const_matrix_ref<T> x, matrix_view<T> y) const {
     detail::check_input_rows(*this, x.rows());
-    y.resize(output_shape().size(), x.cols());
+    detail::check_output(*this, y, x.cols());
     const index_t P = geometry_.positions(), chunk = detail::im2col_chunk(geometry_, x.cols());
     for (index_t first = 0; first < x.cols(); first += chunk) {
       const index_t count = std::min(chunk, x.cols() - first);
@@ -77,6 +78,13 @@ class smartdeal_conv2d {
       factors_.apply(zc, out);
       scatter(out, first, count, y);
     }
+  }
+
+  /// forward's im2col rows, basis transforms and sparse-stage outputs for one chunk.
+  std::uint64_t workspace_bytes(index_t batch) const {
+    const index_t rows = geometry_.positions() * detail::im2col_chunk(geometry_, batch);
+    return std::uint64_t(rows * (geometry_.patch() + factors_.groups() * factors_.padded_cols() + factors_.rows())) *
+           sizeof(T);
   }
 
   void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
@@ -147,7 +155,7 @@ class smartdeal_conv2d {
  private:
   /// y.col(first + b).segment(n*P, P) = out.col(n).segment(P*b, P) + bias[n].
   template <class Out>
-  void scatter(const Out& out, index_t first, index_t count, matrix<T>& y) const {
+  void scatter(const Out& out, index_t first, index_t count, matrix_view<T> y) const {
     const index_t P = geometry_.positions();
     for (index_t b = 0; b < count; ++b)
       for (index_t n = 0; n < factors_.rows(); ++n)

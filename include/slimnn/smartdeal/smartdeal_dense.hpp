@@ -51,9 +51,10 @@ class smartdeal_dense {
                        factors_.segment_density());
   }
 
-  void forward(const_matrix_ref<T> x, matrix<T>& y) const {
+  void forward(const_matrix_ref<T> x, matrix<T>& y) const { detail::forward_resized(*this, x, y); }
+  void forward(const_matrix_ref<T> x, matrix_view<T> y) const {
     detail::check_input_rows(*this, x.rows());
-    y.resize(factors_.rows(), x.cols());
+    detail::check_output(*this, y, x.cols());
     if (x.cols() == 1) {
       factors_.gemv(x.col(0).data(), y.data());
       y.col(0) += bias_;
@@ -67,6 +68,15 @@ class smartdeal_dense {
     factors_.apply(zc, yt);
     y = yt.transpose();
     y.colwise() += bias_;
+  }
+
+  /// Batch 1: the padded input and its basis transform (smartdeal_matrix::gemv); a batch:
+  /// its transpose, basis transform and transposed output.
+  std::uint64_t workspace_bytes(index_t batch) const {
+    const auto z = std::uint64_t(factors_.groups() * factors_.padded_cols());
+    if (batch == 1) return (std::uint64_t(factors_.padded_cols()) + z) * sizeof(T);
+    return std::uint64_t(batch) * (std::uint64_t(factors_.padded_cols()) + z + std::uint64_t(factors_.rows())) *
+           sizeof(T);
   }
 
   void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
