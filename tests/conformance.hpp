@@ -217,6 +217,22 @@ TYPED_TEST_P(conformance, gradients_match_finite_differences) {
   }
 }
 
+// The lossless activation store keeps the same values in less room (bit masks, window
+// codes, borrowed inputs): backward must give the same gradients.
+TYPED_TEST_P(conformance, gradients_match_with_a_lossless_store) {
+  using layer_d = typename TestFixture::layer_d;
+  if constexpr (slimnn::TrainableLayer<layer_d> &&
+                requires(layer_d& l, const slimnn::activation_store& s) { l.set_activation_store(s); }) {
+    auto layer = TypeParam::template make<double>();
+    layer.set_activation_store({slimnn::activation_mode::lossless});
+    const auto result = slimnn::check_gradients(layer, slimnn::testing::gradient_config<TypeParam>());
+    EXPECT_TRUE(result.ok) << result.worst << " (error ratio " << result.worst_error << ")";
+    EXPECT_GT(result.checked, 0);
+  } else {
+    GTEST_SKIP() << "no activation store";
+  }
+}
+
 TYPED_TEST_P(conformance, backward_rejects_wrong_gradient_shape) {
   using layer_f = typename TestFixture::layer_f;
   if constexpr (slimnn::TrainableLayer<layer_f>) {
@@ -245,5 +261,6 @@ REGISTER_TYPED_TEST_SUITE_P(conformance, output_has_declared_shape, rejects_wron
                             forward_into_column_views, workspace_bytes_is_what_a_thread_takes,
                             strided_view_matches_contiguous, batch_matches_single_samples,
                             float_matches_double, same_output_inside_a_network,
-                            gradients_match_finite_differences, backward_rejects_wrong_gradient_shape,
+                            gradients_match_finite_differences, gradients_match_with_a_lossless_store,
+                            backward_rejects_wrong_gradient_shape,
                             save_load_round_trip);

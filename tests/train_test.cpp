@@ -1,6 +1,7 @@
 // softmax cross-entropy, optimizers and the trainer loop.
 #include <gmock/gmock.h>
 
+#include "small_networks.hpp"
 #include "test_util.hpp"
 #include "slimnn/data/synthetic.hpp"
 #include "slimnn/layers/conv2d.hpp"
@@ -15,7 +16,9 @@
 namespace {
 
 using namespace slimnn;
+using slimnn::testing::parameter_values;
 using slimnn::testing::random_matrix;
+using slimnn::testing::small_cnn;
 
 TEST(softmax_cross_entropy, loss_and_gradient_match_definition) {
   const auto z = random_matrix<double>(5, 3, 4);
@@ -112,22 +115,6 @@ TEST(trainer, rejects_data_that_does_not_fit_the_model) {
 }
 
 // A small CNN in double: every layer kind that keeps state for backward.
-network<double> small_cnn(std::uint64_t seed) {
-  rng_t rng(seed);
-  network<double> net;
-  conv2d<double> conv(shape{1, 6, 6}, {.out_channels = 3, .kernel = 3, .padding = 1}, rng);
-  max_pool2d<double> pool(conv.output_shape(), 2);
-  net << conv << relu<double>(conv.output_shape()) << pool << flatten<double>(pool.output_shape())
-      << dense<double>(pool.output_shape().size(), 4, rng);
-  return net;
-}
-
-std::vector<double> parameter_values(network<double>& net) {
-  std::vector<double> out;
-  for (const auto& p : net.parameters()) out.insert(out.end(), p.value, p.value + p.size);
-  return out;
-}
-
 TEST(trainer, data_parallel_steps_equal_the_single_thread_steps_to_rounding) {
   rng_t data_rng(3);
   // 50 samples in batches of 16: the last batch has 2 samples, fewer than 3 threads.

@@ -7,6 +7,7 @@
 #include "slimnn/circulant/block_circulant_conv2d.hpp"
 #include "slimnn/circulant/block_circulant_dense.hpp"
 #include "slimnn/circulant/projection.hpp"
+#include "slimnn/core/activation_store.hpp"
 #include "slimnn/core/cost.hpp"
 #include "slimnn/core/error.hpp"
 #include "slimnn/circulant/fft.hpp"

@@ -58,6 +58,7 @@
 #include <utility>
 #include <vector>
 
+#include "slimnn/core/activation_store.hpp"
 #include "slimnn/core/layer.hpp"
 #include "slimnn/core/parallel.hpp"
 #include "slimnn/crew/weight_quantization.hpp"
@@ -219,13 +220,19 @@ class crew_dense {
     y.resize(outputs_, x.cols());
     y.noalias() = expanded_ * x;
     y.colwise() += bias_;
-    input_ = x;
+    input_.keep(x);
   }
+  /// How forward_train keeps the input for backward (core/activation_store.hpp).
+  void set_activation_store(const activation_store& store) { input_.set_store(store); }
+  kept_memory kept() const { return input_.memory(); }
+  /// The kept input (its mode and, lossy, the bound in force).
+  const kept_tensor<T>& kept_input() const { return input_; }
 
   void backward(const_matrix_ref<T> dy, matrix<T>& dx) {
     detail::check_grad_rows(*this, dy.rows(), dy.cols(), input_.cols());
     weight_grad_.resize(outputs_, inputs_);
-    weight_grad_.noalias() = dy * input_.transpose();
+    weight_grad_.noalias() = dy * input_.get().transpose();
+    if (input_.calibrating()) input_.adapt(inputs_, dy.norm(), weight_grad_.norm());
     for (index_t i = 0; i < inputs_; ++i) {
       T* g = values_grad_.data() + offsets_[std::size_t(i)];
       for (index_t j = 0; j < outputs_; ++j) g[train_index_(j, i)] += row_scale_[j] * weight_grad_(j, i);
@@ -589,7 +596,8 @@ class crew_dense {
   vector<T> row_scale_, bias_, bias_grad_;
   // training state
   Eigen::Matrix<std::uint16_t, Eigen::Dynamic, Eigen::Dynamic> train_index_;
-  matrix<T> expanded_, weight_grad_, input_;
+  matrix<T> expanded_, weight_grad_;
+  kept_tensor<T> input_;
 };
 
 static_assert(TrainableLayer<crew_dense<float>>);

@@ -7,7 +7,8 @@
 // so that cols * W (W: C*k*k x N) gives every output channel of every image in one GEMM.
 // col2im_rows is its adjoint (accumulates). Both are O(P * C * k * k) per image.
 // conv_backward is the backward pass of a dense convolution built on them (used by every
-// convolution whose gradient goes through its dense weight).
+// convolution whose gradient goes through its dense weight); conv_backward_kept runs it on
+// an input kept by an activation store.
 //
 // Component: slimnn::core (Eigen only).
 #pragma once
@@ -15,6 +16,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "slimnn/core/activation_store.hpp"
 #include "slimnn/core/error.hpp"
 #include "slimnn/core/shape.hpp"
 #include "slimnn/core/types.hpp"
@@ -146,6 +148,20 @@ void conv_backward(const conv_geometry& g, const Eigen::Ref<const matrix<T>>& x,
     c.noalias() = d * w.transpose();
     col2im_rows<T>(g, c, first, count, dx);
   }
+}
+
+/// conv_backward with the input kept in `input` (core/activation_store.hpp). On a
+/// calibration step of an adaptive lossy store this step's weight gradient is taken apart
+/// to adapt the store's bound (fan-in C*k*k).
+template <class T, class Weight, class WeightGrad>
+void conv_backward_kept(const conv_geometry& g, kept_tensor<T>& input, const Eigen::Ref<const matrix<T>>& dy,
+                        const Weight& w, WeightGrad&& dw, vector<T>& bias_grad, matrix<T>& dx, matrix<T>& cols,
+                        matrix<T>& dout) {
+  if (!input.calibrating()) return conv_backward<T>(g, input.get(), dy, w, dw, bias_grad, dx, cols, dout);
+  matrix<T> step = matrix<T>::Zero(dw.rows(), dw.cols());
+  conv_backward<T>(g, input.get(), dy, w, step, bias_grad, dx, cols, dout);
+  dw += step;
+  input.adapt(g.patch(), double(dy.norm()), double(step.norm()));
 }
 
 }  // namespace slimnn::detail

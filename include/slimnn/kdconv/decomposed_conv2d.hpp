@@ -57,6 +57,7 @@
 #include <utility>
 #include <vector>
 
+#include "slimnn/core/activation_store.hpp"
 #include "slimnn/core/layer.hpp"
 #include "slimnn/core/tensor_io.hpp"
 #include "slimnn/detail/im2col.hpp"
@@ -192,8 +193,13 @@ class decomposed_conv2d {
 
   void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
     forward(x, y);
-    input_ = x;
+    input_.keep(x);
   }
+  /// How forward_train keeps the input for backward (core/activation_store.hpp).
+  void set_activation_store(const activation_store& store) { input_.set_store(store); }
+  kept_memory kept() const { return input_.memory(); }
+  /// The kept input (its mode and, lossy, the bound in force).
+  const kept_tensor<T>& kept_input() const { return input_; }
 
   void backward(const_matrix_ref<T> dy, matrix<T>& dx) {
     slimnn::detail::check_grad_rows(*this, dy.rows(), dy.cols(), input_.cols());
@@ -201,7 +207,7 @@ class decomposed_conv2d {
     const index_t N = out_channels_;
     const matrix<T> w = dense_weight();
     matrix<T> dw = matrix<T>::Zero(g.patch(), N);
-    slimnn::detail::conv_backward<T>(g, input_, dy, w, dw, bias_grad_, dx, cols_, dout_);
+    slimnn::detail::conv_backward_kept<T>(g, input_, dy, w, dw, bias_grad_, dx, cols_, dout_);
     // Chain rule through W[n, c] = sum_m A[n, c, m] B[g(c), m] (straight through the rounding).
     const index_t kk = g.kernel * g.kernel, M = settings_.bases;
     const matrix<T>& basis = basis_used();
@@ -871,7 +877,7 @@ class decomposed_conv2d {
   vector<T> job_coef_;                  ///< per slot: coef_used() value (0 for padding)
   bool job_coef_current_ = true;        ///< false from parameters() until after_update()
   std::vector<std::pair<index_t, std::vector<tile_group>>> tile_plans_;  ///< per band length
-  matrix<T> input_;
+  kept_tensor<T> input_;
   matrix<T> cols_, dout_;  // backward's im2col and output-gradient buffers
 };
 

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "slimnn/core/activation_store.hpp"
 #include "slimnn/core/layer.hpp"
 #include "slimnn/core/tensor_io.hpp"
 #include "slimnn/detail/im2col.hpp"
@@ -118,12 +119,17 @@ class conv2d {
 
   void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
     forward(x, y);
-    input_ = x;
+    input_.keep(x);
   }
+  /// How forward_train keeps the input for backward (core/activation_store.hpp).
+  void set_activation_store(const activation_store& store) { input_.set_store(store); }
+  kept_memory kept() const { return input_.memory(); }
+  /// The kept input (its mode and, lossy, the bound in force).
+  const kept_tensor<T>& kept_input() const { return input_; }
 
   void backward(const_matrix_ref<T> dy, matrix<T>& dx) {
     detail::check_grad_rows(*this, dy.rows(), dy.cols(), input_.cols());
-    detail::conv_backward<T>(geometry_, input_, dy, weight_, weight_grad_, bias_grad_, dx, cols_, dout_);
+    detail::conv_backward_kept<T>(geometry_, input_, dy, weight_, weight_grad_, bias_grad_, dx, cols_, dout_);
   }
 
   std::vector<parameter<T>> parameters() {
@@ -193,7 +199,7 @@ class conv2d {
   index_t out_channels_;
   matrix<T> weight_, weight_grad_;
   vector<T> bias_, bias_grad_;
-  matrix<T> input_;
+  kept_tensor<T> input_;
   matrix<T> cols_, dout_;  // backward's im2col and output-gradient buffers
 };
 

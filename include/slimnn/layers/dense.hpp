@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "slimnn/core/activation_store.hpp"
 #include "slimnn/core/layer.hpp"
 #include "slimnn/core/parallel.hpp"
 #include "slimnn/core/tensor_io.hpp"
@@ -78,12 +79,19 @@ class dense {
 
   void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
     forward(x, y);
-    input_ = x;
+    input_.keep(x);
   }
+  /// How forward_train keeps the input for backward (core/activation_store.hpp).
+  void set_activation_store(const activation_store& store) { input_.set_store(store); }
+  kept_memory kept() const { return input_.memory(); }
+  /// The kept input (its mode and, lossy, the bound in force).
+  const kept_tensor<T>& kept_input() const { return input_; }
 
   void backward(const_matrix_ref<T> dy, matrix<T>& dx) {
     detail::check_grad_rows(*this, dy.rows(), dy.cols(), input_.cols());
-    weight_grad_.noalias() += dy * input_.transpose();
+    const auto x = input_.get();
+    weight_grad_.noalias() += dy * x.transpose();
+    if (input_.calibrating()) input_.adapt(weight_.cols(), dy.norm(), (dy * x.transpose()).norm());
     bias_grad_ += dy.rowwise().sum();
     dx.resize(weight_.cols(), dy.cols());
     dx.noalias() = weight_.transpose() * dy;
@@ -132,7 +140,7 @@ class dense {
  private:
   matrix<T> weight_, weight_grad_;
   vector<T> bias_, bias_grad_;
-  matrix<T> input_;  // kept by forward_train
+  kept_tensor<T> input_;  // kept by forward_train
 };
 
 static_assert(TrainableLayer<dense<float>>);

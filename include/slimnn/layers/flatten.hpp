@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "slimnn/core/activation_store.hpp"
 #include "slimnn/core/layer.hpp"
 #include "slimnn/core/tensor_io.hpp"
 
@@ -43,6 +44,8 @@ class flatten {
     dx = dy;
   }
   std::vector<parameter<T>> parameters() { return {}; }
+  /// Keeps only the batch size, in every activation mode (core/activation_store.hpp).
+  void set_activation_store(const activation_store& store) { store.validate(); }
 
   static constexpr const char* kind = "flatten";
   void save(tensor_sink& out, const std::string& prefix) const { out.put_setting(prefix + "input", shape_); }

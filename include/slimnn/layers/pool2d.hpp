@@ -5,7 +5,9 @@
 // No padding; Ho = (H - k)/s + 1 (floor). Stride defaults to k.
 // Shapes: C*H*W x batch -> C*Ho*Wo x batch. Cost: C*Ho*Wo*k^2 compares/adds per sample.
 // Backward: max routes dy to the arg-max of each window (first on ties); avg spreads
-// dy/k^2 over the window. File (core/tensor_io.hpp): no tensors; settings input, kernel,
+// dy/k^2 over the window. forward_train of a max pool keeps each maximum's position: an
+// index in activation mode none, else a bits_for(k*k)-bit code of its place in the window
+// (core/activation_store.hpp). File (core/tensor_io.hpp): no tensors; settings input, kernel,
 // stride. Thread safety: forward is const and reentrant.
 //
 // Component: slimnn::core (Eigen only).
@@ -14,8 +16,11 @@
 #include <string>
 #include <vector>
 
+#include "slimnn/core/activation_store.hpp"
 #include "slimnn/core/layer.hpp"
 #include "slimnn/core/tensor_io.hpp"
+#include "slimnn/detail/bitpack.hpp"
+#include "slimnn/detail/scratch.hpp"
 
 namespace slimnn {
 
@@ -57,11 +62,32 @@ class pool2d {
     y.resize(output_shape().size(), x.cols());
     batch_ = x.cols();
     if constexpr (Kind == pool_kind::max) {
-      argmax_.resize(y.rows(), y.cols());
-      run(x, y, &argmax_);
+      if (store_.mode == activation_mode::none) {
+        argmax_.resize(y.rows(), y.cols());
+        return run(x, y, argmax_.data());
+      }
+      auto at = detail::scratch<pool2d, index_t>(y.rows(), y.cols());
+      run(x, y, at.data());
+      codes_.reset(std::size_t(at.size()), detail::bits_for(std::uint64_t(kernel_ * kernel_)));
+      for (index_t b = 0, k = 0; b < at.cols(); ++b)
+        for (index_t o = 0; o < at.rows(); ++o, ++k) {
+          const index_t offset = at(o, b) - window_base(o);  // i * W + j
+          codes_.set(std::size_t(k), std::uint32_t(offset / in_.w * kernel_ + offset % in_.w));
+        }
     } else {
       run(x, y, nullptr);
     }
+  }
+  /// A max pool keeps, per output, where its maximum was: an index in mode none, else a
+  /// bits_for(k*k)-bit position in the window (core/activation_store.hpp).
+  void set_activation_store(const activation_store& store) {
+    store.validate();
+    store_ = store;
+  }
+  kept_memory kept() const {
+    if constexpr (Kind == pool_kind::average) return {};
+    const auto raw = std::uint64_t(output_shape().size() * batch_) * sizeof(index_t);
+    return {store_.mode == activation_mode::none ? raw : codes_.bytes(), raw};
   }
   void backward(const_matrix_ref<T> dy, matrix<T>& dx) {
     detail::check_grad_rows(*this, dy.rows(), dy.cols(), batch_);
@@ -69,7 +95,7 @@ class pool2d {
     const shape out = output_shape();
     for (index_t b = 0; b < dy.cols(); ++b) {
       if constexpr (Kind == pool_kind::max) {
-        for (index_t o = 0; o < dy.rows(); ++o) dx(argmax_(o, b), b) += dy(o, b);
+        for (index_t o = 0; o < dy.rows(); ++o) dx(argmax_at(o, b), b) += dy(o, b);
       } else {
         const T scale = T(1) / T(kernel_ * kernel_);
         for (index_t c = 0; c < in_.c; ++c)
@@ -109,7 +135,21 @@ class pool2d {
  private:
   static std::string kind_name() { return Kind == pool_kind::max ? "max_pool2d" : "avg_pool2d"; }
 
-  void run(const_matrix_ref<T> x, matrix_view<T> y, Eigen::Matrix<index_t, -1, -1>* argmax) const {
+  /// The input index of output o's window's top-left value.
+  index_t window_base(index_t o) const {
+    const shape out = output_shape();
+    const index_t c = o / (out.h * out.w), oh = o / out.w % out.h, ow = o % out.w;
+    return (c * in_.h + oh * stride_) * in_.w + ow * stride_;
+  }
+  /// Where output (o, b)'s maximum was, as kept by forward_train.
+  index_t argmax_at(index_t o, index_t b) const {
+    if (store_.mode == activation_mode::none) return argmax_(o, b);
+    const auto code = index_t(codes_.get(std::size_t(b * output_shape().size() + o)));
+    return window_base(o) + code / kernel_ * in_.w + code % kernel_;
+  }
+
+  /// argmax: null, or output size x batch window maxima positions (column-major).
+  void run(const_matrix_ref<T> x, matrix_view<T> y, index_t* argmax) const {
     const shape out = output_shape();
     if (Kind == pool_kind::max && kernel_ == 2 && stride_ == 2) return run_max_2x2(x, y, argmax);
     for (index_t b = 0; b < x.cols(); ++b)
@@ -131,7 +171,7 @@ class pool2d {
             const index_t o = (c * out.h + oh) * out.w + ow;
             if constexpr (Kind == pool_kind::max) {
               y(o, b) = acc;
-              if (argmax) (*argmax)(o, b) = best_at;
+              if (argmax) argmax[b * out.size() + o] = best_at;
             } else {
               y(o, b) = acc / T(kernel_ * kernel_);
             }
@@ -140,12 +180,12 @@ class pool2d {
 
   /// The common 2x2, stride 2 max pool: the four values of each window compared in the
   /// generic loop's order (first on ties), without its index arithmetic.
-  void run_max_2x2(const_matrix_ref<T> x, matrix_view<T> y, Eigen::Matrix<index_t, -1, -1>* argmax) const {
+  void run_max_2x2(const_matrix_ref<T> x, matrix_view<T> y, index_t* argmax) const {
     const shape out = output_shape();
     for (index_t b = 0; b < x.cols(); ++b) {
       const T* img = x.col(b).data();
       T* dst = y.col(b).data();
-      index_t* at = argmax ? argmax->col(b).data() : nullptr;
+      index_t* at = argmax ? argmax + b * out.size() : nullptr;
       for (index_t c = 0; c < in_.c; ++c)
         for (index_t oh = 0; oh < out.h; ++oh) {
           const index_t top = (c * in_.h + 2 * oh) * in_.w;
@@ -168,7 +208,9 @@ class pool2d {
   shape in_;
   index_t kernel_, stride_;
   index_t batch_ = 0;
-  Eigen::Matrix<index_t, -1, -1> argmax_;
+  activation_store store_;
+  Eigen::Matrix<index_t, -1, -1> argmax_;  // mode none
+  bit_codes codes_;                        // other modes
 };
 
 template <class T>

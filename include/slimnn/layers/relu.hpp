@@ -1,6 +1,8 @@
 // slimnn/layers/relu.hpp — elementwise max(x, 0).
 // Shapes: any shape, unchanged. Cost: one compare per value, no parameters.
-// Backward: dx = dy where the forward input was positive, else 0.
+// Backward: dx = dy where the forward input was positive, else 0. forward_train keeps
+// the sign flags: one byte each in activation mode none, one bit otherwise
+// (core/activation_store.hpp).
 // File (core/tensor_io.hpp): no tensors; setting input (the shape).
 // Thread safety: forward is const and reentrant.
 //
@@ -10,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "slimnn/core/activation_store.hpp"
 #include "slimnn/core/layer.hpp"
 #include "slimnn/core/tensor_io.hpp"
 
@@ -36,11 +39,39 @@ class relu {
   std::uint64_t workspace_bytes(index_t) const { return 0; }
   void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
     forward(x, y);
-    positive_ = (x.array() > T(0));
+    batch_ = x.cols();
+    if (store_.mode == activation_mode::none) {
+      positive_ = (x.array() > T(0));
+      return;
+    }
+    mask_.reset(std::size_t(x.size()), 1);  // 64 flags a word
+    std::uint64_t* words = mask_.words();
+    std::size_t bit = 0;
+    for (index_t b = 0; b < x.cols(); ++b) {
+      const T* column = x.col(b).data();
+      for (index_t i = 0; i < x.rows(); ++i, ++bit) words[bit / 64] |= std::uint64_t(column[i] > T(0)) << (bit % 64);
+    }
   }
   void backward(const_matrix_ref<T> dy, matrix<T>& dx) {
-    detail::check_grad_rows(*this, dy.rows(), dy.cols(), positive_.cols());
-    dx = (positive_.template cast<T>() * dy.array()).matrix();
+    detail::check_grad_rows(*this, dy.rows(), dy.cols(), batch_);
+    if (store_.mode == activation_mode::none) {
+      dx = (positive_.template cast<T>() * dy.array()).matrix();
+      return;
+    }
+    dx.resize(dy.rows(), dy.cols());
+    const std::uint64_t* words = mask_.words();
+    std::size_t bit = 0;
+    for (index_t b = 0; b < dy.cols(); ++b)
+      for (index_t i = 0; i < dy.rows(); ++i, ++bit) dx(i, b) = (words[bit / 64] >> (bit % 64)) & 1 ? dy(i, b) : T(0);
+  }
+  /// Mode none keeps one byte per flag, the others one bit (core/activation_store.hpp).
+  void set_activation_store(const activation_store& store) {
+    store.validate();
+    store_ = store;
+  }
+  kept_memory kept() const {
+    const auto flags = std::uint64_t(shape_.size() * batch_);
+    return {store_.mode == activation_mode::none ? flags : mask_.bytes(), flags};
   }
   std::vector<parameter<T>> parameters() { return {}; }
 
@@ -58,7 +89,10 @@ class relu {
 
  private:
   shape shape_;
-  Eigen::Array<bool, Eigen::Dynamic, Eigen::Dynamic> positive_;
+  index_t batch_ = 0;
+  activation_store store_;
+  Eigen::Array<bool, Eigen::Dynamic, Eigen::Dynamic> positive_;  // mode none
+  bit_codes mask_;                                               // other modes
 };
 
 static_assert(TrainableLayer<relu<float>>);

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "slimnn/core/activation_store.hpp"
 #include "slimnn/core/layer.hpp"
 #include "slimnn/core/tensor_io.hpp"
 
@@ -57,6 +58,12 @@ class any_layer {
   void backward(const_matrix_ref<T> dy, matrix<T>& dx) { impl_->backward(dy, dx); }
   std::vector<parameter<T>> parameters() { return impl_->parameters(); }
   void after_update() { impl_->after_update(); }
+  /// Whether the wrapped layer has set_activation_store (core/activation_store.hpp).
+  bool has_activation_store() const { return impl_->has_activation_store(); }
+  /// Sets the wrapped layer's store; config_error for a layer without one unless mode none.
+  void set_activation_store(const activation_store& store) { impl_->set_activation_store(store); }
+  /// What the wrapped layer keeps for backward (zero for a layer that does not say).
+  kept_memory kept() const { return impl_->kept(); }
 
   /// The wrapped layer's file kind (L::kind; its name without "<T>" if it has none).
   std::string kind() const { return impl_->kind(); }
@@ -94,6 +101,9 @@ class any_layer {
     virtual void backward(const_matrix_ref<T> dy, matrix<T>& dx) = 0;
     virtual std::vector<parameter<T>> parameters() = 0;
     virtual void after_update() = 0;
+    virtual bool has_activation_store() const = 0;
+    virtual void set_activation_store(const activation_store& store) = 0;
+    virtual kept_memory kept() const = 0;
     virtual std::string kind() const = 0;
     virtual bool saveable() const = 0;
     virtual void save(tensor_sink& out, const std::string& prefix) const = 0;
@@ -138,6 +148,19 @@ class any_layer {
     }
     void after_update() override {
       if constexpr (requires { layer.after_update(); }) layer.after_update();
+    }
+    bool has_activation_store() const override {
+      return requires(L& l, const activation_store& s) { l.set_activation_store(s); };
+    }
+    void set_activation_store(const activation_store& store) override {
+      if constexpr (requires { layer.set_activation_store(store); }) layer.set_activation_store(store);
+      else if (store.mode != activation_mode::none)
+        throw config_error(describe(layer) + ": keeps its activations only in mode none (it has no "
+                           "set_activation_store)");
+    }
+    kept_memory kept() const override {
+      if constexpr (requires { { layer.kept() } -> std::same_as<kept_memory>; }) return layer.kept();
+      else return {};
     }
     std::string kind() const override {
       if constexpr (requires { L::kind; }) {

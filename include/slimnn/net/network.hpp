@@ -138,6 +138,30 @@ class network {
     for (auto& l : layers_) l.after_update();
   }
 
+  /// How every layer keeps its activations for backward (core/activation_store.hpp); a
+  /// layer that keeps nothing ignores it, one without a store takes mode none only
+  /// (config_error naming it otherwise). Set it on one layer with net[i].
+  void set_activation_store(const activation_store& store) {
+    store.validate();
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+      if (!layers_[i].has_activation_store() && layers_[i].trainable() && store.mode != activation_mode::none)
+        throw config_error(detail::cat("network: layer ", i, " (", describe(layers_[i]),
+                                       ") has no activation store; it keeps its activations only in mode none"));
+      if (layers_[i].has_activation_store()) layers_[i].set_activation_store(store);
+    }
+  }
+  /// What the layers keep for backward since the last forward_train, and per layer.
+  kept_memory kept() const {
+    kept_memory total;
+    for (const auto& l : layers_) total += l.kept();
+    return total;
+  }
+  std::vector<kept_memory> kept_by_layer() const {
+    std::vector<kept_memory> out;
+    for (const auto& l : layers_) out.push_back(l.kept());
+    return out;
+  }
+
   slimnn::cost cost() const {
     slimnn::cost total;
     for (const auto& l : layers_) total += l.cost();

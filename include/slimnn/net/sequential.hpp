@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "slimnn/core/activation_store.hpp"
 #include "slimnn/core/layer.hpp"
 #include "slimnn/core/parallel.hpp"
 #include "slimnn/detail/activation_buffers.hpp"
@@ -117,6 +118,25 @@ class sequential {
     each([&]<std::size_t I>(auto& layer) {
       if constexpr (requires { layer.after_update(); }) layer.after_update();
     });
+  }
+
+  /// As network<T>'s: every layer with a store takes `store`.
+  void set_activation_store(const activation_store& store) {
+    store.validate();
+    each([&]<std::size_t I>(auto& layer) {
+      if constexpr (requires { layer.set_activation_store(store); }) layer.set_activation_store(store);
+      else if constexpr (TrainableLayer<std::remove_cvref_t<decltype(layer)>>)
+        detail::require<config_error>(store.mode == activation_mode::none, "sequential: layer ", I, " (",
+                                      describe(layer), ") has no activation store; it keeps its activations only in "
+                                      "mode none");
+    });
+  }
+  kept_memory kept() const {
+    kept_memory total;
+    each([&]<std::size_t I>(const auto& layer) {
+      if constexpr (requires { { layer.kept() } -> std::same_as<kept_memory>; }) total += layer.kept();
+    });
+    return total;
   }
 
   slimnn::cost cost() const {

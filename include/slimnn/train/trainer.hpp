@@ -31,6 +31,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "slimnn/core/activation_store.hpp"
 #include "slimnn/core/layer.hpp"
 #include "slimnn/core/thread_pool.hpp"
 #include "slimnn/data/dataset.hpp"
@@ -63,6 +64,15 @@ struct epoch_report {
   double train_accuracy = 0;
   std::optional<evaluation> test;
   double seconds = 0;
+  /// Activations kept for backward (core/activation_store.hpp), for models that report
+  /// them (kept()): the most bytes the layers of all parts held between a step's
+  /// forward_train and its backward, what mode none would have kept in that step, per
+  /// layer of the model's own part in that step (models with kept_by_layer()), and the
+  /// seconds the epoch spent compressing and decompressing them.
+  std::uint64_t activation_peak_bytes = 0;
+  std::uint64_t activation_raw_bytes = 0;
+  std::vector<kept_memory> activation_layers;
+  double codec_seconds = 0;
 };
 
 /// Sets the number of threads Eigen's matrix products may use (0 or less: leave as is).
@@ -193,6 +203,8 @@ std::vector<epoch_report> fit(Model& model, Optimizer& optimizer, const dataset<
     progress_bar bar(detail::cat(config.label, " epoch ", epoch, "/", config.epochs), long(batches));
     double loss_sum = 0;
     index_t seen = 0, correct = 0;
+    epoch_report report;
+    const double codec_start = codec_seconds();
     for (index_t b = 0; b < batches; ++b, ++step) {
       const index_t first = b * config.batch_size;
       const index_t count = std::min(config.batch_size, train.size() - first);
@@ -228,11 +240,20 @@ std::vector<epoch_report> fit(Model& model, Optimizer& optimizer, const dataset<
         }
       }
       for (index_t r = 0; r < used; ++r) loss_sum += parts[std::size_t(r)].loss_sum, correct += parts[std::size_t(r)].correct;
+      if constexpr (requires { { model.kept() } -> std::same_as<kept_memory>; }) {
+        kept_memory kept = model.kept();
+        for (index_t r = 1; r < used; ++r) kept += parts[std::size_t(r)].replica->kept();
+        if (kept.bytes > report.activation_peak_bytes) {
+          report.activation_peak_bytes = kept.bytes;
+          report.activation_raw_bytes = kept.raw_bytes;
+          if constexpr (requires { model.kept_by_layer(); }) report.activation_layers = model.kept_by_layer();
+        }
+      }
       seen += count;
       optimizer.step(model);
       if (config.progress) bar.update(long(b + 1), detail::cat("loss ", loss_sum / double(seen)));
     }
-    epoch_report report;
+    report.codec_seconds = codec_seconds() - codec_start;
     report.epoch = epoch;
     report.train_loss = loss_sum / double(seen);
     report.train_accuracy = double(correct) / double(seen);
