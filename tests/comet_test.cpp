@@ -127,6 +127,16 @@ TEST(error_bounded, corrupt_streams_are_format_errors) {
   expect_throw_message<format_error>([&] { decode(bad); },
                                      "slimnn: error_bounded stream: code width 3 bytes (expected 1 or 2)");
   expect_throw_message<format_error>([&] { decode(packed, 99); }, "slimnn: error_bounded stream: 100 values, expected 99");
+  {  // an escape code without its escaped value
+    std::vector<float> one = {std::numeric_limits<float>::quiet_NaN()};
+    std::vector<std::uint8_t> stream;
+    codec.compress(std::span<const float>(one), 1e-2, stream);
+    stream[24] = 0;                                     // the escape count (header: 32 bytes)
+    stream.erase(stream.begin() + 32, stream.begin() + 44);  // and its entry: index, value
+    std::vector<float> back(1);
+    expect_throw_message<format_error>([&] { codec.decompress(stream, std::span<float>(back)); },
+                                       "slimnn: error_bounded stream: 1 escape codes for 0 escaped values");
+  }
   std::vector<double> wide(100);
   expect_throw_message<format_error>([&] { codec.decompress(packed, std::span<double>(wide)); },
                                      "slimnn: error_bounded stream: 4-byte values, read as 8-byte");
@@ -170,6 +180,28 @@ TEST(activation_store, kept_tensors_copy_borrow_or_compress) {
   EXPECT_EQ(none.memory().bytes, 50u * 8u * sizeof(float));
   EXPECT_EQ(lossless.memory().raw_bytes, none.memory().bytes);
   EXPECT_LT(lossy.memory().bytes, none.memory().bytes / 2);
+}
+
+TEST(activation_store, kept_tensors_fall_back_to_a_copy_where_they_must) {
+  // Separated columns cannot be borrowed; a range past double's limits has no finite bound.
+  const auto big = slimnn::testing::random_matrix<double>(12, 5);
+  kept_tensor<double> lossless;
+  lossless.set_store({activation_mode::lossless});
+  lossless.keep(big.topRows(10));
+  EXPECT_TRUE(lossless.get() == big.topRows(10));
+  EXPECT_NE(lossless.get().data(), big.data());
+  matrix<double> extreme = slimnn::testing::random_matrix<double>(8, 3);
+  extreme(0, 0) = std::numeric_limits<double>::max();
+  extreme(1, 0) = std::numeric_limits<double>::lowest();
+  kept_tensor<double> lossy;
+  lossy.set_store(comet::lossy_store(1e-2));
+  lossy.keep(extreme);
+  EXPECT_TRUE(lossy.get() == extreme);
+  EXPECT_EQ(lossy.memory().bytes, lossy.memory().raw_bytes);
+  // A constant tensor is bounded by its magnitude, not by 1.
+  const matrix<double> constant = matrix<double>::Constant(4, 4, 1e-3);
+  lossy.keep(constant);
+  EXPECT_LE((lossy.get() - constant).cwiseAbs().maxCoeff(), 1e-2 * 1e-3);
 }
 
 TEST(activation_store, lossless_training_is_bit_identical_to_none) {

@@ -134,8 +134,9 @@ class error_bounded_codec final : public activation_codec {
     // A code rebuilt past T's range can only come from a corrupt stream.
     const double largest_code = double(std::numeric_limits<T>::max()) / step;
     const double escape = width == 1 ? -128 : -32768;  // its value comes from the escapes below
+    std::uint64_t escape_codes = 0;
     const auto rebuild = [&](double code) {
-      if (code == escape) return T(0);
+      if (code == escape) return ++escape_codes, T(0);
       if (std::abs(code) > largest_code) fail(detail::cat("code ", code, " out of range for step ", step));
       return T(code * step);
     };
@@ -144,6 +145,7 @@ class error_bounded_codec final : public activation_codec {
     else
       for (std::size_t i = 0; i < n; ++i)
         x[i] = rebuild(double(std::int16_t(std::uint16_t(codes[2 * i] | (codes[2 * i + 1] << 8)))));
+    if (escape_codes != escapes) fail(detail::cat(escape_codes, " escape codes for ", escapes, " escaped values"));
     for (std::uint64_t e = 0; e < escapes; ++e, p += 8 + sizeof(T)) {
       const auto i = get<std::uint64_t>(p);
       if (i >= n) fail(detail::cat("escape index ", i, " out of range for ", n, " values"));
@@ -181,7 +183,7 @@ inline activation_store lossy_store(double relative_bound) {
 /// COMET's adaptive store: each layer starts at `start_bound` of its tensors' range and,
 /// every `interval` steps, rescales it so its weight gradient's relative error stays near
 /// `gradient_target` (kept_tensor::adapt).
-inline activation_store adaptive_store(double gradient_target = 2e-2, double start_bound = 1e-2, int interval = 50) {
+inline activation_store adaptive_store(double gradient_target = 2e-2, double start_bound = 1e-2, int interval = 10) {
   activation_store s{activation_mode::lossy, start_bound, std::make_shared<error_bounded_codec>(), gradient_target,
                      interval};
   s.validate();

@@ -13,11 +13,13 @@
 //             is bit-identical to none.
 //   lossy     as lossless, but every kept float tensor is compressed by `codec` with a
 //             pointwise bound |x - x'| <= relative_bound * (max x - min x) (per tensor,
-//             COMET's value-range-relative bound); backward decompresses it. With
+//             COMET's value-range-relative bound; a constant tensor uses its magnitude);
+//             backward decompresses it. With
 //             gradient_target > 0 the bound adapts per layer to COMET's error model
 //             (kept_tensor::adapt).
-// A borrowed input (lossless) must stay alive and unchanged until backward: network<T>,
-// sequential and fit guarantee it; a caller of forward_train on a lone layer must too.
+// A borrowed input (lossless) must stay alive and unchanged until backward, and be real
+// storage, not an expression evaluated into a temporary: network<T>, sequential and fit
+// guarantee it; a caller of forward_train on a lone layer must too.
 // kept_tensor<T> is the one holder every layer keeps a float tensor in; bit_codes packs
 // masks and small codes. activation_codec is the interface of a lossy compressor
 // (slimnn/comet/error_bounded.hpp implements it); codec_seconds() adds up the time spent
@@ -153,38 +155,48 @@ class kept_tensor {
   }
   const activation_store& store() const { return store_; }
 
+  /// Keeps x as the store says. Lossless borrows x's storage, so x must be real storage
+  /// (a matrix, a Map or a block of whole columns) that outlives backward; an input with
+  /// separated columns is copied instead. A lossy tensor whose bound cannot be a positive
+  /// finite number (a range past the type's limits) is copied exactly as well.
   void keep(const_matrix_ref<T> x) {
-    const activation_store& store = store_;
+    const bool contiguous = x.outerStride() == x.rows() || x.cols() <= 1;
+    activation_mode mode = store_.mode;
+    if (mode == activation_mode::lossless && !contiguous) mode = activation_mode::none;
+    double bound = 0;
+    if (mode == activation_mode::lossy) {
+      const auto [lo, hi] = finite_range(x);
+      // The range is halved before the subtraction, so it cannot overflow; a constant
+      // tensor takes its magnitude, an all-zero one any bound.
+      double range = 2 * (hi / 2 - lo / 2);
+      if (!(range > 0)) range = std::max(std::abs(hi), std::abs(lo));
+      if (!(range > 0)) range = 1;
+      bound = bound_ * range;
+      if (!(bound > 0) || !std::isfinite(bound)) mode = activation_mode::none;
+    }
     rows_ = x.rows();
     cols_ = x.cols();
-    mode_ = store.mode;
+    mode_ = mode;
     borrowed_ = nullptr;
-    if (mode_ == activation_mode::none) {
+    packed_.clear();
+    if (mode == activation_mode::none) {
       copy_ = x;
-      packed_.clear();
-    } else if (mode_ == activation_mode::lossless) {
-      detail::require<config_error>(x.outerStride() == x.rows() || x.cols() <= 1,
-                                    "activation_store: lossless mode borrows inputs, which must have contiguous "
-                                    "columns");
+    } else if (mode == activation_mode::lossless) {
       borrowed_ = x.data();
       copy_.resize(0, 0);
-      packed_.clear();
     } else {
-      calibrating_ = store.gradient_target > 0 && steps_++ % store.calibration_interval == 0;
+      calibrating_ = store_.gradient_target > 0 && steps_++ % store_.calibration_interval == 0;
       copy_.resize(0, 0);
       const detail::codec_timer timer;
-      const auto n = std::size_t(x.size());
       const T* data = x.data();
-      if (x.outerStride() != x.rows() && x.cols() > 1) {  // compress a contiguous copy
+      if (!contiguous) {  // compress a contiguous copy
         auto flat = detail::scratch<kept_tensor, T>(x.rows(), x.cols());
         flat = x;
         data = flat.data();
       }
-      const auto [lo, hi] = finite_range(data, n);
-      const double range = hi > lo ? hi - lo : std::max(std::abs(hi), 1.0);
-      absolute_bound_ = bound_ * range;
-      store.codec->compress(std::span<const T>(data, n), absolute_bound_, packed_);
-      codec_ = store.codec.get();
+      absolute_bound_ = bound;
+      store_.codec->compress(std::span<const T>(data, std::size_t(x.size())), absolute_bound_, packed_);
+      codec_ = store_.codec.get();
     }
   }
 
@@ -226,10 +238,11 @@ class kept_tensor {
 
  private:
   /// The smallest and largest finite values (0, 0 if none).
-  static std::pair<double, double> finite_range(const T* x, std::size_t n) {
+  static std::pair<double, double> finite_range(const_matrix_ref<T> x) {
     T lo = std::numeric_limits<T>::max(), hi = std::numeric_limits<T>::lowest();
-    for (std::size_t i = 0; i < n; ++i)
-      if (std::isfinite(x[i])) lo = std::min(lo, x[i]), hi = std::max(hi, x[i]);
+    for (index_t b = 0; b < x.cols(); ++b)
+      for (index_t i = 0; i < x.rows(); ++i)
+        if (std::isfinite(x(i, b))) lo = std::min(lo, x(i, b)), hi = std::max(hi, x(i, b));
     return lo <= hi ? std::pair<double, double>(lo, hi) : std::pair<double, double>(0, 0);
   }
 
@@ -246,11 +259,30 @@ class kept_tensor {
   const activation_codec* codec_ = nullptr;
 };
 
-/// n codes of `width` bits each (0..16) packed LSB-first into 64-bit words, rebuilt in
-/// place each step (grow-only storage): ReLU masks (width 1) and pooling positions.
+/// n codes of `width` bits each (0..16) packed LSB-first into 64-bit words, 64 / width
+/// to a word, rebuilt in place each step (grow-only storage): ReLU masks (width 1) and
+/// pooling positions. A cursor walks them in order without divisions (put after reset,
+/// take in backward).
 class bit_codes {
  public:
+  struct cursor {
+    std::size_t word = 0;
+    int shift = 0;
+  };
+  void put(cursor& at, std::uint32_t code) {
+    if (width_ == 0) return;
+    words_[at.word] |= std::uint64_t(code) << at.shift;
+    advance(at);
+  }
+  std::uint32_t take(cursor& at) const {
+    if (width_ == 0) return 0;
+    const auto code = std::uint32_t(words_[at.word] >> at.shift) & ((1u << width_) - 1u);
+    advance(at);
+    return code;
+  }
+
   void reset(std::size_t n, int width) {
+    detail::require<config_error>(width >= 0 && width <= 16, "bit_codes: width must be in 0..16, got ", width);
     n_ = n;
     width_ = width;
     per_word_ = width > 0 ? 64 / width : 0;
@@ -263,12 +295,17 @@ class bit_codes {
     if (width_ == 0) return 0;
     return std::uint32_t(words_[i / per_word_] >> (i % per_word_ * std::size_t(width_))) & ((1u << width_) - 1u);
   }
-  std::uint64_t* words() { return words_.data(); }
-  const std::uint64_t* words() const { return words_.data(); }
   std::size_t size() const { return n_; }
   std::uint64_t bytes() const { return words_.size() * sizeof(std::uint64_t); }
+  std::uint64_t* words() { return words_.data(); }
+  const std::uint64_t* words() const { return words_.data(); }
 
  private:
+  void advance(cursor& at) const {
+    at.shift += width_;
+    if (at.shift + width_ > 64) ++at.word, at.shift = 0;
+  }
+
   std::size_t n_ = 0, per_word_ = 0;
   int width_ = 0;
   std::vector<std::uint64_t> words_;

@@ -90,8 +90,13 @@ class dense {
   void backward(const_matrix_ref<T> dy, matrix<T>& dx) {
     detail::check_grad_rows(*this, dy.rows(), dy.cols(), input_.cols());
     const auto x = input_.get();
-    weight_grad_.noalias() += dy * x.transpose();
-    if (input_.calibrating()) input_.adapt(weight_.cols(), dy.norm(), (dy * x.transpose()).norm());
+    if (input_.calibrating()) {  // this step's gradient apart, for the adaptive bound
+      const matrix<T> step = dy * x.transpose();
+      weight_grad_ += step;
+      input_.adapt(weight_.cols(), dy.norm(), step.norm());
+    } else {
+      weight_grad_.noalias() += dy * x.transpose();
+    }
     bias_grad_ += dy.rowwise().sum();
     dx.resize(weight_.cols(), dy.cols());
     dx.noalias() = weight_.transpose() * dy;

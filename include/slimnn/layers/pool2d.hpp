@@ -61,19 +61,22 @@ class pool2d {
     detail::check_input_rows(*this, x.rows());
     y.resize(output_shape().size(), x.cols());
     batch_ = x.cols();
+    coded_ = Kind == pool_kind::max && store_.mode != activation_mode::none;  // how this step keeps them
     if constexpr (Kind == pool_kind::max) {
-      if (store_.mode == activation_mode::none) {
+      if (!coded_) {
         argmax_.resize(y.rows(), y.cols());
         return run(x, y, argmax_.data());
       }
       auto at = detail::scratch<pool2d, index_t>(y.rows(), y.cols());
       run(x, y, at.data());
       codes_.reset(std::size_t(at.size()), detail::bits_for(std::uint64_t(kernel_ * kernel_)));
-      for (index_t b = 0, k = 0; b < at.cols(); ++b)
-        for (index_t o = 0; o < at.rows(); ++o, ++k) {
-          const index_t offset = at(o, b) - window_base(o);  // i * W + j
-          codes_.set(std::size_t(k), std::uint32_t(offset / in_.w * kernel_ + offset % in_.w));
-        }
+      bit_codes::cursor cursor;
+      const index_t* where = at.data();
+      for_each_window(x.cols(), [&](index_t base) {
+        index_t offset = *where++ - base, i = 0;  // offset = i * W + j, i and j < k
+        for (; offset >= in_.w; offset -= in_.w) ++i;
+        codes_.put(cursor, std::uint32_t(i * kernel_ + offset));
+      });
     } else {
       run(x, y, nullptr);
     }
@@ -87,27 +90,39 @@ class pool2d {
   kept_memory kept() const {
     if constexpr (Kind == pool_kind::average) return {};
     const auto raw = std::uint64_t(output_shape().size() * batch_) * sizeof(index_t);
-    return {store_.mode == activation_mode::none ? raw : codes_.bytes(), raw};
+    return {coded_ ? codes_.bytes() : raw, raw};
   }
   void backward(const_matrix_ref<T> dy, matrix<T>& dx) {
     detail::check_grad_rows(*this, dy.rows(), dy.cols(), batch_);
     dx = matrix<T>::Zero(in_.size(), dy.cols());
     const shape out = output_shape();
-    for (index_t b = 0; b < dy.cols(); ++b) {
-      if constexpr (Kind == pool_kind::max) {
-        for (index_t o = 0; o < dy.rows(); ++o) dx(argmax_at(o, b), b) += dy(o, b);
-      } else {
-        const T scale = T(1) / T(kernel_ * kernel_);
-        for (index_t c = 0; c < in_.c; ++c)
-          for (index_t oh = 0; oh < out.h; ++oh)
-            for (index_t ow = 0; ow < out.w; ++ow) {
-              const T g = dy((c * out.h + oh) * out.w + ow, b) * scale;
-              for (index_t i = 0; i < kernel_; ++i)
-                for (index_t j = 0; j < kernel_; ++j)
-                  dx((c * in_.h + oh * stride_ + i) * in_.w + ow * stride_ + j, b) += g;
-            }
+    if constexpr (Kind == pool_kind::max) {
+      if (!coded_) {
+        for (index_t b = 0; b < dy.cols(); ++b)
+          for (index_t o = 0; o < dy.rows(); ++o) dx(argmax_(o, b), b) += dy(o, b);
+        return;
       }
+      // The window offsets of the k*k positions, then each output's from its code.
+      auto offsets = detail::scratch<pool2d, index_t, 1>(kernel_ * kernel_, 1);
+      for (index_t p = 0; p < kernel_ * kernel_; ++p) offsets(p) = p / kernel_ * in_.w + p % kernel_;
+      bit_codes::cursor cursor;
+      index_t b = 0, o = 0;
+      for_each_window(dy.cols(), [&](index_t base) {
+        dx(base + offsets(codes_.take(cursor)), b) += dy(o, b);
+        if (++o == dy.rows()) o = 0, ++b;
+      });
+      return;
     }
+    const T scale = T(1) / T(kernel_ * kernel_);
+    for (index_t b = 0; b < dy.cols(); ++b)
+      for (index_t c = 0; c < in_.c; ++c)
+        for (index_t oh = 0; oh < out.h; ++oh)
+          for (index_t ow = 0; ow < out.w; ++ow) {
+            const T g = dy((c * out.h + oh) * out.w + ow, b) * scale;
+            for (index_t i = 0; i < kernel_; ++i)
+              for (index_t j = 0; j < kernel_; ++j)
+                dx((c * in_.h + oh * stride_ + i) * in_.w + ow * stride_ + j, b) += g;
+          }
   }
   std::vector<parameter<T>> parameters() { return {}; }
 
@@ -135,17 +150,15 @@ class pool2d {
  private:
   static std::string kind_name() { return Kind == pool_kind::max ? "max_pool2d" : "avg_pool2d"; }
 
-  /// The input index of output o's window's top-left value.
-  index_t window_base(index_t o) const {
+  /// f(input index of the window's top-left value) for every output of every sample, in
+  /// the output's order (column-major over the batch).
+  template <class F>
+  void for_each_window(index_t batch, F&& f) const {
     const shape out = output_shape();
-    const index_t c = o / (out.h * out.w), oh = o / out.w % out.h, ow = o % out.w;
-    return (c * in_.h + oh * stride_) * in_.w + ow * stride_;
-  }
-  /// Where output (o, b)'s maximum was, as kept by forward_train.
-  index_t argmax_at(index_t o, index_t b) const {
-    if (store_.mode == activation_mode::none) return argmax_(o, b);
-    const auto code = index_t(codes_.get(std::size_t(b * output_shape().size() + o)));
-    return window_base(o) + code / kernel_ * in_.w + code % kernel_;
+    for (index_t b = 0; b < batch; ++b)
+      for (index_t c = 0; c < in_.c; ++c)
+        for (index_t oh = 0; oh < out.h; ++oh)
+          for (index_t ow = 0, base = (c * in_.h + oh * stride_) * in_.w; ow < out.w; ++ow, base += stride_) f(base);
   }
 
   /// argmax: null, or output size x batch window maxima positions (column-major).
@@ -209,6 +222,7 @@ class pool2d {
   index_t kernel_, stride_;
   index_t batch_ = 0;
   activation_store store_;
+  bool coded_ = false;                     // the last forward_train kept codes_, not argmax_
   Eigen::Matrix<index_t, -1, -1> argmax_;  // mode none
   bit_codes codes_;                        // other modes
 };

@@ -9,6 +9,8 @@
 // Component: slimnn::core (Eigen only).
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -40,29 +42,48 @@ class relu {
   void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
     forward(x, y);
     batch_ = x.cols();
-    if (store_.mode == activation_mode::none) {
+    packed_ = store_.mode != activation_mode::none;  // how this step's flags are kept
+    if (!packed_) {
       positive_ = (x.array() > T(0));
       return;
     }
     mask_.reset(std::size_t(x.size()), 1);  // 64 flags a word
-    std::uint64_t* words = mask_.words();
-    std::size_t bit = 0;
-    for (index_t b = 0; b < x.cols(); ++b) {
-      const T* column = x.col(b).data();
-      for (index_t i = 0; i < x.rows(); ++i, ++bit) words[bit / 64] |= std::uint64_t(column[i] > T(0)) << (bit % 64);
+    if (x.outerStride() == x.rows()) {       // whole words at a time
+      const T* v = x.data();
+      std::uint64_t* words = mask_.words();
+      for (index_t k = 0; k < x.size(); k += 64) {
+        std::uint64_t word = 0;
+        for (index_t j = 0, n = std::min<index_t>(64, x.size() - k); j < n; ++j)
+          word |= std::uint64_t(v[k + j] > T(0)) << j;
+        words[k / 64] = word;
+      }
+      return;
     }
+    bit_codes::cursor at;
+    for (index_t b = 0; b < x.cols(); ++b)
+      for (index_t i = 0; i < x.rows(); ++i) mask_.put(at, x(i, b) > T(0));
   }
   void backward(const_matrix_ref<T> dy, matrix<T>& dx) {
     detail::check_grad_rows(*this, dy.rows(), dy.cols(), batch_);
-    if (store_.mode == activation_mode::none) {
+    if (!packed_) {
       dx = (positive_.template cast<T>() * dy.array()).matrix();
       return;
     }
-    dx.resize(dy.rows(), dy.cols());
-    const std::uint64_t* words = mask_.words();
-    std::size_t bit = 0;
+    dx.resize(dy.rows(), dy.cols());  // flag * dy, as mode none computes it
+    if (dy.outerStride() == dy.rows()) {
+      const T* g = dy.data();
+      T* out = dx.data();
+      const std::uint64_t* words = mask_.words();
+      for (index_t k = 0; k < dy.size(); k += 64) {
+        const std::uint64_t word = words[k / 64];
+        for (index_t j = 0, n = std::min<index_t>(64, dy.size() - k); j < n; ++j)
+          out[k + j] = T((word >> j) & 1) * g[k + j];
+      }
+      return;
+    }
+    bit_codes::cursor at;
     for (index_t b = 0; b < dy.cols(); ++b)
-      for (index_t i = 0; i < dy.rows(); ++i, ++bit) dx(i, b) = (words[bit / 64] >> (bit % 64)) & 1 ? dy(i, b) : T(0);
+      for (index_t i = 0; i < dy.rows(); ++i) dx(i, b) = T(mask_.take(at)) * dy(i, b);
   }
   /// Mode none keeps one byte per flag, the others one bit (core/activation_store.hpp).
   void set_activation_store(const activation_store& store) {
@@ -71,7 +92,7 @@ class relu {
   }
   kept_memory kept() const {
     const auto flags = std::uint64_t(shape_.size() * batch_);
-    return {store_.mode == activation_mode::none ? flags : mask_.bytes(), flags};
+    return {packed_ ? mask_.bytes() : flags, flags};
   }
   std::vector<parameter<T>> parameters() { return {}; }
 
@@ -91,6 +112,7 @@ class relu {
   shape shape_;
   index_t batch_ = 0;
   activation_store store_;
+  bool packed_ = false;  // the last forward_train kept bits (mask_), not bytes (positive_)
   Eigen::Array<bool, Eigen::Dynamic, Eigen::Dynamic> positive_;  // mode none
   bit_codes mask_;                                               // other modes
 };

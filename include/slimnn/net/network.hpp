@@ -143,12 +143,12 @@ class network {
   /// (config_error naming it otherwise). Set it on one layer with net[i].
   void set_activation_store(const activation_store& store) {
     store.validate();
-    for (std::size_t i = 0; i < layers_.size(); ++i) {
+    for (std::size_t i = 0; i < layers_.size(); ++i)  // every layer checked before any is set
       if (!layers_[i].has_activation_store() && layers_[i].trainable() && store.mode != activation_mode::none)
         throw config_error(detail::cat("network: layer ", i, " (", describe(layers_[i]),
                                        ") has no activation store; it keeps its activations only in mode none"));
-      if (layers_[i].has_activation_store()) layers_[i].set_activation_store(store);
-    }
+    for (auto& layer : layers_)
+      if (layer.has_activation_store()) layer.set_activation_store(store);
   }
   /// What the layers keep for backward since the last forward_train, and per layer.
   kept_memory kept() const {

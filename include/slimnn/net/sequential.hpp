@@ -123,12 +123,15 @@ class sequential {
   /// As network<T>'s: every layer with a store takes `store`.
   void set_activation_store(const activation_store& store) {
     store.validate();
-    each([&]<std::size_t I>(auto& layer) {
-      if constexpr (requires { layer.set_activation_store(store); }) layer.set_activation_store(store);
-      else if constexpr (TrainableLayer<std::remove_cvref_t<decltype(layer)>>)
+    each([&]<std::size_t I>(auto& layer) {  // every layer checked before any is set
+      if constexpr (!requires { layer.set_activation_store(store); } &&
+                    TrainableLayer<std::remove_cvref_t<decltype(layer)>>)
         detail::require<config_error>(store.mode == activation_mode::none, "sequential: layer ", I, " (",
                                       describe(layer), ") has no activation store; it keeps its activations only in "
                                       "mode none");
+    });
+    each([&]<std::size_t I>(auto& layer) {
+      if constexpr (requires { layer.set_activation_store(store); }) layer.set_activation_store(store);
     });
   }
   kept_memory kept() const {

@@ -253,7 +253,7 @@ std::vector<epoch_report> fit(Model& model, Optimizer& optimizer, const dataset<
       optimizer.step(model);
       if (config.progress) bar.update(long(b + 1), detail::cat("loss ", loss_sum / double(seen)));
     }
-    report.codec_seconds = codec_seconds() - codec_start;
+    report.codec_seconds = std::max(0.0, codec_seconds() - codec_start);
     report.epoch = epoch;
     report.train_loss = loss_sum / double(seen);
     report.train_accuracy = double(correct) / double(seen);
