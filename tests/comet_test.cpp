@@ -9,6 +9,8 @@
 #include <random>
 #include <vector>
 
+#include "slimnn/circulant/block_circulant_conv2d.hpp"
+#include "slimnn/circulant/block_circulant_dense.hpp"
 #include "slimnn/comet/error_bounded.hpp"
 #include "slimnn/data/synthetic.hpp"
 #include "slimnn/kdconv/decompose.hpp"
@@ -19,6 +21,7 @@
 #include "slimnn/layers/relu.hpp"
 #include "slimnn/net/network.hpp"
 #include "slimnn/net/sequential.hpp"
+#include "slimnn/smartdeal/smartdeal_conv2d.hpp"
 #include "slimnn/train/gradient_check.hpp"
 #include "slimnn/train/optimizer.hpp"
 #include "slimnn/train/trainer.hpp"
@@ -355,6 +358,112 @@ TEST(activation_store, a_layer_without_a_store_refuses_other_modes) {
   expect_throw_message<config_error>(
       [&] { seq.set_activation_store({activation_mode::lossless}); },
       "slimnn: sequential: layer 1 (keeps_itself) has no activation store; it keeps its activations only in mode none");
+}
+
+/// 2x6x6 -> block-circulant conv (4 channels, block 2) -> relu -> SmartDeal conv 4->4 ->
+/// relu -> max_pool 2 -> flatten -> SmartDeal dense 36->8 -> relu -> block-circulant
+/// dense 8->4 (block 4): every layer kind that recomputes derived tensors in backward.
+network<double> compressed_cnn(std::uint64_t seed) {
+  rng_t rng(seed);
+  network<double> net;
+  block_circulant_conv2d<double> first(shape{2, 6, 6}, {.out_channels = 4, .kernel = 3, .padding = 1}, 2, rng);
+  const conv2d<double> second(first.output_shape(), {.out_channels = 4, .kernel = 3, .padding = 1}, rng);
+  max_pool2d<double> pool(second.output_shape(), 2);
+  const dense<double> head(pool.output_shape().size(), 8, rng);
+  net << first << relu<double>(first.output_shape())
+      << smartdeal::decompose(second, {.basis_width = 3, .segment_density = 0.7}).layer
+      << relu<double>(second.output_shape()) << pool << flatten<double>(pool.output_shape())
+      << smartdeal::decompose(head, {.basis_width = 4, .segment_density = 0.7}).layer << relu<double>(shape::flat(8))
+      << block_circulant_dense<double>(8, 4, 4, rng);
+  return net;
+}
+
+TEST(activation_store, compressed_layers_train_bit_identically_with_a_lossless_store) {
+  rng_t data_rng(21);
+  const auto data = make_blobs<double>(48, shape{2, 6, 6}, 4, 0.3, data_rng);
+  const auto train = [&](const activation_store& store) {
+    auto net = compressed_cnn(22);
+    net.set_activation_store(store);
+    adam<double> opt({.learning_rate = 0.01});
+    const auto report =
+        fit(net, opt, data, nullptr, {.epochs = 2, .batch_size = 16, .seed = 2, .progress = false}).back();
+    return std::make_pair(parameter_values(net), report);
+  };
+  const auto [none, none_report] = train({activation_mode::none});
+  const auto [lossless, lossless_report] = train({activation_mode::lossless});
+  EXPECT_EQ(none, lossless);
+  EXPECT_EQ(none_report.train_loss, lossless_report.train_loss);
+  auto start = compressed_cnn(22);
+  EXPECT_NE(none, parameter_values(start)) << "training moved the parameters";
+  // Each compressed layer keeps its input, nothing derived from it.
+  for (const std::size_t i : {0u, 2u, 6u, 8u})
+    EXPECT_EQ(none_report.activation_layers[i].raw_bytes, 16 * start[i].input_shape().size() * sizeof(double))
+        << "layer " << i;
+  const auto [lossy, lossy_report] = train(comet::lossy_store(1e-2));
+  EXPECT_TRUE(std::isfinite(lossy_report.train_loss));
+  for (const std::size_t i : {0u, 2u, 6u, 8u})
+    EXPECT_LT(lossy_report.activation_layers[i].bytes, lossy_report.activation_layers[i].raw_bytes) << "layer " << i;
+}
+
+/// The relative error of the first parameter's gradient (the weights that multiply the
+/// kept input) after one backward with the input kept under `store`, against mode none.
+template <class Layer>
+double relative_gradient_error(const Layer& layer, const activation_store& store, const matrix<double>& x,
+                               const matrix<double>& dy) {
+  Layer exact = layer, kept = layer;
+  kept.set_activation_store(store);
+  std::vector<std::vector<double>> gradients;
+  for (auto* l : {&exact, &kept}) {
+    zero_grad(l->parameters());
+    matrix<double> y, dx;
+    l->forward_train(x, y);
+    l->backward(dy, dx);
+    const auto p = l->parameters().front();
+    gradients.emplace_back(p.grad, p.grad + p.size);
+  }
+  const Eigen::Map<const vector<double>> e(gradients[0].data(), index_t(gradients[0].size()));
+  const Eigen::Map<const vector<double>> k(gradients[1].data(), index_t(gradients[1].size()));
+  return (k - e).norm() / e.norm();
+}
+
+/// Adapts the bound on one fixed batch (calibrating every step), then measures the
+/// gradient error at that bound: COMET's model, with each layer's fan-in and |dy|, must
+/// land the measured error within 1.5x of the target (on these shapes it lands within
+/// 15 %).
+template <class Layer>
+void expect_the_adapted_bound_meets_the_target(Layer layer, const char* what) {
+  const double target = 2e-2;
+  const auto x = slimnn::testing::random_matrix<double>(layer.input_shape().size(), 32, 31);
+  const auto dy = slimnn::testing::random_matrix<double>(layer.output_shape().size(), 32, 32);
+  Layer adapting = layer;
+  adapting.set_activation_store(comet::adaptive_store(target, 0.2, 1));
+  for (int step = 0; step < 12; ++step) {
+    zero_grad(adapting.parameters());
+    matrix<double> y, dx;
+    adapting.forward_train(x, y);
+    adapting.backward(dy, dx);
+  }
+  const double bound = adapting.kept_input().relative_bound();
+  EXPECT_LT(bound, 0.2) << what;
+  const double measured = relative_gradient_error(layer, comet::lossy_store(bound), x, dy);
+  EXPECT_GT(measured, target / 1.5) << what << " at bound " << bound;
+  EXPECT_LT(measured, target * 1.5) << what << " at bound " << bound;
+}
+
+TEST(activation_store, every_layer_adapts_its_bound_to_the_gradient_target) {
+  rng_t rng(33);
+  const dense<double> d(96, 40, rng);
+  const conv2d<double> c(shape{6, 8, 8}, {.out_channels = 8, .kernel = 3, .padding = 1}, rng);
+  expect_the_adapted_bound_meets_the_target(d, "dense");
+  expect_the_adapted_bound_meets_the_target(c, "conv2d");
+  expect_the_adapted_bound_meets_the_target(smartdeal::decompose(d, {.basis_width = 8, .segment_density = 0.5}).layer,
+                                            "smartdeal_dense");
+  expect_the_adapted_bound_meets_the_target(smartdeal::decompose(c, {.basis_width = 3, .segment_density = 0.5}).layer,
+                                            "smartdeal_conv2d");
+  expect_the_adapted_bound_meets_the_target(block_circulant_dense<double>(96, 40, 8, rng), "block_circulant_dense");
+  expect_the_adapted_bound_meets_the_target(
+      block_circulant_conv2d<double>(shape{6, 8, 8}, {.out_channels = 8, .kernel = 3, .padding = 1}, 2, rng),
+      "block_circulant_conv2d");
 }
 
 }  // namespace

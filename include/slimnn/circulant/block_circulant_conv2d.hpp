@@ -17,7 +17,9 @@
 // Cost per sample: Ho*Wo*K^2*p*q*(k/2+1) complex MACs (4 real MACs; 1 for the DC and
 // Nyquist bins) plus q*H*W + p*Ho*Wo real FFTs of length k; k reals stored per block.
 // Backward: dS_f += (a_f/k) G_f^T conj(cols_f), dcols_f = (1/k) G_f conj(S_f) folded
-// back by col2im and inverse-transformed (G_f: spectra of the output gradient). The
+// back by col2im and inverse-transformed (G_f: spectra of the output gradient);
+// forward_train keeps only x, through an activation store (core/activation_store.hpp),
+// and backward transforms each sample again. The
 // spectra's learning rate is scaled by lr_scale() = 1/k by default (each value is shared
 // by a k x k block).
 // File (core/tensor_io.hpp): the stored spectra, k reals per block (circulant/projection.hpp:
@@ -128,23 +130,24 @@ class block_circulant_conv2d {
            std::uint64_t(fft_padded<T>(q_ * k_ * g.in.h * g.in.w) + fft_padded<T>(p_ * k_ * P)) * sizeof(T);
   }
 
+  /// Keeps the input as the activation store says; backward transforms each sample again
+  /// (q*H*W real FFTs) rather than keeping the spectra.
   void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
-    detail::check_input_rows(*this, x.rows());
-    y.resize(output_shape().size(), x.cols());
-    input_spectra_.resize(std::size_t(x.cols() * in_spec_stride()));
-    for (index_t b = 0; b < x.cols(); ++b) {
-      complex* X = input_spectra_.data() + b * in_spec_stride();
-      transform_input(x.col(b), X);
-      forward_sample(X, y.col(b));
-    }
-    batch_ = x.cols();
+    forward(x, y);
+    input_.keep(x);
   }
+  /// How forward_train keeps the input for backward (core/activation_store.hpp).
+  void set_activation_store(const activation_store& store) { input_.set_store(store); }
+  kept_memory kept() const { return input_.memory(); }
+  /// The kept input (its mode and, lossy, the bound in force).
+  const kept_tensor<T>& kept_input() const { return input_; }
 
   void backward(const_matrix_ref<T> dy, matrix<T>& dx) {
-    detail::check_grad_rows(*this, dy.rows(), dy.cols(), batch_);
+    detail::check_grad_rows(*this, dy.rows(), dy.cols(), input_.cols());
     const index_t P = geometry_.positions(), HW = geometry_.in.h * geometry_.in.w, F = spectra_.frequencies();
     const index_t Q = q_ * taps();
     real_.resize(std::size_t(std::max(fft_padded<T>(p_ * k_ * P), fft_padded<T>(q_ * k_ * HW))));
+    input_spectra_.resize(std::size_t(in_spec_stride()));
     grad_spectra_.resize(std::size_t(out_spec_stride()));
     back_spectra_.resize(std::size_t(in_spec_stride()));
     cols_.resize(std::size_t(P * Q));
@@ -152,17 +155,22 @@ class block_circulant_conv2d {
     dx.resize(geometry_.in.size(), dy.cols());
     const T inv_k = T(1) / T(k_);
     Eigen::Map<matrix<complex>> cols(cols_.data(), P, Q), dcols(dcols_.data(), P, Q);
+    const auto x = input_.get();
+    complex* X = input_spectra_.data();
+    detail::spectral_calibration<T> calibration(input_, spectra_);
     for (index_t b = 0; b < dy.cols(); ++b) {
+      load_padded(x.col(b), real_.data(), q_ * k_ * HW);
+      in_r2c_.forward(real_.data(), X);
       load_padded(dy.col(b), real_.data(), p_ * k_ * P);
       out_r2c_.forward(real_.data(), grad_spectra_.data());
       for (index_t n = 0; n < out_channels_; ++n) bias_grad_[n] += dy.col(b).segment(n * P, P).sum();
-      const complex* X = input_spectra_.data() + b * in_spec_stride();
       std::fill(back_spectra_.begin(), back_spectra_.end(), complex(0));
       for (index_t f = 0; f < F; ++f) {
         const Eigen::Map<const matrix<complex>> Gf(grad_spectra_.data() + f * p_ * P, P, p_);
         im2col(X + f * q_ * HW, cols);
-        spectra_.grad_at(f).noalias() +=
-            complex(spectra_.multiplicity(f) * inv_k) * (Gf.transpose() * cols.conjugate());
+        const T scale = spectra_.multiplicity(f) * inv_k;
+        spectra_.grad_at(f).noalias() += complex(scale) * (Gf.transpose() * cols.conjugate());
+        calibration.add(scale, Gf);
         dcols.noalias() = complex(inv_k) * (Gf * spectra_.at(f).conjugate());
         Eigen::Map<matrix<complex>> Df(back_spectra_.data() + f * q_ * HW, q_ * HW, 1);
         detail::col2im_rows<complex>(spectral_geometry(), dcols, 0, 1, Df);
@@ -170,6 +178,7 @@ class block_circulant_conv2d {
       in_c2r_.inverse(back_spectra_.data(), real_.data());
       dx.col(b) = Eigen::Map<const vector<T>>(real_.data(), geometry_.in.size());
     }
+    calibration.finish(q_ * k_ * taps());
     spectra_.mask_gradients();
   }
 
@@ -361,8 +370,8 @@ class block_circulant_conv2d {
   vector<T> bias_, bias_grad_;
   T lr_scale_ = T(1);
   real_fft<T> in_r2c_, in_c2r_, out_r2c_, out_c2r_;
-  // training state
-  index_t batch_ = 0;
+  // training state: the kept input and backward's buffers
+  kept_tensor<T> input_;
   fft_vector<complex> input_spectra_, grad_spectra_, back_spectra_, cols_, dcols_;
   fft_vector<T> real_;
 };

@@ -12,7 +12,8 @@
 // plus q + p real FFTs of length k; k reals stored per block (plus the bias).
 // Backward (G = FFT of the output-gradient blocks, a_f = 1 or 2 the bin's multiplicity):
 //   dS_f += (a_f/k) G_f X_f^H,   dx_j = IFFT((1/k) sum_i conj(S_ij) . G_i),
-// both summed in the frequency domain. The trainable parameters are the stored spectra
+// both summed in the frequency domain; forward_train keeps only x, through an activation
+// store (core/activation_store.hpp), and backward transforms it again. The trainable parameters are the stored spectra
 // ("spectra", interleaved re/im) and the bias. Each spectral value is shared by a whole
 // k x k block, so its learning rate is scaled by lr_scale() = 1/k by default
 // (set_lr_scale changes it; adaptive optimizers such as Adam may prefer 1).
@@ -94,7 +95,7 @@ class block_circulant_dense {
   void forward(const_matrix_ref<T> x, matrix_view<T> y) const {
     detail::check_input_rows(*this, x.rows());
     detail::check_output(*this, y, x.cols());
-    run_forward(x, y, nullptr);
+    run_forward(x, y);
   }
 
   /// One real FFT buffer and the batch's input and output spectra (FFTW-aligned).
@@ -103,36 +104,49 @@ class block_circulant_dense {
            std::uint64_t(batch * (in_spec_stride() + out_spec_stride())) * sizeof(complex);
   }
 
+  /// Keeps the input as the activation store says; backward transforms it again (q real
+  /// FFTs per sample) rather than keeping its spectra.
   void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
-    detail::check_input_rows(*this, x.rows());
-    y.resize(outputs_, x.cols());
-    input_spectra_.resize(std::size_t(x.cols() * in_spec_stride()));
-    run_forward(x, y, input_spectra_.data());
-    batch_ = x.cols();
+    forward(x, y);
+    input_.keep(x);
   }
+  /// How forward_train keeps the input for backward (core/activation_store.hpp).
+  void set_activation_store(const activation_store& store) { input_.set_store(store); }
+  kept_memory kept() const { return input_.memory(); }
+  /// The kept input (its mode and, lossy, the bound in force).
+  const kept_tensor<T>& kept_input() const { return input_; }
 
   void backward(const_matrix_ref<T> dy, matrix<T>& dx) {
-    detail::check_grad_rows(*this, dy.rows(), dy.cols(), batch_);
+    detail::check_grad_rows(*this, dy.rows(), dy.cols(), input_.cols());
     const index_t B = dy.cols(), F = spectra_.frequencies();
     grad_real_.resize(std::size_t(B * std::max(out_stride(), in_stride())));
+    input_spectra_.resize(std::size_t(B * in_spec_stride()));
     grad_spectra_.resize(std::size_t(B * out_spec_stride()));
     back_spectra_.resize(std::size_t(B * in_spec_stride()));
     T* g = grad_real_.data();
+    complex* X = input_spectra_.data();
     complex* G = grad_spectra_.data();
     complex* D = back_spectra_.data();
+    const auto x = input_.get();
     for (index_t b = 0; b < B; ++b) {
+      load_padded(x.col(b), g, q_ * k_);
+      in_r2c_.forward(g, X + b * in_spec_stride());
       load_padded(dy.col(b), g, p_ * k_);
       out_r2c_.forward(g, G + b * out_spec_stride());
     }
     bias_grad_ += dy.rowwise().sum();
     const T inv_k = T(1) / T(k_);
+    detail::spectral_calibration<T> calibration(input_, spectra_);
     for (index_t f = 0; f < F; ++f) {
       const auto Gf = spectra_map(G + f * p_, p_, B, out_spec_stride());
-      const auto Xf = spectra_map(input_spectra_.data() + f * q_, q_, B, in_spec_stride());
-      spectra_.grad_at(f).noalias() += complex(spectra_.multiplicity(f) * inv_k) * (Gf * Xf.adjoint());
+      const auto Xf = spectra_map(X + f * q_, q_, B, in_spec_stride());
+      const T scale = spectra_.multiplicity(f) * inv_k;
+      spectra_.grad_at(f).noalias() += complex(scale) * (Gf * Xf.adjoint());
+      calibration.add(scale, Gf);
       auto Df = spectra_map(D + f * q_, q_, B, in_spec_stride());
       Df.noalias() = complex(inv_k) * (spectra_.at(f).adjoint() * Gf);
     }
+    calibration.finish(q_ * k_);
     spectra_.mask_gradients();
     dx.resize(inputs_, B);
     for (index_t b = 0; b < B; ++b) {
@@ -237,11 +251,10 @@ class block_circulant_dense {
   index_t in_spec_stride() const { return fft_padded<complex>(spectra_.frequencies() * q_); }
   index_t out_spec_stride() const { return fft_padded<complex>(spectra_.frequencies() * p_); }
 
-  /// The forward pass; keeps the input spectra in `keep` when given (training).
-  void run_forward(const_matrix_ref<T> x, matrix_view<T> y, complex* keep) const {
+  void run_forward(const_matrix_ref<T> x, matrix_view<T> y) const {
     const index_t B = x.cols(), F = spectra_.frequencies();
     T* real = detail::fft_scratch<block_circulant_dense, T, 0>(std::max(in_stride(), out_stride()));
-    complex* X = keep ? keep : detail::fft_scratch<block_circulant_dense, complex, 1>(B * in_spec_stride());
+    complex* X = detail::fft_scratch<block_circulant_dense, complex, 1>(B * in_spec_stride());
     complex* Y = detail::fft_scratch<block_circulant_dense, complex, 2>(B * out_spec_stride());
     for (index_t b = 0; b < B; ++b) {
       load_padded(x.col(b), real, q_ * k_);
@@ -263,8 +276,8 @@ class block_circulant_dense {
   vector<T> bias_, bias_grad_;
   T lr_scale_ = T(1);
   real_fft<T> in_r2c_, in_c2r_, out_r2c_, out_c2r_;
-  // training state
-  index_t batch_ = 0;
+  // training state: the kept input and backward's buffers
+  kept_tensor<T> input_;
   fft_vector<complex> input_spectra_, grad_spectra_, back_spectra_;
   fft_vector<T> grad_real_;
 };

@@ -27,6 +27,7 @@
 // t of block (i, j) at [t][j][i]), or in fixed-point mode "<prefix>spectra_codes", the
 // same values as bits-bit codes (detail/packed_io.hpp); settings spectrum_bits (0 or
 // 2..16) and, in fixed point, spectrum_fraction_bits f (scale 2^-f).
+// detail::spectral_calibration adapts a lossy kept input's bound from the spectra's gradient.
 // Thread safety: plain values; const members are reentrant.
 //
 // Component: slimnn::circulant (adds FFTW, which is GPL-licensed).
@@ -39,6 +40,7 @@
 #include <vector>
 
 #include "slimnn/circulant/fft.hpp"
+#include "slimnn/core/activation_store.hpp"
 #include "slimnn/core/error.hpp"
 #include "slimnn/core/quantize.hpp"
 #include "slimnn/core/tensor_io.hpp"
@@ -262,6 +264,41 @@ class circulant_spectra {
   fft_vector<complex> values_, grads_;
   int bits_ = 0;
   double scale_ = 1;
+};
+
+/// The adaptive bound's step (COMET's error model, kept_tensor::adapt) for a block-circulant
+/// layer's kept input. The spectra's gradient sums, per frequency, (a_f/k) G_f X_f^H;
+/// each entry of X is an unnormalised DFT of k kept values, so a pointwise error uniform
+/// in [-eb, eb] gives it variance k eb^2/3, and the model takes fan-in = the padded inputs
+/// each gradient entry meets per sample times k (q*k, times K^2 taps for a convolution)
+/// and |dy| = the norm of all (a_f/k) G_f. Inactive unless the kept input is calibrating:
+/// then it copies the gradients once to take this step's apart.
+template <class T>
+class spectral_calibration {
+ public:
+  spectral_calibration(kept_tensor<T>& kept, circulant_spectra<T>& spectra) : kept_(kept), spectra_(spectra) {
+    if (kept.calibrating()) before_.assign(spectra.grads(), spectra.grads() + spectra.size());
+  }
+  /// One frequency's output-gradient spectra G_f and their scale a_f/k.
+  template <class G>
+  void add(T scale, const G& g) {
+    if (!before_.empty()) dy2_ += double(scale) * double(scale) * double(g.squaredNorm());
+  }
+  void finish(index_t fan_in) {
+    if (before_.empty()) return;
+    double step2 = 0;
+    for (std::size_t i = 0; i < before_.size(); ++i) {
+      const double d = double(spectra_.grads()[i]) - double(before_[i]);
+      step2 += d * d;
+    }
+    kept_.adapt(fan_in, std::sqrt(dy2_), std::sqrt(step2));
+  }
+
+ private:
+  kept_tensor<T>& kept_;
+  circulant_spectra<T>& spectra_;
+  std::vector<T> before_;
+  double dy2_ = 0;
 };
 
 /// (mults, adds) of one real FFT of length k, estimated as k/2 log2 k and 3k/2 log2 k.

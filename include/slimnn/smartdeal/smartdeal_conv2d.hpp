@@ -10,7 +10,8 @@
 // Work per sample: Ho*Wo * (G*C*k*k*k + nonzeros) MACs.
 // smartdeal::decompose(conv, settings) converts a trained conv2d (settings.basis_width
 // must equal the kernel size); to_dense() gives the (C*k*k) x N weight of conv2d.
-// Training as smartdeal_dense (straight-through coefficients, fixed mask).
+// Training as smartdeal_dense (straight-through coefficients, fixed mask): forward_train
+// keeps only the input, through an activation store (core/activation_store.hpp).
 // File (core/tensor_io.hpp): the packed factors as smartdeal_dense (basis width = kernel)
 // and "<prefix>bias" [N]; settings input, out_channels, kernel, stride, padding, group_rows,
 // min_exponent, max_exponent.
@@ -21,6 +22,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <utility>
 #include <vector>
@@ -87,29 +89,48 @@ class smartdeal_conv2d {
            sizeof(T);
   }
 
+  /// Keeps the input as the activation store says; backward recomputes its im2col rows
+  /// and basis transform chunk by chunk rather than keeping them (9x and more the input).
   void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
-    detail::check_input_rows(*this, x.rows());
-    y.resize(output_shape().size(), x.cols());
-    const index_t P = geometry_.positions();
-    cols_.resize(P * x.cols(), geometry_.patch());
-    detail::im2col_rows<T>(geometry_, x, 0, x.cols(), cols_);
-    factors_.transform(cols_, zc_);
-    factors_.apply(zc_, out_);
-    scatter(out_, 0, x.cols(), y);
+    forward(x, y);
+    input_.keep(x);
   }
+  /// How forward_train keeps the input for backward (core/activation_store.hpp).
+  void set_activation_store(const activation_store& store) { input_.set_store(store); }
+  kept_memory kept() const { return input_.memory(); }
+  /// The kept input (its mode and, lossy, the bound in force).
+  const kept_tensor<T>& kept_input() const { return input_; }
 
+  /// Chunks of samples as forward's (detail::im2col_chunk); on a calibration step of an
+  /// adaptive lossy store, the basis gradient's error model (fan-in s, |dL/dZc|;
+  /// smartdeal_matrix::backward) adapts the bound.
   void backward(const_matrix_ref<T> dy, matrix<T>& dx) {
-    const index_t P = geometry_.positions(), batch = cols_.rows() / std::max<index_t>(P, 1);
+    const index_t P = geometry_.positions(), batch = input_.cols(), N = factors_.rows();
     detail::check_grad_rows(*this, dy.rows(), dy.cols(), batch);
-    out_.resize(P * batch, factors_.rows());
-    for (index_t b = 0; b < batch; ++b)
-      for (index_t n = 0; n < factors_.rows(); ++n) {
-        out_.col(n).segment(P * b, P) = dy.col(b).segment(n * P, P);
-        bias_grad_[n] += dy.col(b).segment(n * P, P).sum();
-      }
-    factors_.backward(cols_, zc_, out_, dcols_);
-    dx = matrix<T>::Zero(geometry_.in.size(), batch);
-    detail::col2im_rows<T>(geometry_, dcols_, 0, batch, dx);
+    const auto x = input_.get();
+    const bool calibrating = input_.calibrating();
+    const matrix<T> before = calibrating ? factors_.basis_gradient() : matrix<T>();
+    double dz2 = 0;
+    dx.setZero(geometry_.in.size(), batch);
+    const index_t chunk = detail::im2col_chunk(geometry_, batch);
+    for (index_t first = 0; first < batch; first += chunk) {
+      const index_t count = std::min(chunk, batch - first);
+      auto cols = detail::scratch<smartdeal_conv2d, T, 0>(P * count, geometry_.patch());
+      auto zc = detail::scratch<smartdeal_conv2d, T, 1>(P * count, factors_.groups() * factors_.padded_cols());
+      auto dout = detail::scratch<smartdeal_conv2d, T, 2>(P * count, N);
+      auto dcols = detail::scratch<smartdeal_conv2d, T, 3>(P * count, factors_.padded_cols());
+      detail::im2col_rows<T>(geometry_, x, first, count, cols);
+      factors_.transform(cols, zc);
+      for (index_t b = 0; b < count; ++b)
+        for (index_t n = 0; n < N; ++n) {
+          dout.col(n).segment(P * b, P) = dy.col(first + b).segment(n * P, P);
+          bias_grad_[n] += dy.col(first + b).segment(n * P, P).sum();
+        }
+      dz2 += factors_.backward(cols, zc, dout, dcols);
+      detail::col2im_rows<T>(geometry_, dcols, first, count, dx);
+    }
+    if (calibrating)
+      input_.adapt(factors_.basis_width(), std::sqrt(dz2), double((factors_.basis_gradient() - before).norm()));
   }
 
   std::vector<parameter<T>> parameters() {
@@ -165,7 +186,7 @@ class smartdeal_conv2d {
   detail::conv_geometry geometry_;
   smartdeal_matrix<T> factors_;
   vector<T> bias_, bias_grad_;
-  matrix<T> cols_, zc_, out_, dcols_;  // kept by forward_train / backward scratch
+  kept_tensor<T> input_;  // kept by forward_train
 };
 
 static_assert(TrainableLayer<smartdeal_conv2d<float>>);

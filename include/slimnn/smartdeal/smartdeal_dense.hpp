@@ -10,7 +10,9 @@
 // smartdeal::decompose(dense, settings) converts a trained dense layer (report included);
 // to_dense() gives the equivalent dense weight in double.
 // Training: "basis", "coefficients" (straight-through, see smartdeal_matrix.hpp), "bias";
-// after_update() keeps the layer a valid SmartDeal layer with a fixed mask.
+// after_update() keeps the layer a valid SmartDeal layer with a fixed mask. forward_train
+// keeps only the input, through an activation store (core/activation_store.hpp), and
+// backward recomputes the basis transform from it.
 // File (core/tensor_io.hpp): the packed factors (smartdeal_matrix::save: "<prefix>basis" in T,
 // bit-packed U8 "segment_counts", "segment_index", "element_mask", "codes") and
 // "<prefix>bias" [outputs]; settings inputs, outputs, basis_width, group_rows,
@@ -21,6 +23,7 @@
 // Component: slimnn::core (Eigen only).
 #pragma once
 
+#include <cmath>
 #include <string>
 #include <utility>
 #include <vector>
@@ -79,19 +82,30 @@ class smartdeal_dense {
            sizeof(T);
   }
 
+  /// Keeps the input as the activation store says; backward recomputes its basis
+  /// transform (G*inputs_pad*s MACs per sample) rather than keeping it.
   void forward_train(const_matrix_ref<T> x, matrix<T>& y) {
-    detail::check_input_rows(*this, x.rows());
-    transpose_padded(x, xt_);
-    factors_.transform(xt_, zc_);
-    factors_.apply(zc_, yt_);
-    y = yt_.transpose();
-    y.colwise() += bias_;
+    forward(x, y);
+    input_.keep(x);
   }
+  /// How forward_train keeps the input for backward (core/activation_store.hpp).
+  void set_activation_store(const activation_store& store) { input_.set_store(store); }
+  kept_memory kept() const { return input_.memory(); }
+  /// The kept input (its mode and, lossy, the bound in force).
+  const kept_tensor<T>& kept_input() const { return input_; }
 
+  /// On a calibration step of an adaptive lossy store, the basis gradient's error model
+  /// (fan-in s, |dL/dZc|; smartdeal_matrix::backward) adapts the bound.
   void backward(const_matrix_ref<T> dy, matrix<T>& dx) {
-    detail::check_grad_rows(*this, dy.rows(), dy.cols(), xt_.rows());
+    detail::check_grad_rows(*this, dy.rows(), dy.cols(), input_.cols());
+    transpose_padded(input_.get(), xt_);
+    factors_.transform(xt_, zc_);
     yt_ = dy.transpose();
-    factors_.backward(xt_, zc_, yt_, dxt_);
+    const bool calibrating = input_.calibrating();
+    const matrix<T> before = calibrating ? factors_.basis_gradient() : matrix<T>();
+    const double dz2 = factors_.backward(xt_, zc_, yt_, dxt_);
+    if (calibrating)
+      input_.adapt(factors_.basis_width(), std::sqrt(dz2), double((factors_.basis_gradient() - before).norm()));
     bias_grad_ += dy.rowwise().sum();
     dx = dxt_.leftCols(factors_.cols()).transpose();
   }
@@ -141,8 +155,8 @@ class smartdeal_dense {
   matrix<double> to_dense() const { return factors_.to_dense(); }
 
  private:
-  template <class Xt>
-  void transpose_padded(const_matrix_ref<T> x, Xt& xt) const {
+  template <class X, class Xt>
+  void transpose_padded(const X& x, Xt& xt) const {
     xt.resize(x.cols(), factors_.padded_cols());
     xt.leftCols(factors_.cols()) = x.transpose();
     xt.rightCols(factors_.padded_cols() - factors_.cols()).setZero();
@@ -150,7 +164,8 @@ class smartdeal_dense {
 
   smartdeal_matrix<T> factors_;
   vector<T> bias_, bias_grad_;
-  matrix<T> xt_, zc_, yt_, dxt_;  // kept by forward_train / backward scratch
+  kept_tensor<T> input_;          // kept by forward_train
+  matrix<T> xt_, zc_, yt_, dxt_;  // backward scratch
 };
 
 static_assert(TrainableLayer<smartdeal_dense<float>>);

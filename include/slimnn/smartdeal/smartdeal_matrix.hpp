@@ -318,11 +318,15 @@ class smartdeal_matrix {
   // --- training -----------------------------------------------------------------
 
   /// Given the Xt and Zc of the forward pass and dYt (N x rows), accumulates the basis
-  /// and coefficient gradients and sets dXt (N x cols_pad) = dL/dXt.
-  template <class Xt>
-  void backward(const Xt& xt, const matrix<T>& zc, const matrix<T>& dyt, matrix<T>& dxt) {
+  /// and coefficient gradients and sets dXt (N x cols_pad) = dL/dXt (a matrix, or a map
+  /// of that size). Returns |dL/dZc|^2: the basis gradient dB_g = sum_r dZ_{g,r}^T Xt_r
+  /// sums s values of Xt per entry and row, so a layer adapting a lossy kept input
+  /// (kept_tensor::adapt) takes fan-in s and |dy| = |dL/dZc|.
+  template <class Xt, class Zc, class Dyt, class Dxt>
+  double backward(const Xt& xt, const Zc& zc, const Dyt& dyt, Dxt& dxt) {
     auto& dzc = dzc_;
     const index_t n = zc.rows();
+    SLIMNN_ASSERT(dyt.rows() == n && dyt.cols() == rows_);
     dzc.setZero(n, zc.cols());
     for (index_t t0 = 0; t0 < n; t0 += tile) {
       const index_t len = std::min(tile, n - t0);
@@ -334,7 +338,8 @@ class smartdeal_matrix {
         });
       }
     }
-    dxt.setZero(xt.rows(), padded_cols());
+    dxt.resize(xt.rows(), padded_cols());  // a map must already have this size
+    dxt.setZero();
     for (index_t g = 0; g < groups_; ++g) {
       const auto b = bases_.middleCols(g * s_, s_);
       auto db = bases_grad_.middleCols(g * s_, s_);
@@ -344,7 +349,10 @@ class smartdeal_matrix {
         dxt.middleCols(r * s_, s_).noalias() += dz * b;
       }
     }
+    return double(dzc.squaredNorm());
   }
+  /// The basis gradient accumulated so far (s x s*G).
+  const matrix<T>& basis_gradient() const { return bases_grad_; }
 
   std::vector<parameter<T>> parameters() {
     codes_current_ = false;  // the caller may change the coefficients until after_update()
