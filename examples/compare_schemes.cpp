@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <vector>
 
 #include "scheme_registry.hpp"
 
@@ -43,25 +44,37 @@ std::vector<scheme> selected_schemes(const std::vector<std::string>& names) {
   return out;
 }
 
-/// Median time of net.forward on `x`, in microseconds: on the calling thread, or on the
-/// threads of `pool`.
-double median_latency_us(const network<float>& net, const matrix<float>& x, bool quick, thread_pool* pool = nullptr) {
+/// Median times of net.forward on `x`, in microseconds, once per entry of `pools`: on the
+/// calling thread (nullptr) or on that pool's threads. The runs take turns in 6 rounds,
+/// each run back to back for 1/6 of its time after one untimed call, so that every median
+/// sees the same machine (a shared host's speed drifts within a second) while each call
+/// still finds warm caches and pool threads, as repeated inference does.
+std::vector<double> median_latencies_us(const network<float>& net, const matrix<float>& x, bool quick,
+                                        const std::vector<thread_pool*>& pools) {
+  constexpr int rounds = 6;
   matrix<float> y;
-  const auto forward = [&] {
+  const auto forward = [&](thread_pool* pool) {
     if (pool) net.forward(x, y, *pool);
     else net.forward(x, y);
   };
-  forward();  // warm up buffers
-  std::vector<double> times;
-  const auto budget = std::chrono::milliseconds(quick ? 20 : 300);
-  const auto start = std::chrono::steady_clock::now();
-  while (times.size() < 5 || (std::chrono::steady_clock::now() - start < budget && times.size() < 2000)) {
-    const auto t0 = std::chrono::steady_clock::now();
-    forward();
-    times.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+  const auto slice = std::chrono::microseconds(quick ? 20000 / rounds : 300000 / rounds);
+  std::vector<std::vector<double>> times(pools.size());
+  for (int round = 0; round < rounds; ++round)
+    for (std::size_t i = 0; i < pools.size(); ++i) {
+      forward(pools[i]);  // warm up buffers, caches and the pool's threads
+      const auto start = std::chrono::steady_clock::now();
+      do {
+        const auto t0 = std::chrono::steady_clock::now();
+        forward(pools[i]);
+        times[i].push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+      } while (std::chrono::steady_clock::now() - start < slice && times[i].size() < 2000);
+    }
+  std::vector<double> medians;
+  for (auto& t : times) {
+    std::nth_element(t.begin(), t.begin() + long(t.size() / 2), t.end());
+    medians.push_back(t[t.size() / 2]);
   }
-  std::nth_element(times.begin(), times.begin() + long(times.size() / 2), times.end());
-  return times[times.size() / 2];
+  return medians;
 }
 
 struct row {
@@ -145,11 +158,10 @@ int run(int argc, char** argv) {
       for (auto& v : s.convert(kind, base, ctx)) {
         set_threads(1);  // Eigen's GEMMs on one thread: latency is single-thread, or on our 2
         const auto c = v.net.cost();
+        const auto b1 = median_latencies_us(v.net, data.test.x.leftCols(1), opt.quick, {nullptr});
+        const auto b64 = median_latencies_us(v.net, data.test.x.leftCols(64), opt.quick, {nullptr, &two_threads});
         row r{kind, s.name, v.setting, evaluate(v.net, data.test, 500, 0, opt.threads).accuracy, c.param_bytes,
-              dense_bytes / double(c.param_bytes), c.macs,
-              median_latency_us(v.net, data.test.x.leftCols(1), opt.quick),
-              median_latency_us(v.net, data.test.x.leftCols(64), opt.quick),
-              median_latency_us(v.net, data.test.x.leftCols(64), opt.quick, &two_threads)};
+              dense_bytes / double(c.param_bytes), c.macs, b1[0], b64[0], b64[1]};
         std::printf("  %-10s accuracy %.2f %%, %.1fx smaller, b1 %.1f us, b64 %.1f us (2 threads %.1f us)\n",
                     r.setting.c_str(), 100 * r.accuracy, r.compression_ratio, r.latency_b1_us, r.latency_b64_us,
                     r.latency_b64_t2_us);
