@@ -159,8 +159,7 @@ class block_circulant_conv2d {
     complex* X = input_spectra_.data();
     detail::spectral_calibration<T> calibration(input_, spectra_);
     for (index_t b = 0; b < dy.cols(); ++b) {
-      load_padded(x.col(b), real_.data(), q_ * k_ * HW);
-      in_r2c_.forward(real_.data(), X);
+      transform_input(x.col(b), X);
       load_padded(dy.col(b), real_.data(), p_ * k_ * P);
       out_r2c_.forward(real_.data(), grad_spectra_.data());
       for (index_t n = 0; n < out_channels_; ++n) bias_grad_[n] += dy.col(b).segment(n * P, P).sum();

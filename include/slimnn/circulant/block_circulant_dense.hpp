@@ -95,7 +95,20 @@ class block_circulant_dense {
   void forward(const_matrix_ref<T> x, matrix_view<T> y) const {
     detail::check_input_rows(*this, x.rows());
     detail::check_output(*this, y, x.cols());
-    run_forward(x, y);
+    const index_t B = x.cols(), F = spectra_.frequencies();
+    T* real = detail::fft_scratch<block_circulant_dense, T, 0>(std::max(in_stride(), out_stride()));
+    complex* X = detail::fft_scratch<block_circulant_dense, complex, 1>(B * in_spec_stride());
+    complex* Y = detail::fft_scratch<block_circulant_dense, complex, 2>(B * out_spec_stride());
+    transform_inputs(x, real, X);
+    for (index_t f = 0; f < F; ++f) {
+      auto Yf = spectra_map(Y + f * p_, p_, B, out_spec_stride());
+      Yf.noalias() = spectra_.at(f) * spectra_map(X + f * q_, q_, B, in_spec_stride());
+    }
+    const T inv_k = T(1) / T(k_);
+    for (index_t b = 0; b < B; ++b) {
+      out_c2r_.inverse(Y + b * out_spec_stride(), real);
+      y.col(b) = Eigen::Map<const vector<T>>(real, outputs_) * inv_k + bias_;
+    }
   }
 
   /// One real FFT buffer and the batch's input and output spectra (FFTW-aligned).
@@ -127,10 +140,8 @@ class block_circulant_dense {
     complex* X = input_spectra_.data();
     complex* G = grad_spectra_.data();
     complex* D = back_spectra_.data();
-    const auto x = input_.get();
+    transform_inputs(input_.get(), g, X);
     for (index_t b = 0; b < B; ++b) {
-      load_padded(x.col(b), g, q_ * k_);
-      in_r2c_.forward(g, X + b * in_spec_stride());
       load_padded(dy.col(b), g, p_ * k_);
       out_r2c_.forward(g, G + b * out_spec_stride());
     }
@@ -251,25 +262,15 @@ class block_circulant_dense {
   index_t in_spec_stride() const { return fft_padded<complex>(spectra_.frequencies() * q_); }
   index_t out_spec_stride() const { return fft_padded<complex>(spectra_.frequencies() * p_); }
 
-  void run_forward(const_matrix_ref<T> x, matrix_view<T> y) const {
-    const index_t B = x.cols(), F = spectra_.frequencies();
-    T* real = detail::fft_scratch<block_circulant_dense, T, 0>(std::max(in_stride(), out_stride()));
-    complex* X = detail::fft_scratch<block_circulant_dense, complex, 1>(B * in_spec_stride());
-    complex* Y = detail::fft_scratch<block_circulant_dense, complex, 2>(B * out_spec_stride());
-    for (index_t b = 0; b < B; ++b) {
+  /// X (sample b at b * in_spec_stride()) = the spectra of each sample's input blocks;
+  /// `real` holds in_stride() values.
+  void transform_inputs(const_matrix_ref<T> x, T* real, complex* X) const {
+    for (index_t b = 0; b < x.cols(); ++b) {
       load_padded(x.col(b), real, q_ * k_);
       in_r2c_.forward(real, X + b * in_spec_stride());
     }
-    for (index_t f = 0; f < F; ++f) {
-      auto Yf = spectra_map(Y + f * p_, p_, B, out_spec_stride());
-      Yf.noalias() = spectra_.at(f) * spectra_map(X + f * q_, q_, B, in_spec_stride());
-    }
-    const T inv_k = T(1) / T(k_);
-    for (index_t b = 0; b < B; ++b) {
-      out_c2r_.inverse(Y + b * out_spec_stride(), real);
-      y.col(b) = Eigen::Map<const vector<T>>(real, outputs_) * inv_k + bias_;
-    }
   }
+
 
   index_t inputs_, outputs_, k_, p_ = 0, q_ = 0;
   detail::circulant_spectra<T> spectra_;

@@ -36,6 +36,7 @@
 #include <cmath>
 #include <complex>
 #include <numbers>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -117,6 +118,7 @@ class circulant_spectra {
   /// Real view of the stored spectra and their gradients (interleaved re, im).
   T* values() { return reinterpret_cast<T*>(values_.data()); }
   T* grads() { return reinterpret_cast<T*>(grads_.data()); }
+  const T* grads() const { return reinterpret_cast<const T*>(grads_.data()); }
   index_t size() const { return 2 * index_t(values_.size()); }
 
   /// Sets the spectra from first columns (k x rows*cols, column i + rows*j). O(k^2) per block.
@@ -276,28 +278,20 @@ class circulant_spectra {
 template <class T>
 class spectral_calibration {
  public:
-  spectral_calibration(kept_tensor<T>& kept, circulant_spectra<T>& spectra) : kept_(kept), spectra_(spectra) {
-    if (kept.calibrating()) before_.assign(spectra.grads(), spectra.grads() + spectra.size());
-  }
+  spectral_calibration(kept_tensor<T>& kept, const circulant_spectra<T>& spectra)
+      : kept_(kept), step_(kept, std::span<const T>(spectra.grads(), std::size_t(spectra.size()))) {}
   /// One frequency's output-gradient spectra G_f and their scale a_f/k.
   template <class G>
   void add(T scale, const G& g) {
-    if (!before_.empty()) dy2_ += double(scale) * double(scale) * double(g.squaredNorm());
+    if (step_.active()) dy2_ += double(scale) * double(scale) * double(g.squaredNorm());
   }
   void finish(index_t fan_in) {
-    if (before_.empty()) return;
-    double step2 = 0;
-    for (std::size_t i = 0; i < before_.size(); ++i) {
-      const double d = double(spectra_.grads()[i]) - double(before_[i]);
-      step2 += d * d;
-    }
-    kept_.adapt(fan_in, std::sqrt(dy2_), std::sqrt(step2));
+    if (step_.active()) kept_.adapt(fan_in, std::sqrt(dy2_), step_.norm());
   }
 
  private:
   kept_tensor<T>& kept_;
-  circulant_spectra<T>& spectra_;
-  std::vector<T> before_;
+  gradient_step<T> step_;
   double dy2_ = 0;
 };
 

@@ -20,8 +20,9 @@
 // A borrowed input (lossless) must stay alive and unchanged until backward, and be real
 // storage, not an expression evaluated into a temporary: network<T>, sequential and fit
 // guarantee it; a caller of forward_train on a lone layer must too.
-// kept_tensor<T> is the one holder every layer keeps a float tensor in; bit_codes packs
-// masks and small codes. activation_codec is the interface of a lossy compressor
+// kept_tensor<T> is the one holder every layer keeps a float tensor in; gradient_step
+// takes a calibration step's gradient apart for its adapt; bit_codes packs masks and
+// small codes. activation_codec is the interface of a lossy compressor
 // (slimnn/comet/error_bounded.hpp implements it); codec_seconds() adds up the time spent
 // compressing and decompressing on every thread.
 // Cost: none copies (x.size() values); lossless is free for inputs and packs flags and
@@ -257,6 +258,30 @@ class kept_tensor {
   const T* borrowed_ = nullptr;
   std::vector<std::uint8_t> packed_;
   const activation_codec* codec_ = nullptr;
+};
+
+/// This step's part of an accumulating gradient, for kept_tensor::adapt: made before
+/// backward adds to `gradient`, it copies it only when `kept` is calibrating; norm() is
+/// then |gradient now - gradient then| (Frobenius).
+template <class T>
+class gradient_step {
+ public:
+  gradient_step(const kept_tensor<T>& kept, std::span<const T> gradient) : gradient_(gradient) {
+    if (kept.calibrating()) before_.assign(gradient.begin(), gradient.end());
+  }
+  bool active() const { return !before_.empty(); }
+  double norm() const {
+    double sum = 0;
+    for (std::size_t i = 0; i < before_.size(); ++i) {
+      const double d = double(gradient_[i]) - double(before_[i]);
+      sum += d * d;
+    }
+    return std::sqrt(sum);
+  }
+
+ private:
+  std::span<const T> gradient_;
+  std::vector<T> before_;
 };
 
 /// n codes of `width` bits each (0..16) packed LSB-first into 64-bit words, 64 / width

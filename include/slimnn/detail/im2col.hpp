@@ -14,6 +14,7 @@
 #pragma once
 
 #include <algorithm>
+#include <span>
 #include <utility>
 
 #include "slimnn/core/activation_store.hpp"
@@ -157,11 +158,9 @@ template <class T, class Weight, class WeightGrad>
 void conv_backward_kept(const conv_geometry& g, kept_tensor<T>& input, const Eigen::Ref<const matrix<T>>& dy,
                         const Weight& w, WeightGrad&& dw, vector<T>& bias_grad, matrix<T>& dx, matrix<T>& cols,
                         matrix<T>& dout) {
-  if (!input.calibrating()) return conv_backward<T>(g, input.get(), dy, w, dw, bias_grad, dx, cols, dout);
-  matrix<T> step = matrix<T>::Zero(dw.rows(), dw.cols());
-  conv_backward<T>(g, input.get(), dy, w, step, bias_grad, dx, cols, dout);
-  dw += step;
-  input.adapt(g.patch(), double(dy.norm()), double(step.norm()));
+  const gradient_step<T> step(input, std::span<const T>(dw.data(), std::size_t(dw.size())));
+  conv_backward<T>(g, input.get(), dy, w, dw, bias_grad, dx, cols, dout);
+  if (step.active()) input.adapt(g.patch(), double(dy.norm()), step.norm());
 }
 
 }  // namespace slimnn::detail

@@ -108,8 +108,7 @@ class smartdeal_conv2d {
     const index_t P = geometry_.positions(), batch = input_.cols(), N = factors_.rows();
     detail::check_grad_rows(*this, dy.rows(), dy.cols(), batch);
     const auto x = input_.get();
-    const bool calibrating = input_.calibrating();
-    const matrix<T> before = calibrating ? factors_.basis_gradient() : matrix<T>();
+    const gradient_step<T> step(input_, factors_.basis_gradient());
     double dz2 = 0;
     dx.setZero(geometry_.in.size(), batch);
     const index_t chunk = detail::im2col_chunk(geometry_, batch);
@@ -129,8 +128,7 @@ class smartdeal_conv2d {
       dz2 += factors_.backward(cols, zc, dout, dcols);
       detail::col2im_rows<T>(geometry_, dcols, first, count, dx);
     }
-    if (calibrating)
-      input_.adapt(factors_.basis_width(), std::sqrt(dz2), double((factors_.basis_gradient() - before).norm()));
+    if (step.active()) input_.adapt(factors_.basis_width(), std::sqrt(dz2), step.norm());
   }
 
   std::vector<parameter<T>> parameters() {

@@ -101,11 +101,9 @@ class smartdeal_dense {
     transpose_padded(input_.get(), xt_);
     factors_.transform(xt_, zc_);
     yt_ = dy.transpose();
-    const bool calibrating = input_.calibrating();
-    const matrix<T> before = calibrating ? factors_.basis_gradient() : matrix<T>();
+    const gradient_step<T> step(input_, factors_.basis_gradient());
     const double dz2 = factors_.backward(xt_, zc_, yt_, dxt_);
-    if (calibrating)
-      input_.adapt(factors_.basis_width(), std::sqrt(dz2), double((factors_.basis_gradient() - before).norm()));
+    if (step.active()) input_.adapt(factors_.basis_width(), std::sqrt(dz2), step.norm());
     bias_grad_ += dy.rowwise().sum();
     dx = dxt_.leftCols(factors_.cols()).transpose();
   }

@@ -49,6 +49,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <span>
 #include <type_traits>
 #include <vector>
 
@@ -351,8 +352,8 @@ class smartdeal_matrix {
     }
     return double(dzc.squaredNorm());
   }
-  /// The basis gradient accumulated so far (s x s*G).
-  const matrix<T>& basis_gradient() const { return bases_grad_; }
+  /// The basis gradient accumulated so far (s x s*G, column-major).
+  std::span<const T> basis_gradient() const { return {bases_grad_.data(), std::size_t(bases_grad_.size())}; }
 
   std::vector<parameter<T>> parameters() {
     codes_current_ = false;  // the caller may change the coefficients until after_update()
