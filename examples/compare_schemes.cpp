@@ -24,7 +24,7 @@ using namespace examples;
 std::vector<scheme> registered_schemes() {
   return {{"dense", [](const std::string&, const network<float>& baseline,
                        const context&) { return std::vector<variant>{{"-", baseline}}; }},
-          block_circulant_scheme(), smartdeal_scheme(), crew_scheme(), kdconv_scheme()};
+          block_circulant_scheme(), smartdeal_scheme(), crew_scheme(), kdconv_scheme(), mixed_scheme()};
 }
 
 /// The schemes named in --schemes (all when it is empty); unknown names raise.
@@ -105,10 +105,10 @@ network<float> baseline(const std::string& kind, const context& ctx) {
 }
 
 void print_table(const std::vector<row>& rows) {
-  std::printf("\n%-4s %-16s %-10s %9s %12s %8s %12s %12s %13s %13s\n", "net", "scheme", "setting", "accuracy",
+  std::printf("\n%-4s %-16s %-16s %9s %12s %8s %12s %12s %13s %13s\n", "net", "scheme", "setting", "accuracy",
               "param bytes", "ratio", "MACs/sample", "b1 us", "b64 us", "b64 2t us");
   for (const auto& r : rows)
-    std::printf("%-4s %-16s %-10s %8.2f%% %12llu %7.1fx %12llu %12.1f %13.1f %13.1f\n", r.network.c_str(),
+    std::printf("%-4s %-16s %-16s %8.2f%% %12llu %7.1fx %12llu %12.1f %13.1f %13.1f\n", r.network.c_str(),
                 r.scheme.c_str(), r.setting.c_str(), 100 * r.accuracy, (unsigned long long)r.param_bytes,
                 r.compression_ratio, (unsigned long long)r.macs, r.latency_b1_us, r.latency_b64_us,
                 r.latency_b64_t2_us);

@@ -44,6 +44,7 @@ scheme block_circulant_scheme();
 scheme smartdeal_scheme();
 scheme crew_scheme();
 scheme kdconv_scheme();
+scheme mixed_scheme();
 
 /// Copies `baseline`, replacing each layer i for which replace(i, layer) returns a layer.
 template <class Replace>
