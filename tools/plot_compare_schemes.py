@@ -77,11 +77,14 @@ def plot(rows, out_base):
                     ax.annotate(r["setting"], (r[key], r["accuracy"]), textcoords="offset points", xytext=(4, 3),
                                 fontsize=7)
             ax.set_xscale("log")
-            # Readable ticks: engineering notation (1.6M, 200k), and evenly spaced ones when
-            # the values span less than a decade and a half (the CNN's bytes do).
+            # Readable ticks: engineering notation (1.6M, 200k); evenly spaced ones when the
+            # values span less than 4x, and more ticks per decade when they span less than 30x.
             values = [r[key] for r in mine]
-            if max(values) / min(values) < 30:
+            span = max(values) / min(values)
+            if span < 4:
                 ax.xaxis.set_major_locator(ticker.MaxNLocator(5))
+            elif span < 30:
+                ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0, 7.0)))
             else:
                 ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
             ax.xaxis.set_major_formatter(ticker.EngFormatter(unit="B" if key == "param_bytes" else "us", sep=""))
@@ -91,7 +94,7 @@ def plot(rows, out_base):
             ax.set_title(f"{net}: accuracy vs {'size' if key == 'param_bytes' else 'latency'}")
             ax.grid(True, which="both", alpha=0.3)
             if j == 0:
-                ax.legend(fontsize=8, loc="lower right")
+                ax.legend(fontsize=8, loc="best")
     fig.suptitle("slimnn compare_schemes on Fashion-MNIST (CPU only, single-thread latency)")
     fig.tight_layout()
     written = []
