@@ -10,6 +10,7 @@
 #include "slimnn/compress/compress.hpp"
 #include "slimnn/compress/plan.hpp"
 #include "slimnn/compress/scheme_setting.hpp"
+#include "slimnn/compress/select.hpp"
 #include "slimnn/core/activation_store.hpp"
 #include "slimnn/core/cost.hpp"
 #include "slimnn/core/error.hpp"
