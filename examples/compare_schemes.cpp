@@ -24,7 +24,8 @@ using namespace examples;
 std::vector<scheme> registered_schemes() {
   return {{"dense", [](const std::string&, const network<float>& baseline,
                        const context&) { return std::vector<variant>{{"-", baseline}}; }},
-          block_circulant_scheme(), smartdeal_scheme(), crew_scheme(), kdconv_scheme(), mixed_scheme()};
+          block_circulant_scheme(), smartdeal_scheme(), crew_scheme(), kdconv_scheme(), mixed_scheme(),
+          auto_scheme()};
 }
 
 /// The schemes named in --schemes (all when it is empty); unknown names raise.

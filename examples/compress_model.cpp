@@ -1,23 +1,26 @@
-// Compresses a saved network with a plan (slimnn/compress/compress.hpp): reads a network
-// file written by slimnn (network<float>::save, or tools/export_pytorch.py), converts
-// the layers the plan selects, writes the compressed network file and a per-layer CSV
-// report, and prints the plan it used. Optionally evaluates and fine-tunes on
-// Fashion-MNIST (a network with 784 inputs).
+// Compresses a saved network with a plan (slimnn/compress/compress.hpp), given or chosen
+// under a budget (slimnn/compress/select.hpp): reads a network file written by slimnn
+// (network<float>::save, or tools/export_pytorch.py), converts the layers the plan
+// selects, writes the compressed network file and a per-layer CSV report, and prints the
+// plan it used. A budget, --evaluate and --fine-tune use Fashion-MNIST (a network with
+// 784 inputs): the budget's validation split is the last 5000 training images.
 //
-//   compress_model --plan PLAN [--out FILE] [--report FILE] [--evaluate] [--fine-tune EPOCHS]
-//                  [--data DIR] [--seed N] [--threads N] NETWORK.safetensors
+//   compress_model (--plan PLAN | --budget bytes/N|lat/N|macs/N) [--out FILE] [--report FILE]
+//                  [--evaluate] [--fine-tune EPOCHS] [--data DIR] [--seed N] [--threads N]
+//                  NETWORK.safetensors
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <optional>
 
 #include "baselines.hpp"
-#include "slimnn/compress/compress.hpp"
+#include "slimnn/compress/select.hpp"
 
 namespace {
 
-const char* const usage = R"(usage: compress_model --plan PLAN [--out FILE] [--report FILE] [--evaluate]
-                      [--fine-tune EPOCHS] [--data DIR] [--seed N] [--threads N] NETWORK.safetensors
+const char* const usage = R"(usage: compress_model (--plan PLAN | --budget bytes/N|lat/N|macs/N) [--out FILE]
+                      [--report FILE] [--evaluate] [--fine-tune EPOCHS] [--data DIR] [--seed N]
+                      [--threads N] NETWORK.safetensors
 
 Converts the layers of a saved slimnn network that PLAN selects, writes the compressed
 network and a per-layer report, and prints the plan it used. PLAN is a list of rules
@@ -27,8 +30,15 @@ Selectors: dense, conv2d or layer, optionally [i] or [a:b] (negative counts from
 Settings: block_circulant k<block>; smartdeal s<width>[-seg<%>][-e<bits>][-r<rows>];
 crew u<values> | q<bits>; kdconv m<bases>[-d<%>][-g<size>][-p<bits>|-km<bits>|-f32][-b<bits>].
 
+--budget chooses the plan: each dense / conv2d layer is tried with each default setting
+(validation loss with only that layer converted, exact bytes, latency timed here), and
+one setting (or none) per layer is picked to lose the least within 1/N of the network's
+stored bytes, batch-1 latency or MACs. It needs Fashion-MNIST (784-input networks).
+
 Options:
-  --plan PLAN        the rules (required; "" keeps every layer)
+  --plan PLAN        the rules ("" keeps every layer)
+  --budget B         choose the plan within bytes/N, lat/N or macs/N of the network's
+                     stored bytes, measured batch-1 latency or MACs
   --out FILE         the compressed network (default: NETWORK_compressed.safetensors)
   --report FILE      the per-layer CSV report (default: the --out file with .csv)
   --evaluate         Fashion-MNIST test accuracy before and after (784-input networks)
@@ -40,6 +50,7 @@ Options:
 
 struct arguments {
   std::optional<std::string> plan;
+  std::optional<slimnn::budget> budget;
   std::filesystem::path network, out, report;
   std::filesystem::path data = slimnn::fashion_mnist_default_dir;
   bool evaluate = false;
@@ -53,6 +64,14 @@ arguments parse(int argc, char** argv) {
   examples::argument_reader args(argc, argv);
   while (args.next()) {
     if (args.is("--plan")) a.plan = args.value();
+    else if (args.is("--budget")) {
+      const std::string text = args.value();
+      try {
+        a.budget = slimnn::budget::parse(text);
+      } catch (const slimnn::config_error& e) {
+        throw examples::usage_error(std::string("--budget ") + text + ": " + (e.what() + 8));  // past "slimnn: "
+      }
+    }
     else if (args.is("--out")) a.out = args.value();
     else if (args.is("--report")) a.report = args.value();
     else if (args.is("--evaluate")) a.evaluate = true;
@@ -66,7 +85,7 @@ arguments parse(int argc, char** argv) {
     else a.network = args.arg();
   }
   if (a.network.empty()) throw examples::usage_error("no network file given");
-  if (!a.plan) throw examples::usage_error("--plan is required");
+  if (a.plan.has_value() == a.budget.has_value()) throw examples::usage_error("give one of --plan and --budget");
   if (a.out.empty()) a.out = a.network.parent_path() / (a.network.stem().string() + "_compressed.safetensors");
   if (a.report.empty()) a.report = std::filesystem::path(a.out).replace_extension(".csv");
   return a;
@@ -93,16 +112,14 @@ void write_report(const std::vector<slimnn::layer_compression>& layers, const st
 int run(int argc, char** argv) {
   using namespace examples;
   const auto args = parse(argc, argv);
-  const auto p = plan::parse(*args.plan);
   // The block-circulant kinds are not in the core registry (they need FFTW): register
   // them, so that a network compressed with them loads again.
   register_layer_kind<block_circulant_dense<float>>();
   register_layer_kind<block_circulant_conv2d<float>>();
   const auto net = network<float>::load(args.network);
   std::printf("%s:\n%s", args.network.c_str(), net.summary().c_str());
-  std::printf("plan: %s\n", p.str().c_str());
 
-  const bool with_data = args.evaluate || args.fine_tune_epochs > 0;
+  const bool with_data = args.evaluate || args.fine_tune_epochs > 0 || args.budget;
   std::optional<fashion_mnist<float>> data;
   if (with_data) {
     detail::require<config_error>(net.input_shape().size() == 784, args.network.string(), ": takes ",
@@ -111,6 +128,22 @@ int run(int argc, char** argv) {
     data = load_fashion_mnist<float>(args.data);
     std::printf("test accuracy before: %.2f %%\n", 100 * evaluate(net, data->test, 500, 0, args.threads).accuracy);
   }
+  plan p;
+  if (args.plan) {
+    p = plan::parse(*args.plan);
+  } else {
+    const index_t n = std::min<index_t>(5000, data->train.size());
+    const auto validation = subset(data->train, data->train.size() - n, n);
+    set_threads(1);  // layer latencies on one thread
+    const selection_options options{.threads = args.threads, .verbose = true};
+    const auto s = select_plan(net, measure_options(net, validation, selection_candidates::defaults(), options),
+                               *args.budget, validation.x, options);
+    std::printf("selected within %s (%.6g) in %.1f s; predicted: validation accuracy %.2f %% (%.2f %% as given), "
+                "%llu B, b1 %.1f us\n", args.budget->str().c_str(), s.limit, s.seconds, 100 * s.predicted.accuracy,
+                100 * s.dense.accuracy, (unsigned long long)s.predicted.bytes, s.predicted.latency_b1_us);
+    p = s.chosen;
+  }
+  std::printf("plan: %s\n", p.str().c_str());
 
   const auto start = std::chrono::steady_clock::now();
   auto result = compress(net, p);

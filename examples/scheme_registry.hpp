@@ -45,6 +45,7 @@ scheme smartdeal_scheme();
 scheme crew_scheme();
 scheme kdconv_scheme();
 scheme mixed_scheme();
+scheme auto_scheme();
 
 /// Copies `baseline`, replacing each layer i for which replace(i, layer) returns a layer.
 template <class Replace>

@@ -77,8 +77,8 @@ struct layer_selector {
   std::string str() const {
     std::string out = of == kind::dense ? "dense" : of == kind::conv2d ? "conv2d" : "layer";
     const auto num = [](const std::optional<index_t>& v) { return v ? std::to_string(*v) : std::string(); };
-    if (ranged) out += "[" + num(first) + ":" + num(last) + "]";
-    else if (first) out += "[" + num(first) + "]";
+    if (ranged) out += detail::cat('[', num(first), ':', num(last), ']');
+    else if (first) out += detail::cat('[', num(first), ']');
     return out;
   }
 

@@ -1,0 +1,55 @@
+// examples/schemes/auto.cpp — per-layer schemes chosen by select_plan
+// (slimnn/compress/select.hpp) under a budget, for both networks:
+//   bytes/16, bytes/32   at most 1/16, 1/32 of the dense network's stored bytes
+//   lat/4                at most 1/4 of its batch-1 latency, as measured here
+// Every dense and conv2d layer is measured once with every default candidate
+// (selection_candidates::defaults()): validation loss with only that layer converted,
+// exact bytes, and single-thread latency in place. The validation split is the last 5000
+// training images (never the test set). For each budget the knapsack picks one option
+// per layer (for lat/4 the chosen network is also timed whole and, if it misses, chosen
+// again within less), the plan is applied with compress(), and the network is fine-tuned
+// for one epoch (Adam 1e-3, cosine decay).
+
+#include <cstdio>
+
+#include "../scheme_registry.hpp"
+#include "slimnn/compress/select.hpp"
+
+namespace examples {
+
+scheme auto_scheme() {
+  return {"auto", [](const std::string& kind, const network<float>& baseline, const context& ctx) {
+            std::vector<variant> out;
+            const index_t n = ctx.opt.quick ? 500 : 5000;
+            const auto validation = subset(ctx.data.train, ctx.data.train.size() - n, n);
+            set_threads(1);  // layer latencies on one thread, as compare_schemes reports them
+            const selection_options options{.threads = ctx.opt.threads, .timing_seconds = ctx.opt.quick ? 0.002 : 0.02};
+            const auto table = measure_options(baseline, validation, selection_candidates::defaults(), options);
+            std::printf("  measured %zu options of %s's layers in %.1f s (validation: %ld training images)\n",
+                        table.options.size(), kind.c_str(), table.seconds, long(n));
+            for (const char* text : {"bytes/16", "bytes/32", "lat/4"}) {
+              const auto b = budget::parse(text);
+              selection s;
+              try {
+                s = select_plan(baseline, table, b, validation.x, options);
+              } catch (const config_error& e) {
+                std::printf("  %s: %s\n", text, e.what());
+                continue;
+              }
+              std::printf("  %s (limit %.6g): %s\n    predicted: validation accuracy %.2f %%, %llu B, b1 %.1f us"
+                          " (the whole network measured: %.1f us)\n",
+                          text, s.limit, s.chosen.str().c_str(), 100 * s.predicted.accuracy,
+                          (unsigned long long)s.predicted.bytes, s.predicted.latency_b1_us, s.measured_latency_b1_us);
+              auto result = compress(baseline, s.chosen);
+              recipe r = kind == "mlp" ? recipe{1, 128, 1e-3f, 1e-4f} : recipe{1, 64, 1e-3f, 1e-4f};
+              ctx.fine_tune(result.net, r, kind + " auto " + text);
+              const auto achieved = evaluate(result.net, validation, 500, 0, ctx.opt.threads);
+              std::printf("    achieved: validation accuracy %.2f %% after fine-tuning, %llu B\n",
+                          100 * achieved.accuracy, (unsigned long long)result.net.cost().param_bytes);
+              out.push_back({text, std::move(result.net)});
+            }
+            return out;
+          }};
+}
+
+}  // namespace examples
