@@ -36,10 +36,11 @@ scheme auto_scheme() {
                 std::printf("  %s: %s\n", text, e.what());
                 continue;
               }
-              std::printf("  %s (limit %.6g): %s\n    predicted: validation accuracy %.2f %%, %llu B, b1 %.1f us"
-                          " (the whole network measured: %.1f us)\n",
+              std::printf("  %s (limit %.6g): %s\n    predicted: validation accuracy %.2f %%, %llu B, b1 %.1f us\n",
                           text, s.limit, s.chosen.str().c_str(), 100 * s.predicted.accuracy,
-                          (unsigned long long)s.predicted.bytes, s.predicted.latency_b1_us, s.measured_latency_b1_us);
+                          (unsigned long long)s.predicted.bytes, s.predicted.latency_b1_us);
+              if (s.measured_latency_b1_us > 0)
+                std::printf("    the whole network measured: b1 %.1f us\n", s.measured_latency_b1_us);
               auto result = compress(baseline, s.chosen);
               recipe r = kind == "mlp" ? recipe{1, 128, 1e-3f, 1e-4f} : recipe{1, 64, 1e-3f, 1e-4f};
               ctx.fine_tune(result.net, r, kind + " auto " + text);
