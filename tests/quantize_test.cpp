@@ -2,7 +2,12 @@
 
 #include <gmock/gmock.h>
 
+#include <bit>
+#include <cmath>
+#include <limits>
 #include <random>
+#include <utility>
+#include <vector>
 
 namespace {
 
@@ -18,6 +23,35 @@ TEST(pow2_quantizer, rounds_to_nearest_power_and_clips) {
   EXPECT_EQ(q.round(1e-6), 0.125);
   EXPECT_EQ(q.exponent_bits(), 3);
   EXPECT_EQ(q.code_bits(), 4);
+}
+
+/// The definition with the C library: 2^e <= |v| < 2^(e+1), one up from 1.5 * 2^e;
+/// an infinity is above every power, so it rounds to the largest.
+double reference_pow2_round(double v, int lo, int hi) {
+  const double a = std::abs(v);
+  if (!(a > 0)) return std::copysign(std::ldexp(1.0, lo), v);
+  if (std::isinf(a)) return std::copysign(std::ldexp(1.0, hi), v);
+  int e = std::ilogb(a);
+  if (a >= 1.5 * std::ldexp(1.0, e)) ++e;
+  return std::copysign(std::ldexp(1.0, std::clamp(e, lo, hi)), v);
+}
+
+TEST(pow2_quantizer, rounding_from_the_bits_matches_the_library_definition) {
+  std::mt19937_64 rng(9);
+  std::uniform_real_distribution<double> log_magnitude(-1100, 1100);
+  std::vector<double> values{0.0, -0.0, 1.5, -1.5, std::nextafter(1.5, 0.0), 3.0, 0.75,
+                             std::numeric_limits<double>::denorm_min(), 1.5 * std::numeric_limits<double>::min(),
+                             std::numeric_limits<double>::min(), std::numeric_limits<double>::max(),
+                             std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity()};
+  for (int i = 0; i < 200000; ++i) values.push_back((i % 2 ? -1 : 1) * std::exp2(log_magnitude(rng)));
+  for (const auto& [lo, hi] : {std::pair{-8, 0}, std::pair{-40, 32}, std::pair{-125, 2}, std::pair{-1, 126}}) {
+    const pow2_quantizer q(lo, hi);
+    for (const double v : values) {
+      const double expected = reference_pow2_round(v, lo, hi);
+      ASSERT_EQ(std::bit_cast<std::uint64_t>(q.round(v)), std::bit_cast<std::uint64_t>(expected))
+          << v << " in [" << lo << ", " << hi << "]";
+    }
+  }
 }
 
 TEST(pow2_quantizer, codes_round_trip_exactly) {

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -61,15 +62,30 @@ class pow2_quantizer {
   }
   int code_bits() const { return exponent_bits() + 1; }
 
-  /// Nearest exponent of |v| (v != 0), clipped to the range.
+  /// Nearest exponent of |v| (v != 0), clipped to the range. For a normal double
+  /// a = (1 + f) 2^e, read from its bits: e, plus 1 when f >= 1/2 (the top fraction bit),
+  /// i.e. when a >= 1.5 * 2^e is nearer to 2^(e+1) (training calls this per coefficient
+  /// and step, where std::ilogb and std::ldexp cost more than the rest of the update).
   int exponent(double v) const {
     const double a = std::abs(v);
     if (!(a > 0)) return min_;
-    int e = std::ilogb(a);                        // 2^e <= a < 2^(e+1)
-    if (a >= 1.5 * std::ldexp(1.0, e)) ++e;       // nearer to 2^(e+1)
+    const auto bits = std::bit_cast<std::uint64_t>(a);
+    int e;
+    if (const int biased = int(bits >> 52); biased > 0) {
+      e = biased - 1023 + int((bits >> 51) & 1u);  // infinity: 1024, clipped below
+    } else {                                       // subnormal
+      e = std::ilogb(a);                           // 2^e <= a < 2^(e+1)
+      if (a >= 1.5 * std::ldexp(1.0, e)) ++e;
+    }
     return std::clamp(e, min_, max_);
   }
-  double round(double v) const { return std::copysign(std::ldexp(1.0, exponent(v)), v); }
+  /// sign(v) * 2^exponent(v).
+  double round(double v) const {
+    const int e = exponent(v);
+    const std::uint64_t sign = std::bit_cast<std::uint64_t>(v) & (std::uint64_t(1) << 63);
+    if (e >= -1022 && e <= 1023) return std::bit_cast<double>((std::uint64_t(e + 1023) << 52) | sign);
+    return std::copysign(std::ldexp(1.0, e), v);
+  }
   std::uint8_t encode(double v) const {
     return std::uint8_t((std::signbit(v) ? 1u << exponent_bits() : 0u) | unsigned(exponent(v) - min_));
   }

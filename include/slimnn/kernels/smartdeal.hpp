@@ -86,7 +86,8 @@ void smartdeal_gemm_portable(index_t rows, index_t width, const index_t* start, 
 /// The exponent code of c = 0 or +-2^e, e_max - 126 <= e <= e_max.
 inline std::int8_t exponent_code(float c, int max_exponent) {
   if (c == 0.0f) return 0;
-  const int biased = std::ilogb(c) - max_exponent + 127;
+  const int field = int((std::bit_cast<std::uint32_t>(c) >> 23) & 0xFFu);  // ilogb(c) + 127 when normal
+  const int biased = (field > 0 ? field - 127 : std::ilogb(c)) - max_exponent + 127;
   return std::int8_t(std::uint8_t((c < 0 ? 0x80 : 0) | biased));
 }
 
