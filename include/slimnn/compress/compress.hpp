@@ -71,11 +71,6 @@ struct compressed_network {
 
 namespace detail {
 
-inline double weight_error(const matrix<double>& approx, const matrix<double>& exact) {
-  const double norm = exact.norm();
-  return norm > 0 ? (approx - exact).norm() / norm : (approx - exact).norm();
-}
-
 /// The converted layer and its relative weight error; config_error when the setting's
 /// scheme cannot take `layer`.
 template <class T>
@@ -90,12 +85,14 @@ std::pair<any_layer<T>, double> convert_layer(const any_layer<T>& layer, const s
   if (const auto* s = setting.get<block_circulant_settings>()) {
     if (d) {
       auto out = project(*d, s->block);
-      const double e = weight_error(out.to_dense().weight().template cast<double>(), d->weight().template cast<double>());
+      const double e =
+          relative_error(out.to_dense().weight().template cast<double>(), d->weight().template cast<double>());
       return {any_layer<T>(std::move(out)), e};
     }
     if (c) {
       auto out = project(*c, s->block);
-      const double e = weight_error(out.to_dense().weight().template cast<double>(), c->weight().template cast<double>());
+      const double e =
+          relative_error(out.to_dense().weight().template cast<double>(), c->weight().template cast<double>());
       return {any_layer<T>(std::move(out)), e};
     }
   } else if (const auto* s = setting.get<smartdeal_settings>()) {
@@ -112,7 +109,7 @@ std::pair<any_layer<T>, double> convert_layer(const any_layer<T>& layer, const s
       crew_config config = *s;
       config.clusters = int(std::min<index_t>(config.clusters, d->weight().rows()));
       auto out = make_crew_dense(*d, config);
-      const double e = weight_error(out.dequantized(), d->weight().template cast<double>());
+      const double e = relative_error(out.dequantized(), d->weight().template cast<double>());
       return {any_layer<T>(std::move(out)), e};
     }
   } else if (const auto* s = setting.get<kdconv::settings>()) {

@@ -4,6 +4,7 @@
 // (features x batch). Inputs are taken as Eigen::Ref<const matrix<T>> so that
 // blocks, maps and plain matrices all work without copies; inference outputs go into a
 // matrix_view<T> (Eigen::Ref<matrix<T>>): a sized matrix or a block of its columns.
+// detail::relative_error measures an approximated weight against the original.
 //
 // Component: slimnn::core (Eigen only).
 #pragma once
@@ -36,5 +37,13 @@ constexpr const char* scalar_name() {
   else if constexpr (std::is_same_v<T, double>) return "double";
   else return "scalar";
 }
+
+namespace detail {
+/// Relative Frobenius error of `approx` against `exact` (the absolute error if exact is 0).
+inline double relative_error(const matrix<double>& approx, const matrix<double>& exact) {
+  const double norm = exact.norm();
+  return norm > 0 ? (approx - exact).norm() / norm : (approx - exact).norm();
+}
+}  // namespace detail
 
 }  // namespace slimnn

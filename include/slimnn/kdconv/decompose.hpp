@@ -58,12 +58,6 @@ struct decomposition {
 
 namespace detail {
 
-/// Relative Frobenius error of `approx` against `exact`.
-inline double relative_error(const matrix<double>& approx, const matrix<double>& exact) {
-  const double norm = exact.norm();
-  return norm > 0 ? (approx - exact).norm() / norm : (approx - exact).norm();
-}
-
 /// keep[i] for scores[i]: the `count` largest scores (ties broken by lower index).
 inline std::vector<bool> keep_largest(const std::vector<double>& scores, std::size_t count) {
   std::vector<std::size_t> order(scores.size());
@@ -157,7 +151,7 @@ decomposition<T> decompose(const conv2d<T>& conv, const settings& s) {
       const matrix<double> b = used_basis.middleCols((s.shared_basis ? 0 : c) * M, M).template cast<double>();
       approx.middleRows(c * kk, kk) = b * coefficients.middleCols(c * M, M).transpose();
     }
-    return detail::relative_error(approx, w);
+    return slimnn::detail::relative_error(approx, w);
   };
   report rep;
   rep.basis_error = reconstruct(a);
@@ -179,7 +173,7 @@ decomposition<T> decompose(const conv2d<T>& conv, const settings& s) {
   coefficients.value = Eigen::Map<const vector<T>>(values.data(), index_t(values.size()));
 
   decomposed_conv2d<T> layer(conv.geometry(), N, s, std::move(latent_basis), std::move(coefficients), conv.bias());
-  rep.error = detail::relative_error(layer.dense_weight().template cast<double>(), w);
+  rep.error = slimnn::detail::relative_error(layer.dense_weight().template cast<double>(), w);
   rep.nonzeros = layer.nonzeros();
   rep.density = layer.density();
   rep.macs = layer.cost().macs;
