@@ -19,7 +19,7 @@
 #include <cstdio>
 
 #include "dense_baselines.hpp"
-#include "slimnn/kdconv/decompose.hpp"
+#include "slimnn/kdconv/decomposition.hpp"
 
 namespace {
 
@@ -40,17 +40,17 @@ double median_us(const Layer& layer, const matrix<float>& x, int repeats) {
   return times[times.size() / 2];
 }
 
-void register_kdconv(index_t channels, index_t size, index_t bases, int density_percent, kdconv::dataflow order,
+void register_kdconv(index_t channels, index_t size, index_t bases, int density_percent, kdconv_dataflow order,
                      index_t group_size = 1) {
   rng_t rng(1);
   const conv2d<float> conv(shape{channels, size, size}, {.out_channels = channels, .kernel = 3, .padding = 1}, rng);
-  auto d = kdconv::decompose(conv, {.bases = bases,
+  auto d = compress(conv, kdconv_settings{.bases = bases,
                                     .density = density_percent / 100.0,
                                     .group_size = group_size,
                                     .basis_bits = 8,
-                                    .coefficients = kdconv::coefficient_format::pow2,
+                                    .coefficients = kdconv_coefficient_format::pow2,
                                     .coefficient_bits = 4});
-  const bool materialised = order == kdconv::dataflow::materialised;
+  const bool materialised = order == kdconv_dataflow::materialised;
   const auto name = slimnn::detail::cat(materialised ? "kdconv_materialised/" : "kdconv/", channels, 'x', channels,
                                         '/', size, 'x', size, "/m", bases, "/d", density_percent,
                                         group_size > 1 ? slimnn::detail::cat("/g", group_size) : std::string(), "/b1");
@@ -58,8 +58,8 @@ void register_kdconv(index_t channels, index_t size, index_t bases, int density_
     std::printf("%-34s MACs %9llu vs dense %10llu (%.2fx fewer), response buffer %7.1f KiB vs materialised %7.1f KiB, "
                 "weight error %.3f\n",
                 name.c_str(), (unsigned long long)d.report.macs, (unsigned long long)d.report.dense_macs,
-                d.report.mac_ratio(), d.layer.peak_intermediate_bytes(kdconv::dataflow::basis_first) / 1024.0,
-                d.layer.peak_intermediate_bytes(kdconv::dataflow::materialised) / 1024.0, d.report.error);
+                d.report.mac_ratio(), d.layer.peak_intermediate_bytes(kdconv_dataflow::basis_first) / 1024.0,
+                d.layer.peak_intermediate_bytes(kdconv_dataflow::materialised) / 1024.0, d.report.relative_error);
   benchmark::RegisterBenchmark(name.c_str(),
                                [layer = std::move(d.layer), conv, report = d.report, order](benchmark::State& state) {
                                  const auto x = bench::random_input(layer.input_shape().size(), 1);
@@ -80,9 +80,9 @@ void register_kdconv(index_t channels, index_t size, index_t bases, int density_
                                  state.counters["mac_ratio"] = report.mac_ratio();
                                  state.counters["speedup"] = dense_us / us;
                                  state.counters["buf_KiB"] =
-                                     double(layer.peak_intermediate_bytes(kdconv::dataflow::basis_first)) / 1024;
+                                     double(layer.peak_intermediate_bytes(kdconv_dataflow::basis_first)) / 1024;
                                  state.counters["mat_buf_KiB"] =
-                                     double(layer.peak_intermediate_bytes(kdconv::dataflow::materialised)) / 1024;
+                                     double(layer.peak_intermediate_bytes(kdconv_dataflow::materialised)) / 1024;
                                })
       ->Unit(benchmark::kMicrosecond);
 }
@@ -92,10 +92,10 @@ void register_kdconv(index_t channels, index_t size, index_t bases, int density_
 void register_kdconv_batch(index_t channels, index_t size, index_t bases, int density_percent, index_t batch) {
   rng_t rng(1);
   const conv2d<float> conv(shape{channels, size, size}, {.out_channels = channels, .kernel = 3, .padding = 1}, rng);
-  const auto d = kdconv::decompose(conv, {.bases = bases,
+  const auto d = compress(conv, kdconv_settings{.bases = bases,
                                           .density = density_percent / 100.0,
                                           .basis_bits = 8,
-                                          .coefficients = kdconv::coefficient_format::pow2,
+                                          .coefficients = kdconv_coefficient_format::pow2,
                                           .coefficient_bits = 4});
   const auto name = slimnn::detail::cat("kdconv/", channels, 'x', channels, '/', size, 'x', size, "/m", bases, "/d",
                                         density_percent, "/b", batch);
@@ -109,10 +109,10 @@ int main(int argc, char** argv) {
   const shape_case shapes[] = {{128, 28, 6}, {256, 14, 4}};
   for (const auto& s : shapes) {
     bench::register_dense_conv(s.channels, s.channels, s.size, 1);
-    register_kdconv(s.channels, s.size, s.bases, 10, kdconv::dataflow::basis_first);
-    register_kdconv(s.channels, s.size, s.bases, 10, kdconv::dataflow::basis_first, 4);
+    register_kdconv(s.channels, s.size, s.bases, 10, kdconv_dataflow::basis_first);
+    register_kdconv(s.channels, s.size, s.bases, 10, kdconv_dataflow::basis_first, 4);
   }
-  for (const auto& s : shapes) register_kdconv(s.channels, s.size, s.bases, 10, kdconv::dataflow::materialised);
+  for (const auto& s : shapes) register_kdconv(s.channels, s.size, s.bases, 10, kdconv_dataflow::materialised);
   register_kdconv_batch(128, 28, 6, 10, 64);
   return bench::run(argc, argv);
 }

@@ -27,7 +27,7 @@ network and a per-layer report, and prints the plan it used. PLAN is a list of r
 "selector:scheme:setting" separated by ';', for example
     "conv2d:kdconv:m4-d30; dense[0:-1]:smartdeal:s8-seg25; dense[-1]:crew:u16"
 Selectors: dense, conv2d or layer, optionally [i] or [a:b] (negative counts from the end).
-Settings: block_circulant k<block>; smartdeal s<width>[-seg<%>][-e<bits>][-r<rows>];
+Settings: block_circulant k<block>; smartdeal s<width>[-seg<%>][-p<bits>][-r<rows>];
 crew u<values> | q<bits>; kdconv m<bases>[-d<%>][-g<size>][-p<bits>|-km<bits>|-f32][-b<bits>].
 
 --budget chooses the plan: each dense / conv2d layer is tried with each default setting
@@ -104,7 +104,7 @@ void write_report(const std::vector<slimnn::layer_compression>& layers, const st
   out << "index,rule,before,after,relative_error,stored_bytes,macs,dense_bytes,dense_macs\n";
   for (const auto& l : layers)
     out << l.index << ',' << quoted(l.rule) << ',' << quoted(l.before) << ',' << quoted(l.after) << ','
-        << l.relative_error << ',' << l.stored_bytes << ',' << l.macs << ',' << l.dense_bytes << ',' << l.dense_macs
+        << l.report.relative_error << ',' << l.report.stored_bytes << ',' << l.report.macs << ',' << l.report.dense_bytes << ',' << l.report.dense_macs
         << '\n';
   slimnn::detail::require<slimnn::format_error>(bool(out), path.string(), ": write failed");
 }

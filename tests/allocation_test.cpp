@@ -103,23 +103,23 @@ TEST(allocation, compressed_layers_allocate_nothing_once_warm) {
   expect_no_allocation(block_circulant_conv2d<float>(shape{4, 9, 9}, {.out_channels = 8, .kernel = 3, .padding = 1}, 4,
                                                      rng),
                        "block_circulant_conv2d");
-  expect_no_allocation(smartdeal::decompose(d, {.basis_width = 8, .segment_density = 0.5}).layer, "smartdeal_dense");
-  expect_no_allocation(smartdeal::decompose(d, {.basis_width = 4, .element_threshold = 0.3}).layer,
+  expect_no_allocation(compress(d, smartdeal_settings{.basis_width = 8, .segment_density = 0.5}).layer, "smartdeal_dense");
+  expect_no_allocation(compress(d, smartdeal_settings{.basis_width = 4, .element_threshold = 0.3}).layer,
                        "smartdeal_dense element layout");
-  expect_no_allocation(smartdeal::decompose(c, {.basis_width = 3, .segment_density = 0.5}).layer, "smartdeal_conv2d");
-  expect_no_allocation(make_crew_dense(d), "crew_dense lanes");
-  expect_no_allocation(make_crew_dense(d, {.method = crew_config::quantizer::uniform, .bits = 8}), "crew_dense packed");
-  expect_no_allocation(make_crew_dense(dense<float>(900, 1100, rng)), "crew_dense large enough to cut its outputs");
-  for (const auto format : {kdconv::coefficient_format::float32, kdconv::coefficient_format::pow2})
-    expect_no_allocation(kdconv::decompose(c, {.bases = 4, .density = 0.5, .coefficients = format}).layer,
-                         "decomposed_conv2d");
-  expect_no_allocation(kdconv::decompose(c, {.bases = 4, .density = 0.5, .group_size = 2}).layer,
-                       "decomposed_conv2d grouped");
+  expect_no_allocation(compress(c, smartdeal_settings{.basis_width = 3, .segment_density = 0.5}).layer, "smartdeal_conv2d");
+  expect_no_allocation(compress(d, crew_settings{}).layer, "crew_dense lanes");
+  expect_no_allocation(compress(d, crew_settings{.method = crew_settings::quantizer::uniform, .bits = 8}).layer, "crew_dense packed");
+  expect_no_allocation(compress(dense<float>(900, 1100, rng), crew_settings{}).layer, "crew_dense large enough to cut its outputs");
+  for (const auto format : {kdconv_coefficient_format::float32, kdconv_coefficient_format::pow2})
+    expect_no_allocation(compress(c, kdconv_settings{.bases = 4, .density = 0.5, .coefficients = format}).layer,
+                         "kdconv_conv2d");
+  expect_no_allocation(compress(c, kdconv_settings{.bases = 4, .density = 0.5, .group_size = 2}).layer,
+                       "kdconv_conv2d grouped");
 }
 
 TEST(allocation, crew_int8_paths_allocate_nothing_once_warm) {
   rng_t rng(3);
-  const auto layer = make_crew_dense(dense<float>(64, 50, rng));
+  const auto layer = compress(dense<float>(64, 50, rng), crew_settings{}).layer;
   for (const index_t batch : {1, 20}) {
     const auto x = random_matrix<float>(64, batch, 4).cwiseMax(0.f).eval();
     const int8_matrix xq = layer.quantize_activations(x, 0.05f);
@@ -136,10 +136,10 @@ TEST(allocation, networks_of_mixed_layers_allocate_nothing_once_warm_on_any_thre
   conv2d<float> conv(shape{2, 12, 12}, {.out_channels = 6, .kernel = 3, .padding = 1}, rng);
   max_pool2d<float> pool(conv.output_shape(), 2);
   const conv2d<float> conv2(pool.output_shape(), {.out_channels = 6, .kernel = 3, .padding = 1}, rng);
-  net << conv << relu<float>(conv.output_shape()) << pool << kdconv::decompose(conv2, {.bases = 3, .density = 0.6}).layer
+  net << conv << relu<float>(conv.output_shape()) << pool << compress(conv2, kdconv_settings{.bases = 3, .density = 0.6}).layer
       << flatten<float>(pool.output_shape()) << dense<float>(pool.output_shape().size(), 600, rng)
-      << relu<float>(shape::flat(600)) << make_crew_dense(dense<float>(600, 700, rng))
-      << smartdeal::decompose(dense<float>(700, 40, rng), {.basis_width = 4, .segment_density = 0.5}).layer
+      << relu<float>(shape::flat(600)) << compress(dense<float>(600, 700, rng), crew_settings{}).layer
+      << compress(dense<float>(700, 40, rng), {.basis_width = 4, .segment_density = 0.5}).layer
       << block_circulant_dense<float>(40, 10, 5, rng);
   for (const int threads : {1, 2, 3}) {
     net.set_threads(threads);

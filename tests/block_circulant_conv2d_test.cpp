@@ -68,7 +68,7 @@ TEST(block_circulant_conv2d, forward_matches_direct_convolution_and_to_dense) {
       matrix<double> y, yd;
       layer.forward(x, y);
       EXPECT_LT(relative_error(y, reference_conv(layer, x)), 1e-12) << "batch " << batch;
-      layer.to_dense().forward(x, yd);
+      layer.to_reference().forward(x, yd);
       EXPECT_LT(relative_error(y, yd), 1e-12) << "batch " << batch;
     }
   }
@@ -77,7 +77,7 @@ TEST(block_circulant_conv2d, forward_matches_direct_convolution_and_to_dense) {
 TEST(block_circulant_conv2d, float_layer_matches_its_expansion_in_double) {
   rng_t rng(2);
   const block_circulant_conv2d<float> layer(shape{32, 14, 14}, {.out_channels = 64, .kernel = 3, .padding = 1}, 8, rng);
-  const conv2d<float> d = layer.to_dense();
+  const conv2d<float> d = layer.to_reference();
   conv2d<double> dd(d.input_shape(), {.out_channels = 64, .kernel = 3, .padding = 1});
   dd.weight() = d.weight().cast<double>();
   dd.bias() = d.bias().cast<double>();
@@ -92,9 +92,9 @@ TEST(block_circulant_conv2d, float_layer_matches_its_expansion_in_double) {
 TEST(block_circulant_conv2d, projection_is_idempotent_and_block_one_is_the_reference) {
   rng_t rng(3);
   const conv2d<double> ref(shape{6, 5, 5}, {.out_channels = 10, .kernel = 3, .padding = 1}, rng);
-  const auto once = project(ref, 4);
-  const auto twice = project(once.to_dense(), 4);
-  EXPECT_LT((once.to_dense().weight() - twice.to_dense().weight()).cwiseAbs().maxCoeff(), 1e-12);
+  const auto once = compress(ref, block_circulant_settings{4}).layer;
+  const auto twice = compress(once.to_reference(), block_circulant_settings{4}).layer;
+  EXPECT_LT((once.to_reference().weight() - twice.to_reference().weight()).cwiseAbs().maxCoeff(), 1e-12);
   // per kernel position, each channel matrix is the dense projection of the original's
   for (index_t i = 0; i < 3; ++i)
     for (index_t j = 0; j < 3; ++j) {
@@ -102,13 +102,13 @@ TEST(block_circulant_conv2d, projection_is_idempotent_and_block_one_is_the_refer
       for (index_t n = 0; n < 10; ++n)
         for (index_t ch = 0; ch < 6; ++ch) {
           a(n, ch) = ref.weight_at(n, ch, i, j);
-          e(n, ch) = once.to_dense().weight_at(n, ch, i, j);
+          e(n, ch) = once.to_reference().weight_at(n, ch, i, j);
         }
       const matrix<double> pa = circulant_expand<double>(circulant_project<double>(a, 4), 10, 6, 4);
       EXPECT_LT((pa - e).cwiseAbs().maxCoeff(), 1e-12);
     }
-  const auto identity = project(ref, 1);
-  EXPECT_LT((identity.to_dense().weight() - ref.weight()).cwiseAbs().maxCoeff(), 1e-15);
+  const auto identity = compress(ref, block_circulant_settings{1}).layer;
+  EXPECT_LT((identity.to_reference().weight() - ref.weight()).cwiseAbs().maxCoeff(), 1e-15);
   const auto x = random_matrix<double>(6 * 25, 2, 1);
   matrix<double> a, b;
   identity.forward(x, a);

@@ -52,7 +52,7 @@ TEST(block_circulant_dense, forward_matches_explicit_circulant_matrix_and_to_den
       block_circulant_dense<double> layer(n, m, k, rng);
       layer.bias() = random_matrix<double>(m, 1, 4);
       const matrix<double> w = explicit_circulant(layer.first_columns(), m, n, k);
-      EXPECT_LT((layer.to_dense().weight() - w).cwiseAbs().maxCoeff(), 1e-12);
+      EXPECT_LT((layer.to_reference().weight() - w).cwiseAbs().maxCoeff(), 1e-12);
       for (index_t batch : {1, 5}) {
         const auto x = random_matrix<double>(n, batch, 7);
         matrix<double> y;
@@ -64,7 +64,7 @@ TEST(block_circulant_dense, forward_matches_explicit_circulant_matrix_and_to_den
       block_circulant_dense<float> lf(n, m, k);
       lf.set_first_columns(layer.first_columns().cast<float>());
       lf.bias() = layer.bias().cast<float>();
-      const dense<float> df = lf.to_dense();
+      const dense<float> df = lf.to_reference();
       const auto x = random_matrix<float>(n, 3, 8);
       matrix<float> y;
       lf.forward(x, y);
@@ -79,9 +79,9 @@ TEST(block_circulant_dense, block_one_reproduces_the_dense_layer) {
   rng_t rng(5);
   dense<float> d(13, 9, rng);
   d.bias() = random_matrix<float>(9, 1, 2);
-  const auto layer = project(d, 1);
-  EXPECT_EQ(layer.to_dense().weight(), d.weight());
-  EXPECT_EQ(layer.to_dense().bias(), d.bias());
+  const auto layer = compress(d, block_circulant_settings{1}).layer;
+  EXPECT_EQ(layer.to_reference().weight(), d.weight());
+  EXPECT_EQ(layer.to_reference().bias(), d.bias());
   const auto x = random_matrix<float>(13, 4, 3);
   matrix<float> a, b;
   layer.forward(x, a);
@@ -118,8 +118,8 @@ TEST(block_circulant_dense, projection_is_optimal_idempotent_and_exact_on_circul
       }
   // the projection of a layer keeps its bias and matches the projected matrix
   dense<double> dl(a, random_matrix<double>(m, 1, 13).col(0));
-  const auto layer = project(dl, k);
-  EXPECT_LT((layer.to_dense().weight() - pa).cwiseAbs().maxCoeff(), 1e-12);
+  const auto layer = compress(dl, block_circulant_settings{k}).layer;
+  EXPECT_LT((layer.to_reference().weight() - pa).cwiseAbs().maxCoeff(), 1e-12);
   EXPECT_EQ(layer.bias(), dl.bias());
   // full blocks use the averaged-diagonal formula c[d] = (1/k) sum_r A[(r + d) mod k][r]
   for (index_t d = 0; d < k; ++d) {

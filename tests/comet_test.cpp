@@ -13,7 +13,7 @@
 #include "slimnn/circulant/block_circulant_dense.hpp"
 #include "slimnn/comet/error_bounded.hpp"
 #include "slimnn/data/synthetic.hpp"
-#include "slimnn/kdconv/decompose.hpp"
+#include "slimnn/kdconv/decomposition.hpp"
 #include "slimnn/layers/conv2d.hpp"
 #include "slimnn/layers/dense.hpp"
 #include "slimnn/layers/flatten.hpp"
@@ -371,9 +371,9 @@ network<double> compressed_cnn(std::uint64_t seed) {
   max_pool2d<double> pool(second.output_shape(), 2);
   const dense<double> head(pool.output_shape().size(), 8, rng);
   net << first << relu<double>(first.output_shape())
-      << smartdeal::decompose(second, {.basis_width = 3, .segment_density = 0.7}).layer
+      << compress(second, smartdeal_settings{.basis_width = 3, .segment_density = 0.7}).layer
       << relu<double>(second.output_shape()) << pool << flatten<double>(pool.output_shape())
-      << smartdeal::decompose(head, {.basis_width = 4, .segment_density = 0.7}).layer << relu<double>(shape::flat(8))
+      << compress(head, smartdeal_settings{.basis_width = 4, .segment_density = 0.7}).layer << relu<double>(shape::flat(8))
       << block_circulant_dense<double>(8, 4, 4, rng);
   return net;
 }
@@ -456,9 +456,9 @@ TEST(activation_store, every_layer_adapts_its_bound_to_the_gradient_target) {
   const conv2d<double> c(shape{6, 8, 8}, {.out_channels = 8, .kernel = 3, .padding = 1}, rng);
   expect_the_adapted_bound_meets_the_target(d, "dense");
   expect_the_adapted_bound_meets_the_target(c, "conv2d");
-  expect_the_adapted_bound_meets_the_target(smartdeal::decompose(d, {.basis_width = 8, .segment_density = 0.5}).layer,
+  expect_the_adapted_bound_meets_the_target(compress(d, smartdeal_settings{.basis_width = 8, .segment_density = 0.5}).layer,
                                             "smartdeal_dense");
-  expect_the_adapted_bound_meets_the_target(smartdeal::decompose(c, {.basis_width = 3, .segment_density = 0.5}).layer,
+  expect_the_adapted_bound_meets_the_target(compress(c, smartdeal_settings{.basis_width = 3, .segment_density = 0.5}).layer,
                                             "smartdeal_conv2d");
   expect_the_adapted_bound_meets_the_target(block_circulant_dense<double>(96, 40, 8, rng), "block_circulant_dense");
   expect_the_adapted_bound_meets_the_target(

@@ -20,38 +20,38 @@ using slimnn::testing::random_matrix;
 TEST(SchemeSetting, ParsesEachSchemesTokens) {
   EXPECT_EQ(scheme_setting::parse("block_circulant", "k64").get<block_circulant_settings>()->block, 64);
 
-  const auto sd = *scheme_setting::parse("smartdeal", "seg25-s8-e3-r16").get<smartdeal_settings>();
+  const auto sd = *scheme_setting::parse("smartdeal", "seg25-s8-p4-r16").get<smartdeal_settings>();
   EXPECT_EQ(sd.basis_width, 8);
   EXPECT_DOUBLE_EQ(sd.segment_density, 0.25);
-  EXPECT_EQ(sd.exponent_bits, 3);
+  EXPECT_EQ(sd.code_bits, 4);
   EXPECT_EQ(sd.group_rows, 16);
 
-  const auto u = *scheme_setting::parse("crew:u16").get<crew_config>();
-  EXPECT_EQ(u.method, crew_config::quantizer::kmeans);
+  const auto u = *scheme_setting::parse("crew:u16").get<crew_settings>();
+  EXPECT_EQ(u.method, crew_settings::quantizer::kmeans);
   EXPECT_EQ(u.scope, kmeans_scope::per_input);
   EXPECT_EQ(u.clusters, 16);
-  const auto q = *scheme_setting::parse("crew", "q6").get<crew_config>();
-  EXPECT_EQ(q.method, crew_config::quantizer::uniform);
+  const auto q = *scheme_setting::parse("crew", "q6").get<crew_settings>();
+  EXPECT_EQ(q.method, crew_settings::quantizer::uniform);
   EXPECT_EQ(q.bits, 6);
 
-  const auto kd = *scheme_setting::parse("kdconv", "m6-d15-g4-km4").get<kdconv::settings>();
+  const auto kd = *scheme_setting::parse("kdconv", "m6-d15-g4-km4").get<kdconv_settings>();
   EXPECT_EQ(kd.bases, 6);
   EXPECT_DOUBLE_EQ(kd.density, 0.15);
   EXPECT_EQ(kd.group_size, 4);
-  EXPECT_EQ(kd.coefficients, kdconv::coefficient_format::kmeans);
+  EXPECT_EQ(kd.coefficients, kdconv_coefficient_format::kmeans);
   EXPECT_EQ(kd.coefficient_bits, 4);
   EXPECT_EQ(kd.basis_bits, 8);
-  const auto kp = *scheme_setting::parse("kdconv", "m4-d30").get<kdconv::settings>();
-  EXPECT_EQ(kp.coefficients, kdconv::coefficient_format::pow2);
+  const auto kp = *scheme_setting::parse("kdconv", "m4-d30").get<kdconv_settings>();
+  EXPECT_EQ(kp.coefficients, kdconv_coefficient_format::pow2);
   EXPECT_EQ(kp.coefficient_bits, 4);
-  EXPECT_EQ(scheme_setting::parse("kdconv", "m4-f32-b0").get<kdconv::settings>()->coefficients,
-            kdconv::coefficient_format::float32);
+  EXPECT_EQ(scheme_setting::parse("kdconv", "m4-f32-b0").get<kdconv_settings>()->coefficients,
+            kdconv_coefficient_format::float32);
 }
 
 TEST(SchemeSetting, PrintsTheCanonicalStringThatParsesBack) {
   const std::pair<const char*, const char*> cases[] = {
       {"block_circulant", "k64"},    {"smartdeal", "s8-seg25"}, {"smartdeal", "s3"},
-      {"smartdeal", "s8-seg2.5-e3-r16"}, {"crew", "u16"},       {"crew", "q8"},
+      {"smartdeal", "s8-seg2.5-p4-r16"}, {"crew", "u16"},       {"crew", "q8"},
       {"kdconv", "m4-d30"},          {"kdconv", "m6-d15-g4-km4"}, {"kdconv", "m9-f32-b0"},
       {"kdconv", "m2-p6-b12"}};
   for (const auto& [scheme, text] : cases) {
@@ -61,7 +61,7 @@ TEST(SchemeSetting, PrintsTheCanonicalStringThatParsesBack) {
     EXPECT_EQ(scheme_setting::parse(s.scheme(), s.str()).str(), text);
   }
   // Defaults are left out, and tokens come in canonical order.
-  EXPECT_EQ(scheme_setting::parse("smartdeal", "seg100-e4-s8").str(), "s8");
+  EXPECT_EQ(scheme_setting::parse("smartdeal", "seg100-p5-s8").str(), "s8");
   EXPECT_EQ(scheme_setting::parse("kdconv", "p4-d100-m5-g1-b8").str(), "m5");
   EXPECT_EQ(scheme_setting(smartdeal_settings{.basis_width = 3, .segment_density = 0.5}).str(), "s3-seg50");
 }
@@ -196,17 +196,17 @@ TEST(Compress, ConvertsTheSelectedLayersAsTheSchemesOwnFunctionsDo) {
   const auto& d0 = *net[5].get<dense<float>>();
   const auto& d1 = *net[7].get<dense<float>>();
   const auto& d2 = *net[9].get<dense<float>>();
-  auto sd = smartdeal::decompose(c0, {.basis_width = 3, .segment_density = 0.5});
-  auto kd = kdconv::decompose(c1, {.bases = 4, .density = 0.5, .coefficients = kdconv::coefficient_format::pow2,
+  auto sd = compress(c0, smartdeal_settings{.basis_width = 3, .segment_density = 0.5});
+  auto kd = compress(c1, kdconv_settings{.bases = 4, .density = 0.5, .coefficients = kdconv_coefficient_format::pow2,
                                    .coefficient_bits = 4});
-  const auto bc = project(d0, 8);
-  crew_config uniform;
-  uniform.method = crew_config::quantizer::uniform;
+  const auto bc = compress(d0, block_circulant_settings{8}).layer;
+  crew_settings uniform;
+  uniform.method = crew_settings::quantizer::uniform;
   uniform.bits = 6;
-  crew_config kmeans;
+  crew_settings kmeans;
   kmeans.clusters = 4;
-  const auto crew1 = make_crew_dense(d1, uniform);
-  const auto crew2 = make_crew_dense(d2, kmeans);
+  const auto crew1 = compress(d1, uniform).layer;
+  const auto crew2 = compress(d2, kmeans).layer;
   network<float> expected;
   expected << sd.layer << net[1] << kd.layer << net[3] << net[4] << bc << net[6] << crew1 << net[8] << crew2;
 
@@ -219,9 +219,9 @@ TEST(Compress, ConvertsTheSelectedLayersAsTheSchemesOwnFunctionsDo) {
   const char* rules[] = {"conv2d[0]:smartdeal:s3-seg50", "conv2d[1]:kdconv:m4-d50", "dense[0]:block_circulant:k8",
                          "dense[1]:crew:q6", "dense[-1]:crew:u4"};
   const double errors[] = {
-      weight_error(sd.layer.to_dense(), c0.weight().cast<double>()),
+      weight_error(sd.layer.factors().to_dense().transpose(), c0.weight().cast<double>()),
       weight_error(kd.layer.dense_weight().cast<double>(), c1.weight().cast<double>()),
-      weight_error(bc.to_dense().weight().cast<double>(), d0.weight().cast<double>()),
+      weight_error(bc.to_reference().weight().cast<double>(), d0.weight().cast<double>()),
       weight_error(crew1.dequantized(), d1.weight().cast<double>()),
       weight_error(crew2.dequantized(), d2.weight().cast<double>())};
   for (std::size_t r = 0; r < 5; ++r) {
@@ -231,12 +231,12 @@ TEST(Compress, ConvertsTheSelectedLayersAsTheSchemesOwnFunctionsDo) {
     EXPECT_EQ(l.rule, rules[r]);
     EXPECT_EQ(l.before, describe(net[index[r]]));
     EXPECT_EQ(l.after, describe(expected[index[r]]));
-    EXPECT_NEAR(l.relative_error, errors[r], 1e-6);
-    EXPECT_GT(l.relative_error, 0);
-    EXPECT_EQ(l.stored_bytes, expected[index[r]].cost().param_bytes);
-    EXPECT_EQ(l.macs, expected[index[r]].cost().macs);
-    EXPECT_EQ(l.dense_bytes, net[index[r]].cost().param_bytes);
-    EXPECT_EQ(l.dense_macs, net[index[r]].cost().macs);
+    EXPECT_NEAR(l.report.relative_error, errors[r], 1e-6);
+    EXPECT_GT(l.report.relative_error, 0);
+    EXPECT_EQ(l.report.stored_bytes, expected[index[r]].cost().param_bytes);
+    EXPECT_EQ(l.report.macs, expected[index[r]].cost().macs);
+    EXPECT_EQ(l.report.dense_bytes, net[index[r]].cost().param_bytes);
+    EXPECT_EQ(l.report.dense_macs, net[index[r]].cost().macs);
   }
   EXPECT_NE(result.summary().find("layer 5 [dense[0]:block_circulant:k8]"), std::string::npos);
 }

@@ -55,14 +55,14 @@ struct crew_lanes_case {
   template <class T>
   static crew_dense<T> make() {
     rng_t rng(42);
-    return make_crew_dense(dense<T>(7, 5, rng), {.clusters = 3});
+    return compress(dense<T>(7, 5, rng), {.clusters = 3}).layer;
   }
 };
 struct crew_packed_case {
   template <class T>
   static crew_dense<T> make() {
     rng_t rng(43);
-    return make_crew_dense(dense<T>(9, 40, rng), {.method = crew_config::quantizer::uniform, .bits = 8});
+    return compress(dense<T>(9, 40, rng), {.method = crew_settings::quantizer::uniform, .bits = 8}).layer;
   }
 };
 using cases = ::testing::Types<crew_lanes_case, crew_packed_case>;

@@ -1,4 +1,4 @@
-#include "slimnn/kdconv/decompose.hpp"
+#include "slimnn/kdconv/decomposition.hpp"
 
 #include <gmock/gmock.h>
 
@@ -10,9 +10,6 @@
 namespace {
 
 using namespace slimnn;
-using kdconv::coefficient_format;
-using kdconv::dataflow;
-using kdconv::decomposed_conv2d;
 using slimnn::testing::random_matrix;
 
 conv2d<float> random_conv(shape in, index_t n, index_t k, index_t s, index_t p, std::uint64_t seed = 5) {
@@ -25,12 +22,12 @@ conv2d<float> random_conv(shape in, index_t n, index_t k, index_t s, index_t p, 
 /// A decomposed layer from random parts (independent of the SVD): the same values for
 /// float and double. Float basis and coefficients, so finite differences see every change.
 template <class T>
-decomposed_conv2d<T> random_layer(shape in, index_t n, index_t k, index_t s, index_t p, kdconv::settings st,
+kdconv_conv2d<T> random_layer(shape in, index_t n, index_t k, index_t s, index_t p, kdconv_settings st,
                                   std::uint64_t seed = 21) {
   const index_t M = st.bases, G = st.shared_basis ? 1 : in.c;
   rng_t rng(seed);
   std::bernoulli_distribution keep(st.density);
-  kdconv::sparse_coefficients<T> coefficients;
+  kdconv_sparse_coefficients<T> coefficients;
   coefficients.row_start.push_back(0);
   std::vector<T> values;
   const auto random_values = random_matrix<double>(n, in.c * M, seed + 1);
@@ -43,14 +40,14 @@ decomposed_conv2d<T> random_layer(shape in, index_t n, index_t k, index_t s, ind
     coefficients.row_start.push_back(std::int32_t(coefficients.column.size()));
   }
   coefficients.value = Eigen::Map<const vector<T>>(values.data(), index_t(values.size()));
-  return decomposed_conv2d<T>({in, k, s, p}, n, st, random_matrix<T>(k * k, G * M, seed + 2), std::move(coefficients),
+  return kdconv_conv2d<T>({in, k, s, p}, n, st, random_matrix<T>(k * k, G * M, seed + 2), std::move(coefficients),
                               random_matrix<T>(n, 1, seed + 3).col(0));
 }
 
 template <index_t C, index_t H, index_t W, index_t N, index_t K, index_t S, index_t P, index_t M, bool Shared>
 struct kdconv_case {
   template <class T>
-  static decomposed_conv2d<T> make() {
+  static kdconv_conv2d<T> make() {
     return random_layer<T>(shape{C, H, W}, N, K, S, P,
                            {.bases = M, .shared_basis = Shared, .density = 0.5, .basis_bits = 0,
                             .train_basis = true});
@@ -62,7 +59,7 @@ INSTANTIATE_TYPED_TEST_SUITE_P(kdconv, conformance, kdconv_cases);
 
 /// W[n][c][i][j] = sum_m A[n, c, m] * B[g(c), m][i][j] and the direct convolution with it, in double.
 template <class T>
-matrix<double> reference_forward(const decomposed_conv2d<T>& layer, const matrix<T>& x) {
+matrix<double> reference_forward(const kdconv_conv2d<T>& layer, const matrix<T>& x) {
   const auto& g = layer.geometry();
   const auto out = layer.output_shape();
   const index_t k = g.kernel, s = g.stride, p = g.padding, M = layer.bases();
@@ -99,23 +96,23 @@ TEST(kdconv, both_orders_match_the_reconstructed_dense_conv) {
           for (index_t band : {0, 1, 2})
             for (index_t group : {1, 3}) {  // 3: blocks of 3 output channels share columns
               const auto conv = random_conv(shape{t.c, t.h, t.w}, t.n, t.k, stride, pad);
-              const auto d = kdconv::decompose(conv, {.bases = 4, .shared_basis = shared, .density = 0.4,
-                                                      .group_size = group, .coefficients = coefficient_format::pow2,
+              const auto d = compress(conv, kdconv_settings{.bases = 4, .shared_basis = shared, .density = 0.4,
+                                                      .group_size = group, .coefficients = kdconv_coefficient_format::pow2,
                                                       .coefficient_bits = 5, .band_rows = band});
               const auto x = random_matrix<float>(conv.input_shape().size(), 2, 7);
               const auto expected = reference_forward(d.layer, x);
               // The response buffer (per-thread scratch slot 0) starts full of NaN: an output
               // that combines a response position this forward did not write comes out NaN.
-              const auto poison_responses = [&](dataflow order) {
+              const auto poison_responses = [&](kdconv_dataflow order) {
                 const auto values = index_t(d.layer.peak_intermediate_bytes(order) / sizeof(float));
-                slimnn::detail::scratch<decomposed_conv2d<float>, float, 0>(values, 1)
+                slimnn::detail::scratch<kdconv_conv2d<float>, float, 0>(values, 1)
                     .setConstant(std::numeric_limits<float>::quiet_NaN());
               };
               matrix<float> streamed, materialised;
-              poison_responses(dataflow::basis_first);
+              poison_responses(kdconv_dataflow::basis_first);
               d.layer.forward(x, streamed);
-              poison_responses(dataflow::materialised);
-              d.layer.forward(x, materialised, dataflow::materialised);
+              poison_responses(kdconv_dataflow::materialised);
+              d.layer.forward(x, materialised, kdconv_dataflow::materialised);
               const std::string where = d.layer.settings() + ", band " + std::to_string(band);
               if (group > 1) {
                 EXPECT_EQ(d.layer.column()[0], d.layer.column()[std::size_t(d.layer.row_start()[1])]) << where;
@@ -130,7 +127,7 @@ TEST(kdconv, both_orders_match_the_reconstructed_dense_conv) {
 /// channel 1 one in the last column, channels 2-4 share their columns (a row block), the
 /// others are random.
 template <class T>
-decomposed_conv2d<T> wide_layer(kdconv::settings st) {
+kdconv_conv2d<T> wide_layer(kdconv_settings st) {
   const shape in{70, 5, 6};
   const index_t N = 9, columns = in.c * st.bases;
   rng_t rng(3);
@@ -143,7 +140,7 @@ decomposed_conv2d<T> wide_layer(kdconv::settings st) {
     return out;
   };
   const auto shared = random_columns();
-  kdconv::sparse_coefficients<T> a;
+  kdconv_sparse_coefficients<T> a;
   a.row_start.push_back(0);
   std::vector<T> values;
   for (index_t n = 0; n < N; ++n) {
@@ -158,17 +155,17 @@ decomposed_conv2d<T> wide_layer(kdconv::settings st) {
     a.row_start.push_back(std::int32_t(a.column.size()));
   }
   a.value = Eigen::Map<const vector<T>>(values.data(), index_t(values.size()));
-  return decomposed_conv2d<T>({in, 3, 1, 1}, N, st, random_matrix<T>(9, in.c * st.bases, 4), std::move(a),
+  return kdconv_conv2d<T>({in, 3, 1, 1}, N, st, random_matrix<T>(9, in.c * st.bases, 4), std::move(a),
                               random_matrix<T>(N, 1, 5).col(0));
 }
 
 template <class T>
-void expect_both_orders_match_reference(const decomposed_conv2d<T>& layer, double tolerance) {
+void expect_both_orders_match_reference(const kdconv_conv2d<T>& layer, double tolerance) {
   const auto x = random_matrix<T>(layer.input_shape().size(), 2, 6);
   const auto expected = reference_forward(layer, x);
   matrix<T> streamed, materialised;
   layer.forward(x, streamed);
-  layer.forward(x, materialised, dataflow::materialised);
+  layer.forward(x, materialised, kdconv_dataflow::materialised);
   EXPECT_LT(slimnn::testing::relative_error(streamed.template cast<double>(), expected), tolerance);
   EXPECT_LT(slimnn::testing::relative_error(materialised.template cast<double>(), expected), tolerance);
 }
@@ -186,7 +183,7 @@ TEST(kdconv, forward_follows_coefficient_changes) {
   for (index_t e = 0; e < coefficients.size; ++e) coefficients.value[e] = 0.5f - coefficients.value[e];
   expect_both_orders_match_reference(layer, 1e-5);
   // Quantized coefficients: forward sees the codes after_update() makes.
-  auto pow2 = wide_layer<float>({.bases = 4, .coefficients = coefficient_format::pow2});
+  auto pow2 = wide_layer<float>({.bases = 4, .coefficients = kdconv_coefficient_format::pow2});
   const vector<float> before = pow2.coef_used();
   coefficients = pow2.parameters()[0];
   for (index_t e = 0; e < coefficients.size; ++e) coefficients.value[e] *= -3;
@@ -201,7 +198,7 @@ TEST(kdconv, double_layer_matches_reference_tightly) {
   matrix<double> y;
   layer.forward(x, y);
   EXPECT_LT(slimnn::testing::relative_error(y, reference_forward(layer, x)), 1e-12);
-  layer.forward(x, y, dataflow::materialised);
+  layer.forward(x, y, kdconv_dataflow::materialised);
   EXPECT_LT(slimnn::testing::relative_error(y, reference_forward(layer, x)), 1e-12);
 }
 
@@ -209,15 +206,15 @@ TEST(kdconv, full_rank_without_pruning_reproduces_the_original_conv) {
   for (bool shared : {false, true})
     for (int basis_bits : {0, 8}) {
       const auto conv = random_conv(shape{4, 10, 10}, 6, 3, 1, 1);
-      const auto d = kdconv::decompose(conv, {.bases = 9, .shared_basis = shared, .basis_bits = basis_bits});
+      const auto d = compress(conv, kdconv_settings{.bases = 9, .shared_basis = shared, .basis_bits = basis_bits});
       EXPECT_EQ(d.layer.nonzeros(), 6 * 4 * 9);
-      EXPECT_LT(d.report.error, 1e-5) << d.report.str();
+      EXPECT_LT(d.report.relative_error, 1e-5) << d.report.str();
       const auto x = random_matrix<float>(conv.input_shape().size(), 2, 3);
       matrix<float> y, expected;
       d.layer.forward(x, y);
       conv.forward(x, expected);
       EXPECT_LT(slimnn::testing::relative_error(y, expected), 1e-5) << d.layer.settings();
-      const auto dense = d.layer.to_dense();
+      const auto dense = d.layer.to_reference();
       EXPECT_LT((dense.weight() - conv.weight()).cwiseAbs().maxCoeff(), 1e-5);
     }
 }
@@ -230,17 +227,17 @@ TEST(kdconv, basis_is_the_leading_singular_subspace) {
   for (index_t n = 0; n < N; ++n)
     for (index_t c = 0; c < C; ++c)
       conv.weight().col(n).segment(c * 9, 9) = mix(n, 2 * c) * patterns.col(2 * c) + mix(n, 2 * c + 1) * patterns.col(2 * c + 1);
-  const auto d = kdconv::decompose(conv, {.bases = 2, .basis_bits = 0});
-  EXPECT_LT(d.report.basis_error, 1e-6);
-  EXPECT_LT(d.report.error, 1e-6);
+  const auto d = compress(conv, kdconv_settings{.bases = 2, .basis_bits = 0});
+  EXPECT_LT(d.report.figure("basis_error"), 1e-6);
+  EXPECT_LT(d.report.relative_error, 1e-6);
   // The basis columns are orthonormal.
   for (index_t c = 0; c < C; ++c) {
     const matrix<float> b = d.layer.basis_used().middleCols(2 * c, 2);
     EXPECT_LT((b.transpose() * b - matrix<float>::Identity(2, 2)).cwiseAbs().maxCoeff(), 1e-5);
   }
   // One basis for all channels cannot be exact here: its error is larger.
-  const auto shared = kdconv::decompose(conv, {.bases = 2, .shared_basis = true, .basis_bits = 0});
-  EXPECT_GT(shared.report.basis_error, 1e-3);
+  const auto shared = compress(conv, kdconv_settings{.bases = 2, .shared_basis = true, .basis_bits = 0});
+  EXPECT_GT(shared.report.figure("basis_error"), 1e-3);
 }
 
 /// A 1x1 conv with one input channel: the basis is [1] and A[n] = W[n], so pruning is visible.
@@ -250,7 +247,7 @@ conv2d<float> pointwise(const std::vector<float>& weights) {
   return conv;
 }
 
-std::vector<index_t> kept_outputs(const decomposed_conv2d<float>& layer) {
+std::vector<index_t> kept_outputs(const kdconv_conv2d<float>& layer) {
   std::vector<index_t> kept;
   for (index_t n = 0; n < layer.out_channels(); ++n)
     if (layer.coefficient(n, 0, 0) != 0) kept.push_back(n);
@@ -259,39 +256,39 @@ std::vector<index_t> kept_outputs(const decomposed_conv2d<float>& layer) {
 
 TEST(kdconv, pruning_ranks_by_absolute_value) {
   const auto conv = pointwise({-5.f, 0.1f, 4.f, -0.2f, 3.f, -6.f});
-  const auto d = kdconv::decompose(conv, {.bases = 1, .density = 0.5, .basis_bits = 0});
+  const auto d = compress(conv, kdconv_settings{.bases = 1, .density = 0.5, .basis_bits = 0});
   EXPECT_THAT(kept_outputs(d.layer), ::testing::ElementsAre(0, 2, 5));
   EXPECT_FLOAT_EQ(d.layer.coefficient(5, 0, 0), -6.f);
-  EXPECT_DOUBLE_EQ(d.report.density, 0.5);
+  EXPECT_DOUBLE_EQ(d.report.figure("density"), 0.5);
   // std multiple: std of these values is ~3.9; 0.5 std keeps |a| > ~1.95.
-  const auto by_std = kdconv::decompose(conv, {.bases = 1, .std_multiple = 0.5, .basis_bits = 0});
+  const auto by_std = compress(conv, kdconv_settings{.bases = 1, .std_multiple = 0.5, .basis_bits = 0});
   EXPECT_THAT(kept_outputs(by_std.layer), ::testing::ElementsAre(0, 2, 4, 5));
   // Groups of two output channels, scored by RMS: (-5, 0.1) 3.5, (4, -0.2) 2.8, (3, -6) 4.7.
-  const auto grouped = kdconv::decompose(conv, {.bases = 1, .density = 0.34, .group_size = 2, .basis_bits = 0});
+  const auto grouped = compress(conv, kdconv_settings{.bases = 1, .density = 0.34, .group_size = 2, .basis_bits = 0});
   EXPECT_THAT(kept_outputs(grouped.layer), ::testing::ElementsAre(4, 5));
-  EXPECT_GT(grouped.report.pruned_error, grouped.report.basis_error);
+  EXPECT_GT(grouped.report.figure("pruned_error"), grouped.report.figure("basis_error"));
 }
 
 TEST(kdconv, density_is_met_and_errors_grow_with_each_step) {
   const auto conv = random_conv(shape{16, 16, 16}, 32, 3, 1, 1);
-  const auto d = kdconv::decompose(conv, {.bases = 6, .density = 0.1, .coefficients = coefficient_format::pow2});
+  const auto d = compress(conv, kdconv_settings{.bases = 6, .density = 0.1, .coefficients = kdconv_coefficient_format::pow2});
   EXPECT_EQ(d.layer.nonzeros(), std::llround(0.1 * 32 * 16 * 6));
-  EXPECT_LE(d.report.basis_error, d.report.pruned_error);
-  EXPECT_GT(d.report.error, 0);
-  EXPECT_LT(d.report.error, 1);
+  EXPECT_LE(d.report.figure("basis_error"), d.report.figure("pruned_error"));
+  EXPECT_GT(d.report.relative_error, 0);
+  EXPECT_LT(d.report.relative_error, 1);
   const std::uint64_t P = 256;
   EXPECT_EQ(d.report.macs, (16u * 6u * 9u + std::uint64_t(d.layer.nonzeros())) * P);
   EXPECT_EQ(d.report.dense_macs, 32u * 16u * 9u * P);
   EXPECT_GT(d.report.mac_ratio(), 3.5);
   EXPECT_GT(d.report.compression(), 10);
   EXPECT_EQ(d.layer.cost().mults, 16u * 6u * 9u * P);  // power-of-two coefficients are shifts
-  EXPECT_LT(d.layer.peak_intermediate_bytes(dataflow::basis_first),
-            d.layer.peak_intermediate_bytes(dataflow::materialised));
+  EXPECT_LT(d.layer.peak_intermediate_bytes(kdconv_dataflow::basis_first),
+            d.layer.peak_intermediate_bytes(kdconv_dataflow::materialised));
 }
 
 TEST(kdconv, pow2_coefficients_are_signed_powers_within_a_third) {
   const auto conv = random_conv(shape{8, 6, 6}, 16, 3, 1, 1);
-  const auto d = kdconv::decompose(conv, {.bases = 4, .density = 0.5, .coefficients = coefficient_format::pow2,
+  const auto d = compress(conv, kdconv_settings{.bases = 4, .density = 0.5, .coefficients = kdconv_coefficient_format::pow2,
                                           .coefficient_bits = 4});
   const auto& latent = d.layer.coefficients_latent();
   const auto& used = d.layer.coef_used();
@@ -309,7 +306,7 @@ TEST(kdconv, pow2_coefficients_are_signed_powers_within_a_third) {
 
 TEST(kdconv, kmeans_coefficients_use_the_nearest_of_at_most_2_pow_bits_values) {
   const auto conv = random_conv(shape{8, 6, 6}, 16, 3, 1, 1);
-  const auto d = kdconv::decompose(conv, {.bases = 4, .density = 0.5, .coefficients = coefficient_format::kmeans,
+  const auto d = compress(conv, kdconv_settings{.bases = 4, .density = 0.5, .coefficients = kdconv_coefficient_format::kmeans,
                                           .coefficient_bits = 3});
   const auto& latent = d.layer.coefficients_latent();
   const auto& used = d.layer.coef_used();
@@ -323,7 +320,7 @@ TEST(kdconv, kmeans_coefficients_use_the_nearest_of_at_most_2_pow_bits_values) {
 TEST(kdconv, basis_is_fixed_point_within_half_a_step) {
   const auto conv = random_conv(shape{4, 6, 6}, 8, 3, 1, 1);
   for (int bits : {4, 8}) {
-    const auto d = kdconv::decompose(conv, {.bases = 5, .basis_bits = bits});
+    const auto d = compress(conv, kdconv_settings{.bases = 5, .basis_bits = bits});
     for (index_t g = 0; g < d.layer.groups(); ++g) {
       const matrix<float> latent = d.layer.basis_latent().middleCols(g * 5, 5);
       const matrix<float> used = d.layer.basis_used().middleCols(g * 5, 5);
@@ -341,8 +338,8 @@ TEST(kdconv, basis_is_fixed_point_within_half_a_step) {
 
 TEST(kdconv, quantized_training_passes_gradients_straight_through) {
   const auto conv = random_conv(shape{3, 6, 6}, 4, 3, 1, 1);
-  auto d = kdconv::decompose(conv, {.bases = 3, .density = 0.6, .basis_bits = 8,
-                                    .coefficients = coefficient_format::pow2, .train_basis = true});
+  auto d = compress(conv, kdconv_settings{.bases = 3, .density = 0.6, .basis_bits = 8,
+                                    .coefficients = kdconv_coefficient_format::pow2, .train_basis = true});
   auto& layer = d.layer;
   const auto x = random_matrix<float>(layer.input_shape().size(), 2, 3);
   const auto dy = random_matrix<float>(layer.output_shape().size(), 2, 4);
@@ -355,7 +352,7 @@ TEST(kdconv, quantized_training_passes_gradients_straight_through) {
   layer.forward_train(x, y);
   layer.backward(dy, dx);
   // The gradient of each used coefficient equals that of the reference conv's weights projected on its basis.
-  auto dense = layer.to_dense();
+  auto dense = layer.to_reference();
   matrix<float> y_dense, dx_dense;
   dense.forward_train(x, y_dense);
   dense.backward(dy, dx_dense);
@@ -396,41 +393,41 @@ TEST(kdconv, rejects_bad_settings_with_clear_messages) {
   using ::testing::StrEq;
   using ::testing::ThrowsMessage;
   const auto conv = random_conv(shape{2, 5, 5}, 3, 3, 1, 1);
-  EXPECT_THAT([&] { kdconv::decompose(conv, {.bases = 0}); },
+  EXPECT_THAT([&] { compress(conv, kdconv_settings{.bases = 0}); },
               ThrowsMessage<config_error>(StrEq("slimnn: kdconv: bases must be in 1..9 for a 3x3 kernel, got 0")));
-  EXPECT_THAT([&] { kdconv::decompose(conv, {.bases = 10}); },
+  EXPECT_THAT([&] { compress(conv, kdconv_settings{.bases = 10}); },
               ThrowsMessage<config_error>(StrEq("slimnn: kdconv: bases must be in 1..9 for a 3x3 kernel, got 10")));
-  EXPECT_THAT([&] { kdconv::decompose(conv, {.bases = 4, .density = 0}); },
+  EXPECT_THAT([&] { compress(conv, kdconv_settings{.bases = 4, .density = 0}); },
               ThrowsMessage<config_error>(StrEq("slimnn: kdconv: density must be in (0, 1], got 0")));
-  EXPECT_THAT([&] { kdconv::decompose(conv, {.bases = 4, .density = 1.5}); },
+  EXPECT_THAT([&] { compress(conv, kdconv_settings{.bases = 4, .density = 1.5}); },
               ThrowsMessage<config_error>(StrEq("slimnn: kdconv: density must be in (0, 1], got 1.5")));
-  EXPECT_THAT([&] { kdconv::decompose(conv, {.bases = 4, .std_multiple = -1}); },
+  EXPECT_THAT([&] { compress(conv, kdconv_settings{.bases = 4, .std_multiple = -1}); },
               ThrowsMessage<config_error>(StrEq("slimnn: kdconv: std_multiple must be >= 0, got -1")));
-  EXPECT_THAT([&] { kdconv::decompose(conv, {.bases = 4, .group_size = 4}); },
+  EXPECT_THAT([&] { compress(conv, kdconv_settings{.bases = 4, .group_size = 4}); },
               ThrowsMessage<config_error>(
                   StrEq("slimnn: kdconv: group_size must be in 1..3 (the output channels), got 4")));
-  EXPECT_THAT([&] { kdconv::decompose(conv, {.bases = 4, .basis_bits = 1}); },
+  EXPECT_THAT([&] { compress(conv, kdconv_settings{.bases = 4, .basis_bits = 1}); },
               ThrowsMessage<config_error>(StrEq("slimnn: kdconv: basis_bits must be 0 (float) or in 2..16, got 1")));
-  EXPECT_THAT([&] { kdconv::decompose(conv, {.coefficients = coefficient_format::pow2, .coefficient_bits = 1}); },
+  EXPECT_THAT([&] { compress(conv, kdconv_settings{.coefficients = kdconv_coefficient_format::pow2, .coefficient_bits = 1}); },
               ThrowsMessage<config_error>(
                   StrEq("slimnn: kdconv: pow2 coefficients need 2..8 bits (sign + exponent), got 1")));
-  EXPECT_THAT([&] { kdconv::decompose(conv, {.coefficients = coefficient_format::kmeans, .coefficient_bits = 9}); },
+  EXPECT_THAT([&] { compress(conv, kdconv_settings{.coefficients = kdconv_coefficient_format::kmeans, .coefficient_bits = 9}); },
               ThrowsMessage<config_error>(StrEq("slimnn: kdconv: kmeans coefficients need 1..8 bits, got 9")));
   // Inconsistent parts and inputs.
-  kdconv::sparse_coefficients<float> bad{{0, 1, 1, 1}, {7}, vector<float>::Ones(1)};
+  kdconv_sparse_coefficients<float> bad{{0, 1, 1, 1}, {7}, vector<float>::Ones(1)};
   EXPECT_THAT([&] {
-    decomposed_conv2d<float>({shape{2, 5, 5}, 3, 1, 1}, 3, {.bases = 2}, matrix<float>::Zero(9, 4), bad,
+    kdconv_conv2d<float>({shape{2, 5, 5}, 3, 1, 1}, 3, {.bases = 2}, matrix<float>::Zero(9, 4), bad,
                              vector<float>::Zero(3));
   },
-              ThrowsMessage<config_error>(StrEq("slimnn: decomposed_conv2d<float>: coefficient columns of row 0 must "
+              ThrowsMessage<config_error>(StrEq("slimnn: kdconv_conv2d<float>: coefficient columns of row 0 must "
                                                 "be ascending and in 0..3")));
-  EXPECT_THROW(decomposed_conv2d<float>({shape{2, 5, 5}, 3, 1, 1}, 3, {.bases = 2}, matrix<float>::Zero(9, 3),
-                                        kdconv::sparse_coefficients<float>{{0, 0, 0, 0}, {}, {}}, vector<float>::Zero(3)),
+  EXPECT_THROW(kdconv_conv2d<float>({shape{2, 5, 5}, 3, 1, 1}, 3, {.bases = 2}, matrix<float>::Zero(9, 3),
+                                        kdconv_sparse_coefficients<float>{{0, 0, 0, 0}, {}, {}}, vector<float>::Zero(3)),
                shape_error);
-  const auto d = kdconv::decompose(conv, {.bases = 4, .density = 0.5});
+  const auto d = compress(conv, kdconv_settings{.bases = 4, .density = 0.5});
   matrix<float> y;
   EXPECT_THAT([&] { d.layer.forward(matrix<float>::Zero(7, 1), y); },
-              ThrowsMessage<shape_error>(StrEq("slimnn: decomposed_conv2d<float>, 2->3, 3x3, stride 1, pad 1, m4, d0.5, "
+              ThrowsMessage<shape_error>(StrEq("slimnn: kdconv_conv2d<float>, 2->3, 3x3, stride 1, pad 1, m4, d0.5, "
                                                "basis 8-bit: expects input 2x5x5 (50 values), got 7 rows")));
 }
 
@@ -438,25 +435,25 @@ TEST(kdconv, rejects_bad_settings_with_clear_messages) {
 
 TEST(kdconv_file, quantized_formats_round_trip_to_identical_outputs) {
   const auto conv = random_conv(shape{3, 7, 6}, 5, 3, 1, 1);
-  const std::vector<kdconv::settings> settings = {
-      {.bases = 4, .density = 0.5, .basis_bits = 8, .coefficients = coefficient_format::pow2, .coefficient_bits = 4},
-      {.bases = 3, .shared_basis = true, .density = 0.7, .basis_bits = 6, .coefficients = coefficient_format::kmeans,
+  const std::vector<kdconv_settings> settings = {
+      {.bases = 4, .density = 0.5, .basis_bits = 8, .coefficients = kdconv_coefficient_format::pow2, .coefficient_bits = 4},
+      {.bases = 3, .shared_basis = true, .density = 0.7, .basis_bits = 6, .coefficients = kdconv_coefficient_format::kmeans,
        .coefficient_bits = 3},
-      {.bases = 9, .std_multiple = 0.5, .group_size = 5, .basis_bits = 0, .coefficients = coefficient_format::kmeans,
+      {.bases = 9, .std_multiple = 0.5, .group_size = 5, .basis_bits = 0, .coefficients = kdconv_coefficient_format::kmeans,
        .coefficient_bits = 1, .train_basis = true, .band_rows = 2},
-      {.bases = 2, .density = 0.3, .basis_bits = 2, .coefficients = coefficient_format::pow2, .coefficient_bits = 6,
+      {.bases = 2, .density = 0.3, .basis_bits = 2, .coefficients = kdconv_coefficient_format::pow2, .coefficient_bits = 6,
        .train_basis = true},
   };
   for (const auto& st : settings) {
     SCOPED_TRACE(st.str());
-    auto layer = kdconv::decompose(conv, st).layer;
+    auto layer = compress(conv, st).layer;
     slimnn::testing::expect_round_trip(layer);
     for (const auto& p : layer.parameters())  // a training step: the latent values move
       for (index_t k = 0; k < p.size; ++k) p.value[k] *= 1.1f;
     layer.after_update();
     slimnn::testing::expect_round_trip(layer);
     const auto file = slimnn::testing::saved(layer);
-    const auto back = slimnn::testing::load_saved<decomposed_conv2d<float>>(file);
+    const auto back = slimnn::testing::load_saved<kdconv_conv2d<float>>(file);
     EXPECT_EQ(back.coef_used(), layer.coef_used());
     EXPECT_EQ(back.basis_used(), layer.basis_used());
     std::uint64_t bytes = 0;
@@ -469,13 +466,13 @@ TEST(kdconv_file, corrupt_files_raise_format_error_naming_the_tensor) {
   using ::testing::HasSubstr;
   using ::testing::StrEq;
   using ::testing::ThrowsMessage;
-  using L = decomposed_conv2d<float>;
+  using L = kdconv_conv2d<float>;
   using slimnn::testing::load_saved;
   const auto msg = [](const std::string& text) { return ThrowsMessage<format_error>(StrEq("slimnn: edited: " + text)); };
   // C*M = 9 columns (4-bit indices), every coefficient kept: row 0 holds columns 0..8.
   const auto conv = random_conv(shape{3, 6, 6}, 4, 3, 1, 1);
   const auto kmeans = slimnn::testing::saved(
-      kdconv::decompose(conv, {.bases = 3, .density = 1, .basis_bits = 8, .coefficients = coefficient_format::kmeans,
+      compress(conv, kdconv_settings{.bases = 3, .density = 1, .basis_bits = 8, .coefficients = kdconv_coefficient_format::kmeans,
                                .coefficient_bits = 3}).layer);
   auto f = kmeans;
   auto& column = f.tensors.at("columns").bytes[0];
@@ -511,7 +508,7 @@ TEST(kdconv_file, corrupt_files_raise_format_error_naming_the_tensor) {
   f.settings["basis_bits"] = "1";
   EXPECT_THAT([&] { load_saved<L>(f); }, msg("setting 'basis_bits': 1 is neither 0 (float) nor in 2..16"));
   auto pow2 = slimnn::testing::saved(
-      kdconv::decompose(conv, {.bases = 3, .coefficients = coefficient_format::pow2, .coefficient_bits = 4}).layer);
+      compress(conv, kdconv_settings{.bases = 3, .coefficients = kdconv_coefficient_format::pow2, .coefficient_bits = 4}).layer);
   pow2.settings["coefficient_max_exponent"] = "127";
   EXPECT_THAT([&] { load_saved<L>(pow2); }, msg("setting 'coefficient_max_exponent': 127 is out of range [-118, 126]"));
 }

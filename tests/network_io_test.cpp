@@ -12,7 +12,7 @@
 #include "slimnn/circulant/block_circulant_conv2d.hpp"
 #include "slimnn/circulant/block_circulant_dense.hpp"
 #include "slimnn/io/safetensors.hpp"
-#include "slimnn/kdconv/decompose.hpp"
+#include "slimnn/kdconv/decomposition.hpp"
 #include "test_util.hpp"
 
 namespace {
@@ -210,17 +210,17 @@ TEST(network_file, converts_between_scalar_types) {
 TEST(network_file, compressed_networks_round_trip_to_identical_outputs) {
   rng_t rng(31);
   network<float> mlp;
-  auto circulant = project(dense<float>(12, 16, rng), 4);
+  auto circulant = compress(dense<float>(12, 16, rng), block_circulant_settings{4}).layer;
   circulant.quantize_spectra(10);
-  const auto smartdeal = smartdeal::decompose(dense<float>(16, 10, rng), {.basis_width = 4}).layer;
+  const auto smartdeal = compress(dense<float>(16, 10, rng), {.basis_width = 4}).layer;
   mlp << circulant << relu<float>(shape::flat(16)) << smartdeal << relu<float>(shape::flat(10))
-      << make_crew_dense(dense<float>(10, 5, rng), {.clusters = 4});
+      << compress(dense<float>(10, 5, rng), {.clusters = 4}).layer;
   network<float> cnn;
-  const auto circulant_conv = project(conv2d<float>(shape{1, 8, 8}, {.out_channels = 4, .kernel = 3, .padding = 1}, rng), 2);
-  const auto smartdeal_conv = smartdeal::decompose(
+  const auto circulant_conv = compress(conv2d<float>(shape{1, 8, 8}, {.out_channels = 4, .kernel = 3, .padding = 1}, rng), block_circulant_settings{2}).layer;
+  const auto smartdeal_conv = compress(
       conv2d<float>(shape{4, 8, 8}, {.out_channels = 4, .kernel = 3, .padding = 1}, rng), {.basis_width = 3}).layer;
-  const auto decomposed = kdconv::decompose(conv2d<float>(shape{4, 8, 8}, {.out_channels = 3, .kernel = 3, .stride = 2}, rng),
-                                            {.bases = 4, .density = 0.6, .coefficients = kdconv::coefficient_format::pow2})
+  const auto decomposed = compress(conv2d<float>(shape{4, 8, 8}, {.out_channels = 3, .kernel = 3, .stride = 2}, rng),
+                                            {.bases = 4, .density = 0.6, .coefficients = kdconv_coefficient_format::pow2})
                               .layer;
   cnn << circulant_conv << relu<float>(shape{4, 8, 8}) << smartdeal_conv << decomposed << flatten<float>(shape{3, 3, 3});
   const temp_dir dir;
@@ -302,7 +302,7 @@ TEST(network_file, registered_kinds_load_and_unknown_kinds_are_named) {
                 ThrowsMessage<format_error>(StrEq(
                     "slimnn: " + path +
                     ": layer 1: unknown layer kind 'test_scale' (known: avg_pool2d, " + circulant_kinds +
-                    "conv2d, crew_dense, decomposed_conv2d, dense, flatten, max_pool2d, relu, smartdeal_conv2d, "
+                    "conv2d, crew_dense, dense, flatten, kdconv_conv2d, max_pool2d, relu, smartdeal_conv2d, "
                     "smartdeal_dense)")));
   }
   register_layer_kind<scale<float>>();  // the one line a new kind needs

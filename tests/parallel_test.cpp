@@ -47,7 +47,7 @@ TEST(parallel_inference, large_crew_layer_cuts_its_outputs_bit_identically) {
   rng_t rng(6);
   const dense<float> source(900, 1100, rng);
   for (const auto layout : {crew_index_layout::lanes, crew_index_layout::per_input}) {
-    const auto layer = make_crew_dense(source, {.layout = layout});
+    const auto layer = compress(source, crew_settings{.layout = layout}).layer;
     SCOPED_TRACE(describe(layer));
     for (const index_t batch : {1, 3, 8, 19}) {
       const auto x = random_matrix<float>(900, batch, 3).cwiseMax(0.f).eval();  // relu-like: inactive inputs
@@ -75,7 +75,7 @@ network<float> mixed_network(rng_t& rng) {
   max_pool2d<float> pool(conv.output_shape(), 2);
   dense<float> head(pool.output_shape().size(), 600, rng);
   net << conv << relu<float>(conv.output_shape()) << pool << flatten<float>(pool.output_shape()) << head
-      << relu<float>(shape::flat(600)) << make_crew_dense(dense<float>(600, 700, rng)) << dense<float>(700, 10, rng);
+      << relu<float>(shape::flat(600)) << compress(dense<float>(600, 700, rng), crew_settings{}).layer << dense<float>(700, 10, rng);
   return net;
 }
 

@@ -89,7 +89,7 @@ TEST(smartdeal_matrix, layouts_follow_the_sparsity_pattern) {
 
 template <class T>
 void expect_forward_matches_to_dense(const smartdeal_dense<T>& layer, double tolerance) {
-  const matrix<double> w = layer.to_dense();
+  const matrix<double> w = layer.factors().to_dense();
   for (index_t batch : {1, 5}) {
     const auto x = random_matrix<T>(layer.input_shape().size(), batch, 11);
     matrix<T> y;
@@ -166,7 +166,7 @@ TEST(smartdeal_conv2d, forward_equals_conv2d_with_to_dense_weights) {
     const smartdeal_conv2d<double> layer(in, config, random_factors<double>(5, 27, 3, 2, 0.7, 0.7, 9),
                                          random_matrix<double>(5, 1, 3).col(0));
     conv2d<double> reference(in, config);
-    reference.weight() = layer.to_dense();
+    reference.weight() = layer.factors().to_dense().transpose();
     reference.bias() = layer.bias();
     const auto x = random_matrix<double>(in.size(), 3, 4);
     matrix<double> y, expected;
@@ -187,10 +187,10 @@ TEST(smartdeal_decompose, recovers_exact_factors_with_a_diagonal_basis) {
   for (index_t j = 0; j < s; ++j) b(j, j) = 0.8 + 0.08 * double(j);
   const smartdeal_matrix<double> truth(rows, cols, s, 0, pow2_quantizer::with_bits(4, 0), b, ce);
   const matrix<double> w = truth.to_dense();
-  const auto d = smartdeal::decompose<float>(w, {.basis_width = s, .iterations = 3});
-  EXPECT_LT(d.report.relative_error, 1e-6);
-  EXPECT_EQ(d.report.element_density, 1.0);
-  EXPECT_EQ(d.report.segment_density, 1.0);
+  const auto d = smartdeal_factorize<float>(w, {.basis_width = s, .iterations = 3});
+  EXPECT_LT(d.relative_error, 1e-6);
+  EXPECT_EQ(d.factors.element_density(), 1.0);
+  EXPECT_EQ(d.factors.segment_density(), 1.0);
   EXPECT_EQ(matrix<double>(d.factors.coefficients()), matrix<double>(ce));
 }
 
@@ -199,8 +199,8 @@ TEST(smartdeal_decompose, recovers_exact_factors_from_their_basis) {
   // from the true basis, the rounding and both refits are exact.
   const index_t rows = 30, cols = 45, s = 5;
   const smartdeal_matrix<double> truth = random_factors<double>(rows, cols, s, 0, 1.0, 0.7, 8);
-  const auto d = smartdeal::decompose<double>(truth.to_dense(), {.basis_width = s, .iterations = 2}, truth.bases());
-  EXPECT_LT(d.report.relative_error, 1e-10);
+  const auto d = smartdeal_factorize<double>(truth.to_dense(), {.basis_width = s, .iterations = 2}, truth.bases());
+  EXPECT_LT(d.relative_error, 1e-10);
   EXPECT_EQ(d.factors.nonzeros(), truth.nonzeros());
   EXPECT_LT((d.factors.to_dense() - truth.to_dense()).cwiseAbs().maxCoeff(), 1e-10);
 }
@@ -209,29 +209,29 @@ TEST(smartdeal_decompose, error_falls_as_threshold_falls_and_density_rises) {
   const matrix<double> w = random_matrix<double>(48, 80, 5);
   double previous = 2;
   for (double density : {0.1, 0.25, 0.5, 1.0}) {
-    const auto d = smartdeal::decompose<float>(w, {.basis_width = 8, .segment_density = density});
-    EXPECT_LT(d.report.relative_error, previous) << "segment density " << density;
-    EXPECT_NEAR(d.report.segment_density, density, 0.01);
-    EXPECT_LE(d.report.element_density, d.report.segment_density);
-    previous = d.report.relative_error;
+    const auto d = smartdeal_factorize<float>(w, {.basis_width = 8, .segment_density = density});
+    EXPECT_LT(d.relative_error, previous) << "segment density " << density;
+    EXPECT_NEAR(d.factors.segment_density(), density, 0.01);
+    EXPECT_LE(d.factors.element_density(), d.factors.segment_density());
+    previous = d.relative_error;
   }
   EXPECT_LT(previous, 0.3);  // pow2 codes in an 8x8 basis, nothing pruned
   previous = 2;
   double density = 0;
   for (double threshold : {0.5, 0.3, 0.1, 0.0}) {
-    const auto d = smartdeal::decompose<float>(w, {.basis_width = 8, .group_rows = 16,
+    const auto d = smartdeal_factorize<float>(w, {.basis_width = 8, .group_rows = 16,
                                                    .element_threshold = threshold});
-    EXPECT_LT(d.report.relative_error, previous) << "threshold " << threshold;
-    EXPECT_GT(d.report.element_density, density) << "threshold " << threshold;
-    previous = d.report.relative_error;
-    density = d.report.element_density;
+    EXPECT_LT(d.relative_error, previous) << "threshold " << threshold;
+    EXPECT_GT(d.factors.element_density(), density) << "threshold " << threshold;
+    previous = d.relative_error;
+    density = d.factors.element_density();
   }
 }
 
 TEST(smartdeal_decompose, converts_layers_and_reports_their_bytes) {
   rng_t rng(4);
   const dense<float> reference(100, 60, rng);
-  const auto d = smartdeal::decompose(reference, {.basis_width = 8, .segment_density = 0.25});
+  const auto d = compress(reference, smartdeal_settings{.basis_width = 8, .segment_density = 0.25});
   EXPECT_EQ(d.report.stored_bytes, d.layer.cost().param_bytes);
   EXPECT_LT(d.report.relative_error, 1.0);
   EXPECT_EQ(d.layer.bias(), reference.bias());
@@ -242,10 +242,10 @@ TEST(smartdeal_decompose, converts_layers_and_reports_their_bytes) {
   EXPECT_LE(d.layer.factors().quantizer().max_exponent(), 0);
 
   const conv2d<float> conv(shape{4, 8, 8}, {.out_channels = 6, .kernel = 3, .padding = 1}, rng);
-  const auto dc = smartdeal::decompose(conv, {.basis_width = 3, .segment_density = 0.5});
+  const auto dc = compress(conv, smartdeal_settings{.basis_width = 3, .segment_density = 0.5});
   EXPECT_EQ(dc.layer.output_shape(), conv.output_shape());
-  EXPECT_NEAR(dc.report.segment_density, 0.5, 0.01);
-  const double error = (dc.layer.to_dense() - conv.weight().cast<double>()).norm() / conv.weight().cast<double>().norm();
+  EXPECT_NEAR(dc.report.figure("segment_density"), 0.5, 0.01);
+  const double error = (dc.layer.factors().to_dense().transpose() - conv.weight().cast<double>()).norm() / conv.weight().cast<double>().norm();
   EXPECT_NEAR(error, dc.report.relative_error, 1e-6);
 }
 
@@ -348,32 +348,32 @@ TEST(smartdeal_training, straight_through_accumulates_small_steps) {
 TEST(smartdeal_settings, bad_settings_raise_clear_messages) {
   const matrix<double> w = random_matrix<double>(8, 16);
   auto msg = [](const char* text) { return ThrowsMessage<config_error>(StrEq(text)); };
-  EXPECT_THAT([&] { smartdeal::decompose<float>(w, {.basis_width = 0}); },
+  EXPECT_THAT([&] { smartdeal_factorize<float>(w, {.basis_width = 0}); },
               msg("slimnn: smartdeal: basis width must be >= 1, got 0"));
-  EXPECT_THAT([&] { smartdeal::decompose<float>(w, {.basis_width = 32}); },
+  EXPECT_THAT([&] { smartdeal_factorize<float>(w, {.basis_width = 32}); },
               msg("slimnn: smartdeal: basis width 32 is larger than the 16 inputs of a row"));
-  EXPECT_THAT([&] { smartdeal::decompose<float>(w, {.group_rows = -2}); },
+  EXPECT_THAT([&] { smartdeal_factorize<float>(w, {.group_rows = -2}); },
               msg("slimnn: smartdeal: rows per basis must be >= 0 (0 = one basis for all rows), got -2"));
-  EXPECT_THAT([&] { smartdeal::decompose<float>(w, {.exponent_bits = 9}); },
-              msg("slimnn: smartdeal: exponent bits must be in 1..7, got 9"));
-  EXPECT_THAT([&] { smartdeal::decompose<float>(w, {.max_exponent = 40}); },
+  EXPECT_THAT([&] { smartdeal_factorize<float>(w, {.code_bits = 9}); },
+              msg("slimnn: smartdeal: code bits must be in 2..8 (sign + exponent), got 9"));
+  EXPECT_THAT([&] { smartdeal_factorize<float>(w, {.max_exponent = 40}); },
               msg("slimnn: smartdeal: max exponent must be in -32..32, got 40"));
-  EXPECT_THAT([&] { smartdeal::decompose<float>(w, {.element_threshold = 1.5}); },
+  EXPECT_THAT([&] { smartdeal_factorize<float>(w, {.element_threshold = 1.5}); },
               msg("slimnn: smartdeal: element threshold must be in [0, 1), got 1.5"));
-  EXPECT_THAT([&] { smartdeal::decompose<float>(w, {.segment_density = 0}); },
+  EXPECT_THAT([&] { smartdeal_factorize<float>(w, {.segment_density = 0}); },
               msg("slimnn: smartdeal: segment density must be in (0, 1], got 0"));
-  EXPECT_THAT([&] { smartdeal::decompose<float>(w, {.segment_density = std::nan("")}); },
+  EXPECT_THAT([&] { smartdeal_factorize<float>(w, {.segment_density = std::nan("")}); },
               msg("slimnn: smartdeal: segment density must be in (0, 1], got nan"));
-  EXPECT_THAT([&] { smartdeal::decompose<float>(w, {.iterations = 0}); },
+  EXPECT_THAT([&] { smartdeal_factorize<float>(w, {.iterations = 0}); },
               msg("slimnn: smartdeal: iterations must be >= 1, got 0"));
   matrix<double> bad = w;
   bad(1, 2) = std::numeric_limits<double>::infinity();
-  EXPECT_THAT([&] { smartdeal::decompose<float>(bad, {}); },
+  EXPECT_THAT([&] { smartdeal_factorize<float>(bad, {}); },
               msg("slimnn: smartdeal: the weights contain NaN or infinite values"));
 
   rng_t rng(1);
   const conv2d<float> conv(shape{2, 5, 5}, {.out_channels = 3, .kernel = 3}, rng);
-  EXPECT_THAT([&] { smartdeal::decompose(conv, {.basis_width = 8}); },
+  EXPECT_THAT([&] { compress(conv, smartdeal_settings{.basis_width = 8}); },
               msg("slimnn: smartdeal_conv2d<float>: basis width 8 must equal the kernel size 3"));
 
   std::vector<Eigen::Triplet<double, std::int64_t>> entries{{0, 1, 0.3}};

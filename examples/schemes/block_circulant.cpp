@@ -62,7 +62,7 @@ inline network<float> compress_cnn(const network<float>& baseline, index_t k) {
   return rebuild(baseline, [&](std::size_t, const any_layer<float>& layer) -> std::optional<any_layer<float>> {
     const auto* c = layer.get<conv2d<float>>();
     if (!c || ++convs != 2) return std::nullopt;
-    auto bc = project(*c, k);
+    auto bc = compress(*c, block_circulant_settings{k}).layer;
     bc.set_lr_scale(adam_lr_scale(k));
     return any_layer<float>(std::move(bc));
   });

@@ -25,9 +25,9 @@ scheme crew_scheme() {
               auto net = rebuild(baseline, [&](std::size_t, const any_layer<float>& layer) -> std::optional<any_layer<float>> {
                 const auto* d = layer.get<dense<float>>();
                 if (!d) return std::nullopt;
-                crew_config config;
+                crew_settings config;
                 config.clusters = int(std::min<index_t>(unique, d->weight().rows()));
-                auto crew = make_crew_dense(*d, config);
+                auto crew = compress(*d, config).layer;
                 stats += crew_stats::of(crew);
                 return any_layer<float>(std::move(crew));
               });

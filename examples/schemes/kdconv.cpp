@@ -1,6 +1,6 @@
 // examples/schemes/kdconv.cpp — ESCALATE kernel decomposition on the CNN's conv layers.
 //
-// Each conv2d becomes a decomposed_conv2d: M basis kernels per input channel (8-bit
+// Each conv2d becomes a kdconv_conv2d: M basis kernels per input channel (8-bit
 // fixed point) and a sparse coefficient matrix pruned by |a|, then the network is
 // fine-tuned for two epochs (coefficients with a fixed mask, plus the
 // dense layers and biases). Settings:
@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "../scheme_registry.hpp"
-#include "slimnn/kdconv/decompose.hpp"
+#include "slimnn/kdconv/decomposition.hpp"
 
 namespace examples {
 
@@ -31,11 +31,11 @@ scheme kdconv_scheme() {
   return {"kdconv", [](const std::string& kind, const network<float>& baseline, const context& ctx) {
             std::vector<variant> out;
             if (kind != "cnn") return out;
-            const std::pair<std::string, kdconv::settings> settings[] = {
+            const std::pair<std::string, kdconv_settings> settings[] = {
                 {"m4-d30",
-                 {.bases = 4, .density = 0.30, .coefficients = kdconv::coefficient_format::pow2, .coefficient_bits = 4}},
+                 {.bases = 4, .density = 0.30, .coefficients = kdconv_coefficient_format::pow2, .coefficient_bits = 4}},
                 {"m6-d15-g4",
-                 {.bases = 6, .density = 0.15, .group_size = 4, .coefficients = kdconv::coefficient_format::kmeans,
+                 {.bases = 6, .density = 0.15, .group_size = 4, .coefficients = kdconv_coefficient_format::kmeans,
                   .coefficient_bits = 4}},
             };
             for (const auto& [label, s] : settings) {
@@ -47,7 +47,7 @@ scheme kdconv_scheme() {
                     layer_settings.bases = std::max<index_t>(layer_settings.bases, 6);
                     layer_settings.density = 1;
                   }
-                  auto d = kdconv::decompose(*conv, layer_settings);
+                  auto d = compress(*conv, layer_settings);
                   std::printf("  %s layer %zu: %s\n", label.c_str(), i, d.report.str().c_str());
                   swapped = any_layer<float>(std::move(d.layer));
                 }

@@ -33,17 +33,17 @@ inline network<float> convert(const network<float>& baseline, const smartdeal_se
     if (baseline[i].get<dense<float>>()) last_dense = i;
   return rebuild(baseline, [&](std::size_t i, const any_layer<float>& layer) -> std::optional<any_layer<float>> {
     if (const auto* d = layer.get<dense<float>>(); d && !convs && i != last_dense) {
-      auto r = smartdeal::decompose(*d, settings);
+      auto r = compress(*d, settings);
       std::printf("  layer %zu %s: error %.3f, segments %.1f %%, elements %.1f %%, %llu bytes\n", i,
-                  describe(r.layer).c_str(), r.report.relative_error, 100 * r.report.segment_density,
-                  100 * r.report.element_density, (unsigned long long)r.report.stored_bytes);
+                  describe(r.layer).c_str(), r.report.relative_error, 100 * r.report.figure("segment_density"),
+                  100 * r.report.figure("element_density"), (unsigned long long)r.report.stored_bytes);
       return any_layer<float>(std::move(r.layer));
     }
     if (const auto* c = layer.get<conv2d<float>>(); c && convs) {
-      auto r = smartdeal::decompose(*c, settings);
+      auto r = compress(*c, settings);
       std::printf("  layer %zu %s: error %.3f, segments %.1f %%, elements %.1f %%, %llu bytes\n", i,
-                  describe(r.layer).c_str(), r.report.relative_error, 100 * r.report.segment_density,
-                  100 * r.report.element_density, (unsigned long long)r.report.stored_bytes);
+                  describe(r.layer).c_str(), r.report.relative_error, 100 * r.report.figure("segment_density"),
+                  100 * r.report.figure("element_density"), (unsigned long long)r.report.stored_bytes);
       return any_layer<float>(std::move(r.layer));
     }
     return std::nullopt;

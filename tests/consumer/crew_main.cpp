@@ -21,10 +21,10 @@ int main(int argc, char** argv) {
   slimnn::dense<float> dense(16, 8);
   dense.weight().setRandom();
   dense.bias().setRandom();
-  slimnn::crew_config config;
-  config.method = slimnn::crew_config::quantizer::uniform;
+  slimnn::crew_settings config;
+  config.method = slimnn::crew_settings::quantizer::uniform;
   config.bits = 8;
-  const auto crew = slimnn::make_crew_dense(dense, config);
+  const auto crew = slimnn::compress(dense, config).layer;
 
   slimnn::network<float> net;
   net << slimnn::crew_dense<float>(crew) << slimnn::relu<float>(slimnn::shape::flat(8));

@@ -33,7 +33,7 @@ int main() {
   slimnn::dense<float> square(4, 4);
   square.weight().setConstant(0.5f);
   square.bias().setZero();
-  const auto circulant = slimnn::project(square, 4);
+  const auto circulant = slimnn::compress(square, slimnn::block_circulant_settings{4}).layer;
   slimnn::matrix<float> z;
   circulant.forward(x, z);
   for (int i = 0; i < 4; ++i) {

@@ -49,7 +49,7 @@ class CompressModel(unittest.TestCase):
             rows = list(csv.DictReader(f))
         self.assertEqual([row["index"] for row in rows], ["0", "3", "6", "8"])
         self.assertEqual([row["rule"] for row in rows], [rule.strip() for rule in PLAN.split(";")])
-        kinds = ["decomposed_conv2d", "block_circulant_conv2d", "smartdeal_dense", "crew_dense"]
+        kinds = ["kdconv_conv2d", "block_circulant_conv2d", "smartdeal_dense", "crew_dense"]
         for row, kind in zip(rows, kinds):
             self.assertTrue(row["after"].startswith(kind + "<float>"), row["after"])
             self.assertGreater(float(row["relative_error"]), 0)

@@ -112,16 +112,16 @@ int main(int argc, char** argv) {
   dense<float> narrow(8, 4, rng);
   network<float> compressed_mlp;
   compressed_mlp << block_circulant_dense<float>(16, 8, 4, rng) << relu<float>(shape::flat(8))
-                 << smartdeal::decompose(narrow, {.basis_width = 4, .segment_density = 0.5}).layer
-                 << make_crew_dense(dense<float>(4, 3, rng), crew_config{.clusters = 2});
+                 << compress(narrow, smartdeal_settings{.basis_width = 4, .segment_density = 0.5}).layer
+                 << compress(dense<float>(4, 3, rng), crew_settings{.clusters = 2}).layer;
   write(dir / "valid_compressed_mlp.safetensors", network_bytes(compressed_mlp));
 
   conv2d<float> c1(shape{4, 5, 5}, {.out_channels = 4, .kernel = 3, .padding = 1}, rng);
   conv2d<float> c2(c1.output_shape(), {.out_channels = 4, .kernel = 3, .padding = 1}, rng);
   conv2d<float> c3(c2.output_shape(), {.out_channels = 2, .kernel = 3, .stride = 2}, rng);
   network<float> compressed_cnn;
-  compressed_cnn << project(c1, 2) << smartdeal::decompose(c2, {.basis_width = 3, .segment_density = 0.5}).layer
-                 << kdconv::decompose(c3, {.bases = 2, .density = 0.5}).layer;
+  compressed_cnn << compress(c1, block_circulant_settings{2}).layer << compress(c2, smartdeal_settings{.basis_width = 3, .segment_density = 0.5}).layer
+                 << compress(c3, kdconv_settings{.bases = 2, .density = 0.5}).layer;
   write(dir / "valid_compressed_cnn.safetensors", network_bytes(compressed_cnn));
 
   safetensors_writer dtypes;

@@ -41,6 +41,8 @@
 
 #include "slimnn/circulant/fft.hpp"
 #include "slimnn/circulant/projection.hpp"
+#include "slimnn/circulant/settings.hpp"
+#include "slimnn/core/conversion.hpp"
 #include "slimnn/core/layer.hpp"
 #include "slimnn/detail/im2col.hpp"
 #include "slimnn/layers/conv2d.hpp"
@@ -255,7 +257,7 @@ class block_circulant_conv2d {
   }
 
   /// The equivalent reference convolution (expanded, cropped weights and the same bias).
-  conv2d<T> to_dense() const {
+  conv2d<T> to_reference() const {
     conv2d<T> out(geometry_.in, {.out_channels = out_channels_,
                                  .kernel = geometry_.kernel,
                                  .stride = geometry_.stride,
@@ -381,14 +383,15 @@ static_assert(TrainableLayer<block_circulant_conv2d<double>>);
 /// The block-circulant convolution nearest to `layer` in Frobenius norm: every kernel
 /// position's channel matrix projected by diagonal averaging (circulant_project).
 template <class T>
-block_circulant_conv2d<T> project(const conv2d<T>& layer, index_t block,
-                                  fft_planning planning = fft_planning::estimate) {
+conversion<block_circulant_conv2d<T>> compress(const conv2d<T>& layer, const block_circulant_settings& settings) {
+  settings.validate();
+  const index_t block = settings.block;
   block_circulant_conv2d<T> out(layer.input_shape(),
                                 {.out_channels = layer.out_channels(),
                                  .kernel = layer.kernel(),
                                  .stride = layer.stride(),
                                  .padding = layer.padding()},
-                                block, planning);
+                                block);
   const index_t K = layer.kernel(), taps = K * K, C = layer.input_shape().c, N = layer.out_channels();
   const index_t p = out.block_rows(), q = out.block_cols();
   matrix<T> c(block, p * q * taps), a(N, C);
@@ -401,7 +404,8 @@ block_circulant_conv2d<T> project(const conv2d<T>& layer, index_t block,
   }
   out.set_first_columns(c);
   out.bias() = layer.bias();
-  return out;
+  auto report = make_conversion_report(layer, out);
+  return {std::move(out), std::move(report)};
 }
 
 }  // namespace slimnn

@@ -37,6 +37,8 @@
 
 #include "slimnn/circulant/fft.hpp"
 #include "slimnn/circulant/projection.hpp"
+#include "slimnn/circulant/settings.hpp"
+#include "slimnn/core/conversion.hpp"
 #include "slimnn/core/layer.hpp"
 #include "slimnn/layers/dense.hpp"
 
@@ -236,7 +238,7 @@ class block_circulant_dense {
   }
 
   /// The equivalent dense layer (expanded, cropped weights and the same bias).
-  dense<T> to_dense() const {
+  dense<T> to_reference() const {
     return dense<T>(circulant_expand<T>(first_columns(), outputs_, inputs_, k_), bias_);
   }
 
@@ -289,11 +291,13 @@ static_assert(TrainableLayer<block_circulant_dense<double>>);
 /// The block-circulant layer nearest to `layer` in Frobenius norm (diagonal averaging,
 /// circulant_project), with the same bias.
 template <class T>
-block_circulant_dense<T> project(const dense<T>& layer, index_t block, fft_planning planning = fft_planning::estimate) {
-  block_circulant_dense<T> out(layer.weight().cols(), layer.weight().rows(), block, planning);
-  out.set_first_columns(circulant_project<T>(layer.weight(), block));
+conversion<block_circulant_dense<T>> compress(const dense<T>& layer, const block_circulant_settings& settings) {
+  settings.validate();
+  block_circulant_dense<T> out(layer.weight().cols(), layer.weight().rows(), settings.block);
+  out.set_first_columns(circulant_project<T>(layer.weight(), settings.block));
   out.bias() = layer.bias();
-  return out;
+  auto report = make_conversion_report(layer, out);
+  return {std::move(out), std::move(report)};
 }
 
 }  // namespace slimnn

@@ -4,18 +4,16 @@
 //
 //   auto result = compress(net, plan::parse("conv2d:kdconv:m4-d30; dense[-1]:crew:u16"));
 //   result.net        the compressed network (the layers no rule selects are copies)
-//   result.layers     per converted layer: index, rule, relative_error, stored_bytes,
-//                     macs and the original's dense_bytes, dense_macs
+//   result.layers     per converted layer: index, rule, and the conversion_report
+//                     (core/conversion.hpp: relative_error, stored_bytes, macs,
+//                     dense_bytes, dense_macs, details)
 //
-// The conversions (what each scheme takes):
-//   block_circulant  dense, conv2d   project(): Frobenius-nearest block-circulant layer
-//   smartdeal        dense, conv2d   smartdeal::decompose() (a conv2d needs s = kernel)
-//   crew             dense           make_crew_dense() (k-means values are capped at the
-//                                    layer's outputs: a column has no more distinct weights)
-//   kdconv           conv2d          kdconv::decompose()
-// relative_error = ||W' - W||_F / ||W||_F of the converted layer's dense expansion W'
-// against the original weight W; stored_bytes and macs are the converted layer's cost()
-// (param_bytes, macs), dense_bytes and dense_macs the original's.
+// Each layer is converted by compress(layer, settings), the one conversion verb; what
+// each scheme takes:
+//   block_circulant  dense, conv2d   Frobenius-nearest block-circulant layer
+//   smartdeal        dense, conv2d   (a conv2d needs basis width = kernel)
+//   crew             dense           (k-means values are capped at the layer's outputs)
+//   kdconv           conv2d
 // A rule that selects no layer, a layer that two rules select, and a scheme that cannot
 // take a selected layer each raise config_error naming the rule (and the layer).
 // Cost: the conversions' own (SmartDeal's and kdconv's alternating fits dominate).
@@ -27,29 +25,28 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <string>
+#include <utility>
+#include <variant>
 #include <vector>
 
 #include "slimnn/circulant/block_circulant_conv2d.hpp"
 #include "slimnn/circulant/block_circulant_dense.hpp"
 #include "slimnn/compress/plan.hpp"
 #include "slimnn/crew/crew_dense.hpp"
-#include "slimnn/kdconv/decompose.hpp"
+#include "slimnn/kdconv/decomposition.hpp"
 #include "slimnn/smartdeal/smartdeal_conv2d.hpp"
 #include "slimnn/smartdeal/smartdeal_dense.hpp"
 
 namespace slimnn {
 
-/// What converting one layer did.
+/// What converting one layer did: where, by which rule, and the conversion's report.
 struct layer_compression {
-  std::size_t index = 0;            ///< the layer's index in the network
-  std::string rule;                 ///< the plan rule that selected it (canonical form)
-  std::string before, after;        ///< describe() of the original and the converted layer
-  double relative_error = 0;        ///< ||W' - W||_F / ||W||_F
-  std::uint64_t stored_bytes = 0;   ///< the converted layer's cost().param_bytes
-  std::uint64_t macs = 0;           ///< the converted layer's cost().macs per sample
-  std::uint64_t dense_bytes = 0;    ///< the original layer's cost().param_bytes
-  std::uint64_t dense_macs = 0;     ///< the original layer's cost().macs per sample
+  std::size_t index = 0;        ///< the layer's index in the network
+  std::string rule;             ///< the plan rule that selected it (canonical form)
+  std::string before, after;    ///< describe() of the original and the converted layer
+  conversion_report report;     ///< relative_error, stored_bytes, macs, dense_bytes, dense_macs, details
 };
 
 template <class T>
@@ -57,68 +54,44 @@ struct compressed_network {
   network<T> net;
   std::vector<layer_compression> layers;
 
-  /// One line per converted layer: "layer 3 conv2d<float>(...) -> ...: error 0.41, 5081 bytes (14.6x smaller), ...".
+  /// One line per converted layer: "layer 3 [dense[0]:crew:u16] dense<float>(...) -> ...: error 0.41, ...".
   std::string summary() const {
     std::string out;
     for (const auto& l : layers)
-      out += detail::cat("layer ", l.index, " [", l.rule, "] ", l.before, " -> ", l.after, ": error ",
-                         l.relative_error, ", ", l.stored_bytes, " bytes (",
-                         double(l.dense_bytes) / double(std::max<std::uint64_t>(l.stored_bytes, 1)),
-                         "x smaller), ", l.macs, " MACs (", l.dense_macs, " dense)\n");
+      out += detail::cat("layer ", l.index, " [", l.rule, "] ", l.before, " -> ", l.after, ": ", l.report.str(), "\n");
     return out;
   }
 };
 
 namespace detail {
 
-/// The converted layer and its relative weight error; config_error when the setting's
-/// scheme cannot take `layer`.
+/// compress(layer, settings) when the scheme of `settings` takes layers of type L.
+template <class L, class S>
+concept convertible_by = requires(const L& layer, const S& settings) { compress(layer, settings); };
+
+/// `layer` converted by `setting`, and the report; config_error when the setting's
+/// scheme cannot take the layer.
 template <class T>
-std::pair<any_layer<T>, double> convert_layer(const any_layer<T>& layer, const scheme_setting& setting,
-                                              const std::string& rule, std::size_t index) {
-  const auto* d = layer.template get<dense<T>>();
-  const auto* c = layer.template get<conv2d<T>>();
-  const auto cannot = [&] {
-    return config_error(cat("plan rule '", rule, "': ", setting.scheme(), " cannot take layer ", index, " (",
-                            describe(layer), ")"));
+std::pair<any_layer<T>, conversion_report> convert_layer(const any_layer<T>& layer, const scheme_setting& setting,
+                                                         const std::string& rule, std::size_t index) {
+  std::optional<std::pair<any_layer<T>, conversion_report>> out;
+  const auto try_kind = [&]<class L>(const L* original) {
+    if (!original || out) return;
+    std::visit(
+        [&]<class S>(const S& settings) {
+          if constexpr (convertible_by<L, S>) {
+            auto c = compress(*original, settings);
+            out.emplace(any_layer<T>(std::move(c.layer)), std::move(c.report));
+          }
+        },
+        setting.value());
   };
-  if (const auto* s = setting.get<block_circulant_settings>()) {
-    if (d) {
-      auto out = project(*d, s->block);
-      const double e =
-          relative_error(out.to_dense().weight().template cast<double>(), d->weight().template cast<double>());
-      return {any_layer<T>(std::move(out)), e};
-    }
-    if (c) {
-      auto out = project(*c, s->block);
-      const double e =
-          relative_error(out.to_dense().weight().template cast<double>(), c->weight().template cast<double>());
-      return {any_layer<T>(std::move(out)), e};
-    }
-  } else if (const auto* s = setting.get<smartdeal_settings>()) {
-    if (d) {
-      auto r = smartdeal::decompose(*d, *s);
-      return {any_layer<T>(std::move(r.layer)), r.report.relative_error};
-    }
-    if (c) {
-      auto r = smartdeal::decompose(*c, *s);
-      return {any_layer<T>(std::move(r.layer)), r.report.relative_error};
-    }
-  } else if (const auto* s = setting.get<crew_config>()) {
-    if (d) {
-      crew_config config = *s;
-      config.clusters = int(std::min<index_t>(config.clusters, d->weight().rows()));
-      auto out = make_crew_dense(*d, config);
-      const double e = relative_error(out.dequantized(), d->weight().template cast<double>());
-      return {any_layer<T>(std::move(out)), e};
-    }
-  } else if (const auto* s = setting.get<kdconv::settings>()) {
-    if (c) {
-      auto r = kdconv::decompose(*c, *s);
-      return {any_layer<T>(std::move(r.layer)), r.report.error};
-    }
-  }
-  throw cannot();
+  try_kind(layer.template get<dense<T>>());
+  try_kind(layer.template get<conv2d<T>>());
+  if (!out)
+    throw config_error(cat("plan rule '", rule, "': ", setting.scheme(), " cannot take layer ", index, " (",
+                           describe(layer), ")"));
+  return std::move(*out);
 }
 
 }  // namespace detail
@@ -144,10 +117,8 @@ compressed_network<T> compress(const network<T>& net, const plan& p) {
       continue;
     }
     const std::string rule = chosen[i]->str();
-    auto [layer, error] = detail::convert_layer(net[i], chosen[i]->setting, rule, i);
-    const auto before = net[i].cost(), after = layer.cost();
-    out.layers.push_back({i, rule, describe(net[i]), describe(layer), error, after.param_bytes, after.macs,
-                          before.param_bytes, before.macs});
+    auto [layer, report] = detail::convert_layer(net[i], chosen[i]->setting, rule, i);
+    out.layers.push_back({i, rule, describe(net[i]), describe(layer), std::move(report)});
     out.net << std::move(layer);
   }
   return out;

@@ -61,6 +61,8 @@
 #include "slimnn/core/activation_store.hpp"
 #include "slimnn/core/layer.hpp"
 #include "slimnn/core/parallel.hpp"
+#include "slimnn/core/conversion.hpp"
+#include "slimnn/crew/settings.hpp"
 #include "slimnn/crew/weight_quantization.hpp"
 #include "slimnn/detail/bitpack.hpp"
 #include "slimnn/detail/packed_io.hpp"
@@ -70,27 +72,8 @@
 
 namespace slimnn {
 
-/// How the weight indices are stored.
-enum class crew_index_layout {
-  automatic,  ///< lanes when every u_i <= 16, else per_input
-  lanes,      ///< one width w in {1, 2, 4} for the layer, laid out for the SIMD kernels
-  per_input,  ///< ceil(log2 u_i) bits per weight of input i, bit-packed per input
-  per_layer,  ///< ceil(log2 max u_i) bits per weight, bit-packed per input
-};
-
 /// Which kernel runs: the active path's (active_isa()), or the portable one (for checks).
 enum class crew_kernel { best, portable };
-
-/// Settings of make_crew_dense.
-struct crew_config {
-  enum class quantizer { uniform, kmeans };
-  quantizer method = quantizer::kmeans;
-  int bits = 8;                                                   ///< uniform: 2..8
-  quant_granularity granularity = quant_granularity::per_row;     ///< uniform
-  int clusters = 16;                                              ///< kmeans
-  kmeans_scope scope = kmeans_scope::per_input;                   ///< kmeans
-  crew_index_layout layout = crew_index_layout::automatic;
-};
 
 using int8_matrix = Eigen::Matrix<std::int8_t, Eigen::Dynamic, Eigen::Dynamic>;
 using int32_matrix = Eigen::Matrix<std::int32_t, Eigen::Dynamic, Eigen::Dynamic>;
@@ -396,6 +379,8 @@ class crew_dense {
       for (index_t j = 0; j < outputs_; ++j) c(j, i) = code(j, i);
     return c;
   }
+  /// The equivalent dense layer: the weights of the float path rounded to T, the same bias.
+  dense<T> to_reference() const { return dense<T>(dequantized().template cast<T>(), bias_); }
   /// The weights of the float path, s_j * V_i[idx(j, i)], in double.
   matrix<double> dequantized() const {
     matrix<double> w(outputs_, inputs_);
@@ -603,13 +588,18 @@ class crew_dense {
 static_assert(TrainableLayer<crew_dense<float>>);
 static_assert(TrainableLayer<crew_dense<double>>);
 
-/// Quantizes `layer`'s weights as `config` says and builds the CREW layer (bias kept).
+/// The CREW layer of `layer`: its weights quantized as `settings` say (k-means values
+/// capped at the layer's outputs), its bias kept.
 template <class T>
-crew_dense<T> make_crew_dense(const dense<T>& layer, const crew_config& config = {}) {
-  const quantized_weights q = config.method == crew_config::quantizer::uniform
-                                  ? quantize_uniform(layer.weight(), config.bits, config.granularity)
-                                  : quantize_kmeans(layer.weight(), config.clusters, config.scope);
-  return crew_dense<T>(q, layer.bias(), config.layout);
+conversion<crew_dense<T>> compress(const dense<T>& layer, const crew_settings& settings) {
+  settings.validate();
+  const int clusters = int(std::min<index_t>(settings.clusters, layer.weight().rows()));
+  const quantized_weights q = settings.method == crew_settings::quantizer::uniform
+                                  ? quantize_uniform(layer.weight(), settings.bits, settings.granularity)
+                                  : quantize_kmeans(layer.weight(), clusters, settings.scope);
+  crew_dense<T> out(q, layer.bias(), settings.layout);
+  auto report = make_conversion_report(layer, out);
+  return {std::move(out), std::move(report)};
 }
 
 }  // namespace slimnn

@@ -79,6 +79,17 @@ class conv2d {
     bias_ = vector<T>::Zero(out_channels_);
     bias_grad_ = bias_;
   }
+  /// The convolution of `geometry` with these weights ((C*k*k) x N) and bias (N): what a
+  /// compressed convolution's to_reference() returns.
+  conv2d(const detail::conv_geometry& geometry, matrix<T> weight, vector<T> bias)
+      : conv2d(geometry.in, {.out_channels = weight.cols(), .kernel = geometry.kernel, .stride = geometry.stride,
+                             .padding = geometry.padding}) {
+    detail::require<shape_error>(weight.rows() == geometry_.patch() && bias.size() == out_channels_, name(),
+                                 ": weight ", weight.rows(), "x", weight.cols(), " and bias ", bias.size(),
+                                 " do not fit ", geometry_.patch(), " taps and ", out_channels_, " outputs");
+    weight_ = std::move(weight);
+    bias_ = std::move(bias);
+  }
   /// He-uniform weights (fan-in C*k*k), zero bias.
   conv2d(shape input, conv2d_config config, rng_t& rng) : conv2d(input, config) {
     const double bound = std::sqrt(6.0 / double(geometry_.patch()));

@@ -25,7 +25,7 @@
 
 #include "slimnn/core/tensor_io.hpp"
 #include "slimnn/crew/crew_dense.hpp"
-#include "slimnn/kdconv/decomposed_conv2d.hpp"
+#include "slimnn/kdconv/kdconv_conv2d.hpp"
 #include "slimnn/layers/conv2d.hpp"
 #include "slimnn/layers/dense.hpp"
 #include "slimnn/layers/flatten.hpp"
@@ -52,7 +52,7 @@ void add_core_layers(layer_registry<T>& registry) {
   registry.template add<smartdeal_dense<T>>();
   registry.template add<smartdeal_conv2d<T>>();
   registry.template add<crew_dense<T>>();
-  registry.template add<kdconv::decomposed_conv2d<T>>();
+  registry.template add<kdconv_conv2d<T>>();
 }
 
 /// Layer kinds -> loaders, for networks of scalar T.

@@ -8,8 +8,8 @@
 // the matching z column over all positions (one axpy per coefficient).
 // Shapes: x (C*H*W x batch, CHW) -> y (N*Ho*Wo x batch), like conv2d.
 // Work per sample: Ho*Wo * (G*C*k*k*k + nonzeros) MACs.
-// smartdeal::decompose(conv, settings) converts a trained conv2d (settings.basis_width
-// must equal the kernel size); to_dense() gives the (C*k*k) x N weight of conv2d.
+// compress(conv2d, smartdeal_settings) converts a trained conv2d (settings.basis_width
+// must equal the kernel size); to_reference() is the equivalent conv2d.
 // Training as smartdeal_dense (straight-through coefficients, fixed mask): forward_train
 // keeps only the input, through an activation store (core/activation_store.hpp).
 // File (core/tensor_io.hpp): the packed factors as smartdeal_dense (basis width = kernel)
@@ -168,8 +168,10 @@ class smartdeal_conv2d {
   const smartdeal_matrix<T>& factors() const { return factors_; }
   const vector<T>& bias() const { return bias_; }
   vector<T>& bias() { return bias_; }
-  /// The equivalent conv2d weight, (C*k*k) x N (PyTorch [N, C, k, k] order), in double.
-  matrix<double> to_dense() const { return factors_.to_dense().transpose(); }
+  /// The equivalent conv2d (weight (C*k*k) x N, PyTorch [N, C, k, k] order, rounded to T).
+  conv2d<T> to_reference() const {
+    return conv2d<T>(geometry_, factors_.to_dense().transpose().template cast<T>(), bias_);
+  }
 
  private:
   /// y.col(first + b).segment(n*P, P) = out.col(n).segment(P*b, P) + bias[n].
@@ -190,22 +192,19 @@ class smartdeal_conv2d {
 static_assert(TrainableLayer<smartdeal_conv2d<float>>);
 static_assert(TrainableLayer<smartdeal_conv2d<double>>);
 
-namespace smartdeal {
-
-/// Converts a trained conv2d (settings.basis_width must equal its kernel size).
+/// The SmartDeal convolution of `layer` (settings.basis_width must equal its kernel size).
 template <class T>
-smartdeal_conversion<smartdeal_conv2d<T>> decompose(const conv2d<T>& layer, const smartdeal_settings& settings) {
+conversion<smartdeal_conv2d<T>> compress(const conv2d<T>& layer, const smartdeal_settings& settings) {
   detail::require<config_error>(settings.basis_width == layer.kernel(), "smartdeal_conv2d<", scalar_name<T>(),
                                 ">: basis width ", settings.basis_width, " must equal the kernel size ",
                                 layer.kernel());
-  auto d = decompose<T>(layer.weight().transpose().template cast<double>(), settings);
+  auto f = smartdeal_factorize<T>(layer.weight().transpose().template cast<double>(), settings);
   smartdeal_conv2d<T> out(layer.input_shape(),
                           {.out_channels = layer.out_channels(), .kernel = layer.kernel(), .stride = layer.stride(),
                            .padding = layer.padding()},
-                          std::move(d.factors), layer.bias());
-  d.report.stored_bytes = out.cost().param_bytes;
-  return {std::move(out), d.report};
+                          std::move(f.factors), layer.bias());
+  auto report = make_conversion_report(layer, out, detail::smartdeal_details(out.factors()));
+  return {std::move(out), std::move(report)};
 }
 
-}  // namespace smartdeal
 }  // namespace slimnn

@@ -7,8 +7,9 @@
 // Work per sample: G*inputs_pad*s MACs for z plus one MAC per nonzero coefficient.
 // Batch 1 uses the vectorized gather kernels (smartdeal_matrix::gemv); a batch is
 // transposed so every coefficient becomes one axpy over the batch.
-// smartdeal::decompose(dense, settings) converts a trained dense layer (report included);
-// to_dense() gives the equivalent dense weight in double.
+// compress(dense, smartdeal_settings) converts a trained dense layer (core/conversion.hpp;
+// details: element_density, segment_density); to_reference() is the equivalent dense
+// layer, factors().to_dense() its weight exactly in double.
 // Training: "basis", "coefficients" (straight-through, see smartdeal_matrix.hpp), "bias";
 // after_update() keeps the layer a valid SmartDeal layer with a fixed mask. forward_train
 // keeps only the input, through an activation store (core/activation_store.hpp), and
@@ -29,7 +30,8 @@
 #include <vector>
 
 #include "slimnn/layers/dense.hpp"
-#include "slimnn/smartdeal/decompose.hpp"
+#include "slimnn/core/conversion.hpp"
+#include "slimnn/smartdeal/factorize.hpp"
 
 namespace slimnn {
 
@@ -149,8 +151,8 @@ class smartdeal_dense {
   const smartdeal_matrix<T>& factors() const { return factors_; }
   const vector<T>& bias() const { return bias_; }
   vector<T>& bias() { return bias_; }
-  /// The equivalent dense weight (outputs x inputs), exact in double.
-  matrix<double> to_dense() const { return factors_.to_dense(); }
+  /// The equivalent dense layer (the expanded weight rounded to T, the same bias).
+  dense<T> to_reference() const { return dense<T>(factors_.to_dense().template cast<T>(), bias_); }
 
  private:
   template <class X, class Xt>
@@ -169,22 +171,13 @@ class smartdeal_dense {
 static_assert(TrainableLayer<smartdeal_dense<float>>);
 static_assert(TrainableLayer<smartdeal_dense<double>>);
 
-template <class L>
-struct smartdeal_conversion {
-  L layer;
-  smartdeal_report report;  ///< stored_bytes includes the bias
-};
-
-namespace smartdeal {
-
-/// Converts a trained dense layer: decomposes its weight, keeps its bias.
+/// The SmartDeal layer of `layer`: its weight factored (smartdeal_factorize), its bias kept.
 template <class T>
-smartdeal_conversion<smartdeal_dense<T>> decompose(const dense<T>& layer, const smartdeal_settings& settings) {
-  auto d = decompose<T>(layer.weight().template cast<double>(), settings);
-  smartdeal_dense<T> out(std::move(d.factors), layer.bias());
-  d.report.stored_bytes = out.cost().param_bytes;
-  return {std::move(out), d.report};
+conversion<smartdeal_dense<T>> compress(const dense<T>& layer, const smartdeal_settings& settings) {
+  auto f = smartdeal_factorize<T>(layer.weight().template cast<double>(), settings);
+  smartdeal_dense<T> out(std::move(f.factors), layer.bias());
+  auto report = make_conversion_report(layer, out, detail::smartdeal_details(out.factors()));
+  return {std::move(out), std::move(report)};
 }
 
-}  // namespace smartdeal
 }  // namespace slimnn

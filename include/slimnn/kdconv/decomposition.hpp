@@ -1,4 +1,4 @@
-// slimnn/kdconv/decompose.hpp — converts a trained conv2d into a decomposed_conv2d
+// slimnn/kdconv/decomposition.hpp — converts a trained conv2d into a kdconv_conv2d
 // (ESCALATE kernel decomposition) and reports what the conversion cost.
 //
 // Per basis group (one input channel, or all channels when the basis is shared) the
@@ -11,6 +11,9 @@
 // |a| <= std_multiple * std(A); with group_size > 1 whole runs of output channels in one
 // (c, m) column are kept or dropped together, scored by their RMS. Finally the kept
 // coefficients are quantized (pow2 / k-means / float) by the layer.
+// Report (core/conversion.hpp): the common fields, and the details basis_error (after the
+// rank-M basis, rounded, and least-squares coefficients), pruned_error (after pruning,
+// before coefficient quantization), density (nonzeros / (N * C * M)) and nonzeros.
 // Cost: C SVDs of N x k^2 matrices, O(C N k^4); the pruning sort O(N C M log(N C M)).
 // Thread safety: a pure function of its arguments.
 //
@@ -25,36 +28,10 @@
 #include <string>
 #include <vector>
 
-#include "slimnn/kdconv/decomposed_conv2d.hpp"
+#include "slimnn/core/conversion.hpp"
+#include "slimnn/kdconv/kdconv_conv2d.hpp"
 
-namespace slimnn::kdconv {
-
-/// What a decomposition achieved; errors are relative Frobenius norms ||W' - W|| / ||W||.
-struct report {
-  double basis_error = 0;   ///< after the rank-M basis (rounded) and least-squares coefficients
-  double pruned_error = 0;  ///< after pruning, before coefficient quantization
-  double error = 0;         ///< the final layer (quantized), i.e. to_dense() against the original
-  index_t nonzeros = 0;
-  double density = 0;             ///< nonzeros / (N * C * M)
-  std::uint64_t macs = 0;         ///< per sample, both stages
-  std::uint64_t dense_macs = 0;   ///< per sample, the original conv2d
-  std::uint64_t bytes = 0;        ///< stored bytes (decomposed_conv2d::stored_bytes)
-  std::uint64_t dense_bytes = 0;  ///< stored bytes of the original conv2d
-
-  double mac_ratio() const { return double(dense_macs) / double(std::max<std::uint64_t>(macs, 1)); }
-  double compression() const { return double(dense_bytes) / double(std::max<std::uint64_t>(bytes, 1)); }
-  std::string str() const {
-    return slimnn::detail::cat("error ", error, " (basis ", basis_error, ", pruned ", pruned_error, "), density ",
-                               density, ", ", nonzeros, " nonzeros, MACs ", macs, " (", mac_ratio(),
-                               "x fewer), bytes ", bytes, " (", compression(), "x smaller)");
-  }
-};
-
-template <class T>
-struct decomposition {
-  decomposed_conv2d<T> layer;
-  kdconv::report report;
-};
+namespace slimnn {
 
 namespace detail {
 
@@ -73,7 +50,7 @@ inline std::vector<bool> keep_largest(const std::vector<double>& scores, std::si
 
 /// Pruning mask of A (N x C*M) by |a|: per element, or per run of `group_size` output
 /// channels in one column (scored by RMS), to a density or above std_multiple * std(A).
-inline matrix<double> prune_mask(const matrix<double>& a, const settings& s) {
+inline matrix<double> prune_mask(const matrix<double>& a, const kdconv_settings& s) {
   const index_t N = a.rows(), columns = a.cols(), gs = s.group_size, runs = (N + gs - 1) / gs;
   std::vector<double> scores;
   scores.reserve(std::size_t(runs * columns));
@@ -104,10 +81,11 @@ inline matrix<double> prune_mask(const matrix<double>& a, const settings& s) {
 
 }  // namespace detail
 
-/// Decomposes `conv` with settings `s`; throws config_error for invalid settings.
+/// The kernel-decomposition convolution of `conv` (see the top); config_error for
+/// settings the layer cannot take.
 template <class T>
-decomposition<T> decompose(const conv2d<T>& conv, const settings& s) {
-  validate(s, conv.kernel(), conv.out_channels());
+conversion<kdconv_conv2d<T>> compress(const conv2d<T>& conv, const kdconv_settings& s) {
+  s.validate(conv.kernel(), conv.out_channels());
   const index_t k = conv.kernel(), kk = k * k, C = conv.input_shape().c, N = conv.out_channels(), M = s.bases;
   const index_t G = s.shared_basis ? 1 : C, per_group = C / G;
   const matrix<double> w = conv.weight().template cast<double>();  // (C*k*k) x N
@@ -153,13 +131,11 @@ decomposition<T> decompose(const conv2d<T>& conv, const settings& s) {
     }
     return slimnn::detail::relative_error(approx, w);
   };
-  report rep;
-  rep.basis_error = reconstruct(a);
-
+  const double basis_error = reconstruct(a);
   const matrix<double> pruned = a.cwiseProduct(detail::prune_mask(a, s));
-  rep.pruned_error = reconstruct(pruned);
+  const double pruned_error = reconstruct(pruned);
 
-  sparse_coefficients<T> coefficients;
+  kdconv_sparse_coefficients<T> coefficients;
   coefficients.row_start.assign(1, 0);
   std::vector<T> values;
   for (index_t n = 0; n < N; ++n) {
@@ -172,15 +148,13 @@ decomposition<T> decompose(const conv2d<T>& conv, const settings& s) {
   }
   coefficients.value = Eigen::Map<const vector<T>>(values.data(), index_t(values.size()));
 
-  decomposed_conv2d<T> layer(conv.geometry(), N, s, std::move(latent_basis), std::move(coefficients), conv.bias());
-  rep.error = slimnn::detail::relative_error(layer.dense_weight().template cast<double>(), w);
-  rep.nonzeros = layer.nonzeros();
-  rep.density = layer.density();
-  rep.macs = layer.cost().macs;
-  rep.dense_macs = conv.cost().macs;
-  rep.bytes = layer.stored_bytes();
-  rep.dense_bytes = conv.cost().param_bytes;
-  return {std::move(layer), rep};
+  kdconv_conv2d<T> layer(conv.geometry(), N, s, std::move(latent_basis), std::move(coefficients), conv.bias());
+  auto report = make_conversion_report(conv, layer,
+                                       {{"basis_error", basis_error},
+                                        {"pruned_error", pruned_error},
+                                        {"density", layer.density()},
+                                        {"nonzeros", double(layer.nonzeros())}});
+  return {std::move(layer), std::move(report)};
 }
 
-}  // namespace slimnn::kdconv
+}  // namespace slimnn

@@ -1,4 +1,4 @@
-// slimnn/kdconv/decomposed_conv2d.hpp — the ESCALATE kernel-decomposition convolution.
+// slimnn/kdconv/kdconv_conv2d.hpp — the ESCALATE kernel-decomposition convolution.
 //
 //   W[n, c] (k x k) = sum_m A[n, c, m] * B[g(c), m]        (see kdconv/settings.hpp)
 //   y[n] = b[n] + sum_{c, m} A[n, c, m] * (x[c] (*) B[g(c), m])
@@ -39,7 +39,7 @@
 // (packed c*M + m); "<prefix>coefficients" [nnz] in T, or "<prefix>coefficient_codes" (packed
 // pow2 codes, setting coefficient_max_exponent; or indices into "<prefix>coefficient_codebook"
 // [<= 2^bits] in T); "<prefix>bias" [N]; settings input, out_channels, kernel, stride,
-// padding and every kdconv::settings field. A loaded layer's latent values are the stored ones.
+// padding and every kdconv_settings field. A loaded layer's latent values are the stored ones.
 // Thread safety: forward is const and reentrant (per-thread scratch); training members
 // are single-threaded.
 //
@@ -66,10 +66,10 @@
 #include "slimnn/kdconv/settings.hpp"
 #include "slimnn/layers/conv2d.hpp"
 
-namespace slimnn::kdconv {
+namespace slimnn {
 
 /// Evaluation order of the two stages.
-enum class dataflow {
+enum class kdconv_dataflow {
   basis_first,   ///< band by band: only one band of the C*M responses is ever stored
   materialised,  ///< all C*M response maps first, then the sparse combination
 };
@@ -77,14 +77,14 @@ enum class dataflow {
 /// The sparse coefficient matrix A (N x C*M) in CSR form: row n lists the columns
 /// c*M + m of its nonzero coefficients in ascending order, with their values.
 template <class T>
-struct sparse_coefficients {
+struct kdconv_sparse_coefficients {
   std::vector<std::int32_t> row_start;  ///< N + 1 offsets into column / value
   std::vector<std::int32_t> column;     ///< c*M + m per nonzero
   vector<T> value;                      ///< one value per nonzero
 };
 
 template <class T>
-class decomposed_conv2d {
+class kdconv_conv2d {
  public:
   using scalar_type = T;
 
@@ -94,16 +94,16 @@ class decomposed_conv2d {
 
   /// Builds the layer from its parts; `basis` and `coefficients.value` are latent values
   /// (quantized here as `s` says). Throws shape_error / config_error on inconsistent parts.
-  decomposed_conv2d(slimnn::detail::conv_geometry geometry, index_t out_channels, const kdconv::settings& s,
-                    matrix<T> basis, sparse_coefficients<T> coefficients, vector<T> bias)
-      : decomposed_conv2d(geometry, out_channels, s, std::move(basis), std::move(coefficients), std::move(bias),
+  kdconv_conv2d(slimnn::detail::conv_geometry geometry, index_t out_channels, const kdconv_settings& s,
+                    matrix<T> basis, kdconv_sparse_coefficients<T> coefficients, vector<T> bias)
+      : kdconv_conv2d(geometry, out_channels, s, std::move(basis), std::move(coefficients), std::move(bias),
                           false) {}
 
  private:
   /// As above; when `quantized`, the basis and coefficients are already the stored
   /// (quantized) values of a saved layer and are used unchanged, also as latent values.
-  decomposed_conv2d(slimnn::detail::conv_geometry geometry, index_t out_channels, const kdconv::settings& s,
-                    matrix<T> basis, sparse_coefficients<T> coefficients, vector<T> bias, bool quantized)
+  kdconv_conv2d(slimnn::detail::conv_geometry geometry, index_t out_channels, const kdconv_settings& s,
+                    matrix<T> basis, kdconv_sparse_coefficients<T> coefficients, vector<T> bias, bool quantized)
       : geometry_(geometry), out_channels_(out_channels), settings_(s), basis_(std::move(basis)),
         row_start_(std::move(coefficients.row_start)), column_(std::move(coefficients.column)),
         coef_(std::move(coefficients.value)), bias_(std::move(bias)) {
@@ -111,7 +111,7 @@ class decomposed_conv2d {
     geometry_.validate(who);
     slimnn::detail::require<config_error>(out_channels_ >= 1, who, ": out_channels must be >= 1, got ",
                                           out_channels_);
-    validate(settings_, geometry_.kernel, out_channels_);
+    settings_.validate(geometry_.kernel, out_channels_);
     const index_t kk = geometry_.kernel * geometry_.kernel, M = settings_.bases;
     slimnn::detail::require<shape_error>(basis_.rows() == kk && basis_.cols() == groups() * M, who,
                                          ": basis must be ", kk, " x ", groups() * M, ", got ", basis_.rows(),
@@ -151,25 +151,25 @@ class decomposed_conv2d {
  public:
   shape input_shape() const { return geometry_.in; }
   shape output_shape() const { return {out_channels_, geometry_.out_h(), geometry_.out_w()}; }
-  std::string name() const { return std::string("decomposed_conv2d<") + scalar_name<T>() + ">"; }
+  std::string name() const { return std::string("kdconv_conv2d<") + scalar_name<T>() + ">"; }
   std::string settings() const {
     return slimnn::detail::cat(geometry_.in.c, "->", out_channels_, ", ", geometry_.kernel, 'x', geometry_.kernel,
-                               ", stride ", geometry_.stride, ", pad ", geometry_.padding, ", ", settings_.str());
+                               ", stride ", geometry_.stride, ", pad ", geometry_.padding, ", ", settings_.description());
   }
 
-  void forward(const_matrix_ref<T> x, matrix<T>& y, dataflow order = dataflow::basis_first) const {
+  void forward(const_matrix_ref<T> x, matrix<T>& y, kdconv_dataflow order = kdconv_dataflow::basis_first) const {
     slimnn::detail::forward_resized(*this, x, y, order);
   }
 
-  void forward(const_matrix_ref<T> x, matrix_view<T> y, dataflow order = dataflow::basis_first) const {
+  void forward(const_matrix_ref<T> x, matrix_view<T> y, kdconv_dataflow order = kdconv_dataflow::basis_first) const {
     slimnn::detail::check_input_rows(*this, x.rows());
     slimnn::detail::check_output(*this, y, x.cols());
-    const index_t ho = geometry_.out_h(), rows = order == dataflow::materialised ? ho : band_rows();
+    const index_t ho = geometry_.out_h(), rows = order == kdconv_dataflow::materialised ? ho : band_rows();
     const index_t stride = response_stride(rows);
-    auto responses = slimnn::detail::scratch<decomposed_conv2d, T, 0>(stride, geometry_.in.c * settings_.bases);
+    auto responses = slimnn::detail::scratch<kdconv_conv2d, T, 0>(stride, geometry_.in.c * settings_.bases);
     // Stride 1: the whole sample zero-padded (during the first band); else each band's rows, phase-split.
     const bool padded = geometry_.stride == 1;
-    auto input_rows = slimnn::detail::scratch<decomposed_conv2d, T, 1>(input_rows_rows(), input_rows_cols(rows));
+    auto input_rows = slimnn::detail::scratch<kdconv_conv2d, T, 1>(input_rows_rows(), input_rows_cols(rows));
     const T* job_coef = job_coefficients();
     for (index_t b = 0; b < x.cols(); ++b) {
       for (index_t first = 0; first < ho; first += rows) {
@@ -183,9 +183,9 @@ class decomposed_conv2d {
   /// Per thread, for `order`: one band of responses, the padded sample or a band's
   /// loaded rows, the job channels' sums and, for float32 coefficients changed since the
   /// last after_update(), their gathered job values.
-  std::uint64_t workspace_bytes(index_t, dataflow order = dataflow::basis_first) const {
-    const index_t rows = order == dataflow::materialised ? geometry_.out_h() : band_rows();
-    const bool gathered = settings_.coefficients == coefficient_format::float32 && !job_coef_current_;
+  std::uint64_t workspace_bytes(index_t, kdconv_dataflow order = kdconv_dataflow::basis_first) const {
+    const index_t rows = order == kdconv_dataflow::materialised ? geometry_.out_h() : band_rows();
+    const bool gathered = settings_.coefficients == kdconv_coefficient_format::float32 && !job_coef_current_;
     const index_t values = input_rows_rows() * input_rows_cols(rows) + combine_tile * out_channels_ +
                            (gathered ? index_t(job_column_.size()) : 0);
     return peak_intermediate_bytes(order) + std::uint64_t(values) * sizeof(T);
@@ -240,7 +240,7 @@ class decomposed_conv2d {
     c.param_bytes = stored_bytes();
     c.macs = c.adds = stage1 + stage2;
     // A power-of-two coefficient is an exponent add, not a multiply.
-    c.mults = stage1 + (settings_.coefficients == coefficient_format::pow2 ? 0 : stage2);
+    c.mults = stage1 + (settings_.coefficients == kdconv_coefficient_format::pow2 ? 0 : stage2);
     c.bytes_read = c.param_bytes + std::uint64_t(geometry_.in.size()) * sizeof(T);
     return c;
   }
@@ -256,20 +256,20 @@ class decomposed_conv2d {
                               : basis_values * sizeof(T);
     const auto columns = std::uint64_t(geometry_.in.c * settings_.bases);
     const std::uint64_t index_bits = std::max<std::uint64_t>(1, std::bit_width(columns - 1));
-    const std::uint64_t code_bits = settings_.coefficients == coefficient_format::float32
+    const std::uint64_t code_bits = settings_.coefficients == kdconv_coefficient_format::float32
                                         ? 8 * sizeof(T)
                                         : std::uint64_t(settings_.coefficient_bits);
     bytes += bits_up(std::uint64_t(nonzeros()) * (index_bits + code_bits));
     bytes += std::uint64_t(row_start_.size()) * 4;
-    if (settings_.coefficients == coefficient_format::kmeans)
+    if (settings_.coefficients == kdconv_coefficient_format::kmeans)
       bytes += (std::uint64_t(1) << settings_.coefficient_bits) * sizeof(T);
-    if (settings_.coefficients == coefficient_format::pow2) bytes += 1;
+    if (settings_.coefficients == kdconv_coefficient_format::pow2) bytes += 1;
     return bytes + std::uint64_t(bias_.size()) * sizeof(T);
   }
 
   /// Bytes of the stage-1 response buffer that `order` keeps per thread.
-  std::uint64_t peak_intermediate_bytes(dataflow order) const {
-    const index_t rows = order == dataflow::materialised ? geometry_.out_h() : band_rows();
+  std::uint64_t peak_intermediate_bytes(kdconv_dataflow order) const {
+    const index_t rows = order == kdconv_dataflow::materialised ? geometry_.out_h() : band_rows();
     return std::uint64_t(response_stride(rows) * geometry_.in.c * settings_.bases) * sizeof(T);
   }
 
@@ -292,18 +292,12 @@ class decomposed_conv2d {
   }
 
   /// The equivalent reference convolution (quantized values, (C*k*k) x N weights).
-  conv2d<T> to_dense() const {
-    conv2d<T> out(geometry_.in, {.out_channels = out_channels_, .kernel = geometry_.kernel,
-                                 .stride = geometry_.stride, .padding = geometry_.padding});
-    out.weight() = dense_weight();
-    out.bias() = bias_;
-    return out;
-  }
+  conv2d<T> to_reference() const { return conv2d<T>(geometry_, dense_weight(), bias_); }
 
-  static constexpr const char* kind = "decomposed_conv2d";
+  static constexpr const char* kind = "kdconv_conv2d";
   void save(tensor_sink& out, const std::string& prefix) const {
     namespace sd = slimnn::detail;
-    const kdconv::settings& s = settings_;
+    const kdconv_settings& s = settings_;
     sd::put_conv_settings(out, prefix, geometry_, out_channels_);
     out.put_setting(prefix + "bases", s.bases);
     out.put_setting(prefix + "shared_basis", int(s.shared_basis));
@@ -311,7 +305,7 @@ class decomposed_conv2d {
     out.put_setting(prefix + "std_multiple", s.std_multiple);
     out.put_setting(prefix + "group_size", s.group_size);
     out.put_setting(prefix + "basis_bits", s.basis_bits);
-    out.put_setting(prefix + "coefficients", format_name(s.coefficients));
+    out.put_setting(prefix + "coefficients", kdconv_format_name(s.coefficients));
     out.put_setting(prefix + "coefficient_bits", s.coefficient_bits);
     out.put_setting(prefix + "train_basis", int(s.train_basis));
     out.put_setting(prefix + "band_rows", s.band_rows);
@@ -337,12 +331,12 @@ class decomposed_conv2d {
     for (std::size_t e = 0; e < column_.size(); ++e) columns.set(e, std::uint32_t(column_[e]));
     sd::put_packed(out, prefix + "columns", columns);
     const vector<T>& c = coef_used();
-    if (s.coefficients == coefficient_format::float32) {
+    if (s.coefficients == kdconv_coefficient_format::float32) {
       out.put_vector(prefix + "coefficients", c);
       return;
     }
     sd::packed_bits codes(std::size_t(c.size()), s.coefficient_bits);
-    if (s.coefficients == coefficient_format::pow2) {
+    if (s.coefficients == kdconv_coefficient_format::pow2) {
       int top = -126;
       for (index_t e = 0; e < c.size(); ++e) top = std::max(top, std::ilogb(c[e]));  // exact powers of two
       const auto q = pow2_quantizer::with_bits(s.coefficient_bits - 1, std::max(top, pow2_top(s.coefficient_bits)));
@@ -364,11 +358,11 @@ class decomposed_conv2d {
     sd::put_packed(out, prefix + "coefficient_codes", codes);
   }
 
-  static decomposed_conv2d load(const tensor_source& in, const std::string& prefix) {
+  static kdconv_conv2d load(const tensor_source& in, const std::string& prefix) {
     namespace sd = slimnn::detail;
     const auto [input, config] = sd::get_conv_settings(in, prefix);
     const index_t k = config.kernel, N = config.out_channels, C = input.c;
-    kdconv::settings s;
+    kdconv_settings s;
     const auto key = [&](const char* name) { return prefix + name; };
     s.bases = in.setting_int(key("bases"), 1, k * k);
     s.shared_basis = in.setting_int(key("shared_basis"), 0, 1) != 0;
@@ -378,14 +372,14 @@ class decomposed_conv2d {
     s.basis_bits = int(in.setting_int(key("basis_bits"), 0, 16));
     if (s.basis_bits == 1) in.fail_setting(key("basis_bits"), "1 is neither 0 (float) nor in 2..16");
     const std::string& format = in.setting(key("coefficients"));
-    for (auto f : {coefficient_format::float32, coefficient_format::pow2, coefficient_format::kmeans})
-      if (format == format_name(f)) s.coefficients = f;
-    if (format != format_name(s.coefficients))
+    for (auto f : {kdconv_coefficient_format::float32, kdconv_coefficient_format::pow2, kdconv_coefficient_format::kmeans})
+      if (format == kdconv_format_name(f)) s.coefficients = f;
+    if (format != kdconv_format_name(s.coefficients))
       in.fail_setting(key("coefficients"), sd::cat("'", format, "' is not float, pow2 or kmeans"));
-    const bool float_format = s.coefficients == coefficient_format::float32;
+    const bool float_format = s.coefficients == kdconv_coefficient_format::float32;
     constexpr auto int_min = std::numeric_limits<int>::min(), int_max = std::numeric_limits<int>::max();
     s.coefficient_bits = int(in.setting_int(key("coefficient_bits"),  // not used by float coefficients
-                                            float_format ? int_min : s.coefficients == coefficient_format::pow2 ? 2 : 1,
+                                            float_format ? int_min : s.coefficients == kdconv_coefficient_format::pow2 ? 2 : 1,
                                             float_format ? int_max : 8));
     s.train_basis = in.setting_int(key("train_basis"), 0, 1) != 0;
     s.band_rows = in.setting_int(key("band_rows"), 0, std::int64_t(1) << 24);
@@ -422,7 +416,7 @@ class decomposed_conv2d {
     }
     const auto nonzeros = std::uint64_t(row_start.back());
     const auto column_codes = sd::get_packed(in, key("columns"), nonzeros, column_bits(index_t(columns)));
-    sparse_coefficients<T> coefficients{row_start, std::vector<std::int32_t>(nonzeros), vector<T>(index_t(nonzeros))};
+    kdconv_sparse_coefficients<T> coefficients{row_start, std::vector<std::int32_t>(nonzeros), vector<T>(index_t(nonzeros))};
     for (index_t n = 0; n < N; ++n)
       for (std::int32_t e = row_start[std::size_t(n)]; e < row_start[std::size_t(n + 1)]; ++e) {
         const auto col = column_codes.get(std::size_t(e));
@@ -437,7 +431,7 @@ class decomposed_conv2d {
       value = in.get_vector<T>(key("coefficients"), index_t(nonzeros));
     } else {
       const auto codes = sd::get_packed(in, key("coefficient_codes"), nonzeros, s.coefficient_bits);
-      if (s.coefficients == coefficient_format::pow2) {
+      if (s.coefficients == kdconv_coefficient_format::pow2) {
         const std::string top = key("coefficient_max_exponent");
         const auto q = pow2_quantizer::with_bits(s.coefficient_bits - 1,
                                                  int(in.setting_int(top, pow2_top(s.coefficient_bits), 126)));
@@ -458,12 +452,12 @@ class decomposed_conv2d {
       }
     }
     matrix<T> basis = Eigen::Map<const matrix<T>>(b.data(), k * k, G * M);
-    return decomposed_conv2d({input, k, config.stride, config.padding}, N, s, std::move(basis), std::move(coefficients),
+    return kdconv_conv2d({input, k, config.stride, config.padding}, N, s, std::move(basis), std::move(coefficients),
                              in.get_vector<T>(key("bias"), N), true);
   }
 
   const slimnn::detail::conv_geometry& geometry() const { return geometry_; }
-  const kdconv::settings& config() const { return settings_; }
+  const kdconv_settings& config() const { return settings_; }
   index_t out_channels() const { return out_channels_; }
   index_t bases() const { return settings_.bases; }
   /// Basis groups: C (one basis per input channel) or 1 (shared).
@@ -476,7 +470,7 @@ class decomposed_conv2d {
   const matrix<T>& basis_used() const { return settings_.basis_bits > 0 ? basis_q_ : basis_; }
   /// The coefficient values used by forward (quantized unless float32), one per nonzero.
   const vector<T>& coef_used() const {
-    return settings_.coefficients == coefficient_format::float32 ? coef_ : coef_q_;
+    return settings_.coefficients == kdconv_coefficient_format::float32 ? coef_ : coef_q_;
   }
   /// The latent (trainable) values and the CSR structure.
   const matrix<T>& basis_latent() const { return basis_; }
@@ -525,7 +519,7 @@ class decomposed_conv2d {
   }
 
   void requantize(bool basis_too) {
-    if (settings_.coefficients != coefficient_format::float32)
+    if (settings_.coefficients != kdconv_coefficient_format::float32)
       detail::quantize_coefficients<T>(settings_, std::span<const T>(coef_.data(), std::size_t(coef_.size())),
                                        std::span<T>(coef_q_.data(), std::size_t(coef_q_.size())));
     if (basis_too && settings_.basis_bits > 0) {
@@ -755,7 +749,7 @@ class decomposed_conv2d {
   void combine_jobs(const T* responses, index_t stride, index_t count, const T* job_coef, T* out,
                     index_t positions) const {
     using tile = accumulator<W>;
-    auto sums = slimnn::detail::scratch<decomposed_conv2d, T, 2>(combine_tile, out_channels_);
+    auto sums = slimnn::detail::scratch<kdconv_conv2d, T, 2>(combine_tile, out_channels_);
     for (const index_t n : job_channel_) Eigen::Map<tile>{sums.col(n).data()} = tile::Constant(bias_[n]);
     const std::int32_t* column = job_column_.data();
     const T* coef = job_coef;
@@ -824,8 +818,8 @@ class decomposed_conv2d {
   /// after_update() a caller may change them in place, so until then they are gathered per
   /// call into a per-thread buffer.
   const T* job_coefficients() const {
-    if (settings_.coefficients != coefficient_format::float32 || job_coef_current_) return job_coef_.data();
-    auto values = slimnn::detail::scratch<decomposed_conv2d, T, 3>(index_t(job_column_.size()), 1);
+    if (settings_.coefficients != kdconv_coefficient_format::float32 || job_coef_current_) return job_coef_.data();
+    auto values = slimnn::detail::scratch<kdconv_conv2d, T, 3>(index_t(job_column_.size()), 1);
     gather_job_coefficients(values.data());
     return values.data();
   }
@@ -861,7 +855,7 @@ class decomposed_conv2d {
 
   slimnn::detail::conv_geometry geometry_;
   index_t out_channels_;
-  kdconv::settings settings_;
+  kdconv_settings settings_;
   matrix<T> basis_, basis_q_, basis_grad_;
   std::vector<std::int32_t> row_start_, column_;
   vector<T> coef_, coef_q_, coef_grad_;
@@ -881,7 +875,7 @@ class decomposed_conv2d {
   matrix<T> cols_, dout_;  // backward's im2col and output-gradient buffers
 };
 
-static_assert(TrainableLayer<decomposed_conv2d<float>>);
-static_assert(TrainableLayer<decomposed_conv2d<double>>);
+static_assert(TrainableLayer<kdconv_conv2d<float>>);
+static_assert(TrainableLayer<kdconv_conv2d<double>>);
 
-}  // namespace slimnn::kdconv
+}  // namespace slimnn

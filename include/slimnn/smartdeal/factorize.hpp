@@ -1,11 +1,10 @@
-// slimnn/smartdeal/decompose.hpp — SmartDeal settings, the alternating decomposition
-// W ~ Ce . B, and its report.
+// slimnn/smartdeal/factorize.hpp — SmartDeal's alternating factorization W ~ Ce . B of
+// a weight matrix, which compress(dense | conv2d, smartdeal_settings) runs.
 //
-// Settings: basis width s, rows per shared basis (0 = one basis for the whole matrix),
-// exponent bits and the largest exponent of the power-of-two codes (the range is the
-// 2^bits exponents ending at max_exponent; the bases absorb the overall scale, so the
-// default max_exponent 0 loses nothing), the element threshold, the target segment
-// density and the number of alternating rounds. Invalid settings raise config_error.
+// Settings (smartdeal/settings.hpp): basis width s, rows per shared basis (0 = one basis
+// for the whole matrix), the power-of-two codes' bits and largest exponent (the bases
+// absorb the overall scale, so the default max_exponent 0 loses nothing), the element
+// threshold, the target segment density and the number of alternating rounds.
 //
 // Algorithm (per basis group, in double; R stacks the length-s segments of the group's
 // rows, one per line, so that R ~ Ce B with Ce having one line per segment):
@@ -23,9 +22,9 @@
 // Cost: O(iterations * rows * cols * s) plus a sort of the segment norms per round.
 // It is a local method: W = Ce B is recovered exactly when the starting basis is right
 // up to per-column scales within the rounding window (e.g. B diagonal), not in general.
-// Report: relative Frobenius error ||W - W_hat|| / ||W|| (W_hat with the bases in T),
-// element density (nonzeros / (rows * S * s)), segment density (kept / (rows * S)) and
-// the stored bytes of the factors (pack()).
+// Result: the factors and the relative Frobenius error ||W - W_hat|| / ||W|| (W_hat with
+// the bases in T); the factors report their element density (nonzeros / (rows * S * s))
+// and segment density (kept / (rows * S)).
 //
 // Component: slimnn::core (Eigen only).
 #pragma once
@@ -34,66 +33,26 @@
 #include <cmath>
 #include <numeric>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <Eigen/Dense>
 
+#include "slimnn/smartdeal/settings.hpp"
 #include "slimnn/smartdeal/smartdeal_matrix.hpp"
 
 namespace slimnn {
 
-struct smartdeal_settings {
-  index_t basis_width = 8;         ///< s; for a k x k convolution it must be k
-  index_t group_rows = 0;          ///< output rows sharing one basis; 0 = all rows
-  int exponent_bits = 4;           ///< codes are 1 sign bit + exponent_bits
-  int max_exponent = 0;            ///< largest magnitude 2^max_exponent
-  double element_threshold = 0;    ///< zero |c| < threshold * max |c| of the group, in [0, 1)
-  double segment_density = 1;      ///< fraction of length-s segments kept, in (0, 1]
-  int iterations = 8;              ///< alternating rounds, >= 1
-
-  /// Throws config_error naming the bad setting.
-  void validate() const {
-    detail::require<config_error>(basis_width >= 1, "smartdeal: basis width must be >= 1, got ", basis_width);
-    detail::require<config_error>(group_rows >= 0, "smartdeal: rows per basis must be >= 0 (0 = one basis for all ",
-                                  "rows), got ", group_rows);
-    detail::require<config_error>(exponent_bits >= 1 && exponent_bits <= 7,
-                                  "smartdeal: exponent bits must be in 1..7, got ", exponent_bits);
-    detail::require<config_error>(max_exponent >= -32 && max_exponent <= 32,
-                                  "smartdeal: max exponent must be in -32..32, got ", max_exponent);
-    detail::require<config_error>(element_threshold >= 0 && element_threshold < 1,
-                                  "smartdeal: element threshold must be in [0, 1), got ", element_threshold);
-    detail::require<config_error>(segment_density > 0 && segment_density <= 1,
-                                  "smartdeal: segment density must be in (0, 1], got ", segment_density);
-    detail::require<config_error>(iterations >= 1, "smartdeal: iterations must be >= 1, got ", iterations);
-  }
-  pow2_quantizer quantizer() const { return pow2_quantizer::with_bits(exponent_bits, max_exponent); }
-  /// "s 8, segments 25 %, threshold 0.05, 4-bit exponents".
-  std::string str() const {
-    return detail::cat("s ", basis_width, group_rows ? detail::cat(", ", group_rows, " rows per basis") : "",
-                       ", segments ", segment_density * 100, " %, threshold ", element_threshold, ", ",
-                       exponent_bits, "-bit exponents");
-  }
-};
-
-struct smartdeal_report {
-  double relative_error = 0;     ///< ||W - W_hat||_F / ||W||_F
-  double element_density = 0;    ///< nonzero coefficients / (rows * S * s)
-  double segment_density = 0;    ///< kept segments / (rows * S)
-  std::uint64_t stored_bytes = 0;  ///< the factors' pack() bytes (layers add their bias)
-};
-
 template <class T>
-struct smartdeal_decomposition {
+struct smartdeal_factorization {
   smartdeal_matrix<T> factors;
-  smartdeal_report report;
+  double relative_error = 0;  ///< ||W - W_hat||_F / ||W||_F, W_hat with the bases in T
 };
 
-namespace smartdeal {
-
-/// Decomposes W (rows x cols) with `settings`; initial_basis (s x s, optional) is the
+/// Factors W (rows x cols) with `settings`; initial_basis (s x s, optional) is the
 /// starting basis of every group instead of the identity.
 template <class T>
-smartdeal_decomposition<T> decompose(const matrix<double>& weights, const smartdeal_settings& settings,
+smartdeal_factorization<T> smartdeal_factorize(const matrix<double>& weights, const smartdeal_settings& settings,
                                      const matrix<double>& initial_basis = {}) {
   settings.validate();
   const index_t m = weights.rows(), n = weights.cols(), s = settings.basis_width;
@@ -170,14 +129,16 @@ smartdeal_decomposition<T> decompose(const matrix<double>& weights, const smartd
   for (index_t g = 0; g < G; ++g) bases.middleCols(g * s, s) = B[std::size_t(g)].template cast<T>();
 
   smartdeal_matrix<T> factors(m, n, s, settings.group_rows, q, std::move(bases), coefficients);
-  smartdeal_report report;
-  const double norm = weights.norm();
-  report.relative_error = norm > 0 ? (weights - factors.to_dense()).norm() / norm : 0.0;
-  report.element_density = factors.element_density();
-  report.segment_density = factors.segment_density();
-  report.stored_bytes = factors.stored_bytes();
-  return {std::move(factors), report};
+  const double error = detail::relative_error(factors.to_dense(), weights);
+  return {std::move(factors), error};
 }
 
-}  // namespace smartdeal
+namespace detail {
+/// The figures a SmartDeal conversion reports beside the common ones.
+template <class T>
+std::vector<std::pair<std::string, double>> smartdeal_details(const smartdeal_matrix<T>& factors) {
+  return {{"element_density", factors.element_density()}, {"segment_density", factors.segment_density()}};
+}
+}  // namespace detail
+
 }  // namespace slimnn
