@@ -256,6 +256,38 @@ TYPED_TEST_P(conformance, save_load_round_trip) {
   }
 }
 
+// The cost model (core/cost.hpp): param_bytes is exactly the bytes of the saved tensors.
+TYPED_TEST_P(conformance, param_bytes_are_the_files_tensor_bytes) {
+  using layer_f = typename TestFixture::layer_f;
+  if constexpr (slimnn::SaveableLayer<layer_f>) {
+    const auto f = TypeParam::template make<float>();
+    EXPECT_EQ(f.cost().param_bytes, slimnn::testing::file_tensor_bytes(f));
+    const auto d = TypeParam::template make<double>();
+    EXPECT_EQ(d.cost().param_bytes, slimnn::testing::file_tensor_bytes(d));
+  } else {
+    GTEST_SKIP() << "no layer save/load";
+  }
+}
+
+// A compressed layer's to_reference() is the dense<T> / conv2d<T> that computes the same
+// function, with the same shapes.
+TYPED_TEST_P(conformance, to_reference_computes_the_same_function) {
+  using layer_d = typename TestFixture::layer_d;
+  if constexpr (requires(const layer_d& l) { l.to_reference(); }) {
+    const auto layer = TypeParam::template make<double>();
+    const auto reference = layer.to_reference();
+    EXPECT_EQ(reference.input_shape(), layer.input_shape());
+    EXPECT_EQ(reference.output_shape(), layer.output_shape());
+    const auto x = slimnn::testing::random_matrix<double>(layer.input_shape().size(), 3, 5);
+    slimnn::matrix<double> y, expected;
+    layer.forward(x, y);
+    reference.forward(x, expected);
+    EXPECT_LT(slimnn::testing::relative_error(y, expected), 1e-9);
+  } else {
+    GTEST_SKIP() << "not a compressed layer";
+  }
+}
+
 REGISTER_TYPED_TEST_SUITE_P(conformance, output_has_declared_shape, rejects_wrong_input_rows,
                             forward_is_deterministic, concurrent_forward_matches_serial, bit_identical_on_any_thread_count,
                             forward_into_column_views, workspace_bytes_is_what_a_thread_takes,
@@ -263,4 +295,5 @@ REGISTER_TYPED_TEST_SUITE_P(conformance, output_has_declared_shape, rejects_wron
                             float_matches_double, same_output_inside_a_network,
                             gradients_match_finite_differences, gradients_match_with_a_lossless_store,
                             backward_rejects_wrong_gradient_shape,
-                            save_load_round_trip);
+                            save_load_round_trip, param_bytes_are_the_files_tensor_bytes,
+                            to_reference_computes_the_same_function);

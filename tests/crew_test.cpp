@@ -253,7 +253,7 @@ TEST(crew_dense, per_input_packing_uses_ceil_log2_bits) {
   EXPECT_EQ(layer.index_width(0), 0);
   EXPECT_EQ(layer.index_width(1), 2);
   EXPECT_EQ(layer.index_width(2), 5);
-  EXPECT_EQ(layer.index_bytes(), 0u + 4 * 8 + 8 * 8);  // 200 and 500 bits in 64-bit words
+  EXPECT_EQ(layer.index_bytes(), 0u + 25 + 63);  // 200 and 500 bits, as the file holds them
   EXPECT_EQ(layer.codes(), codes);
   const auto stats = crew_stats::of(layer);
   EXPECT_DOUBLE_EQ(stats.mean_index_width(), (0 + 2 + 5) / 3.0);
@@ -289,7 +289,9 @@ TEST(crew_dense, cost_counts_every_stored_byte) {
   slimnn::testing::for_each_isa([&](isa) {
     const auto layer = layer_from<float>(codes);
     EXPECT_EQ(layer.index_bytes(), index);
-    EXPECT_EQ(layer.cost().param_bytes, index + layer.table_entries() * 5 + 16 + 101 * 4 + 2 * 70 * 4);
+    // values (4 bytes each), one unique count per input, row scales and bias.
+    EXPECT_EQ(layer.cost().param_bytes, index + layer.table_entries() * 4 + 100 + 2 * 70 * 4);
+    EXPECT_EQ(layer.cost().param_bytes, slimnn::testing::file_tensor_bytes(layer));
   });
 }
 
@@ -406,10 +408,11 @@ TEST(crew_file, every_layout_and_fine_tuned_values_round_trip) {
       slimnn::testing::expect_round_trip(layer);
       const auto file = slimnn::testing::saved(layer);
       const auto file_bytes = file.tensors.at("index").bytes.size();
-      if (l == layout::lanes)  // one input per 32-byte row, ceil(70 / (32 * 8 / w)) blocks
+      if (l == layout::lanes) {  // one input per 32-byte row, ceil(70 / (32 * 8 / w)) blocks
         EXPECT_EQ(file_bytes, std::size_t((70 + 256 / layer.index_width(0) - 1) / (256 / layer.index_width(0)) * 37 * 32));
-      else
-        EXPECT_LE(file_bytes, layer.index_bytes());  // no padding to 64-bit words
+      }
+      EXPECT_EQ(file_bytes, layer.index_bytes());
+      EXPECT_EQ(layer.cost().param_bytes, slimnn::testing::file_tensor_bytes(layer));
       const auto back = slimnn::testing::load_saved<crew_dense<float>>(file);
       EXPECT_EQ(back.layout(), layer.layout());
       EXPECT_EQ(back.index_width(3), layer.index_width(3));

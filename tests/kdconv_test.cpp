@@ -49,7 +49,7 @@ struct kdconv_case {
   template <class T>
   static kdconv_conv2d<T> make() {
     return random_layer<T>(shape{C, H, W}, N, K, S, P,
-                           {.bases = M, .shared_basis = Shared, .density = 0.5, .basis_bits = 0,
+                           {.bases = M, .shared_basis = Shared, .density = 0.5, .basis_bits = 0, .coefficients = kdconv_coefficient_format::float32,
                             .train_basis = true});
   }
 };
@@ -171,14 +171,14 @@ void expect_both_orders_match_reference(const kdconv_conv2d<T>& layer, double to
 }
 
 TEST(kdconv, sparse_stage_matches_the_reference_across_column_chunks) {
-  expect_both_orders_match_reference(wide_layer<float>({.bases = 4, .basis_bits = 0}), 1e-5);
-  expect_both_orders_match_reference(wide_layer<double>({.bases = 4, .basis_bits = 0}), 1e-12);
-  expect_both_orders_match_reference(wide_layer<float>({.bases = 4, .band_rows = 1}), 1e-5);
+  expect_both_orders_match_reference(wide_layer<float>({.bases = 4, .basis_bits = 0, .coefficients = kdconv_coefficient_format::float32}), 1e-5);
+  expect_both_orders_match_reference(wide_layer<double>({.bases = 4, .basis_bits = 0, .coefficients = kdconv_coefficient_format::float32}), 1e-12);
+  expect_both_orders_match_reference(wide_layer<float>({.bases = 4, .coefficients = kdconv_coefficient_format::float32, .band_rows = 1}), 1e-5);
 }
 
 TEST(kdconv, forward_follows_coefficient_changes) {
   // float32 coefficients are the parameters: forward sees a change at once.
-  auto layer = wide_layer<float>({.bases = 4, .basis_bits = 0});
+  auto layer = wide_layer<float>({.bases = 4, .basis_bits = 0, .coefficients = kdconv_coefficient_format::float32});
   auto coefficients = layer.parameters()[0];
   for (index_t e = 0; e < coefficients.size; ++e) coefficients.value[e] = 0.5f - coefficients.value[e];
   expect_both_orders_match_reference(layer, 1e-5);
@@ -193,7 +193,7 @@ TEST(kdconv, forward_follows_coefficient_changes) {
 }
 
 TEST(kdconv, double_layer_matches_reference_tightly) {
-  const auto layer = random_layer<double>(shape{3, 11, 21}, 6, 3, 1, 1, {.bases = 5, .density = 0.3, .basis_bits = 0});
+  const auto layer = random_layer<double>(shape{3, 11, 21}, 6, 3, 1, 1, {.bases = 5, .density = 0.3, .basis_bits = 0, .coefficients = kdconv_coefficient_format::float32});
   const auto x = random_matrix<double>(layer.input_shape().size(), 3, 9);
   matrix<double> y;
   layer.forward(x, y);
@@ -206,7 +206,7 @@ TEST(kdconv, full_rank_without_pruning_reproduces_the_original_conv) {
   for (bool shared : {false, true})
     for (int basis_bits : {0, 8}) {
       const auto conv = random_conv(shape{4, 10, 10}, 6, 3, 1, 1);
-      const auto d = compress(conv, kdconv_settings{.bases = 9, .shared_basis = shared, .basis_bits = basis_bits});
+      const auto d = compress(conv, kdconv_settings{.bases = 9, .shared_basis = shared, .basis_bits = basis_bits, .coefficients = kdconv_coefficient_format::float32});
       EXPECT_EQ(d.layer.nonzeros(), 6 * 4 * 9);
       EXPECT_LT(d.report.relative_error, 1e-5) << d.report.str();
       const auto x = random_matrix<float>(conv.input_shape().size(), 2, 3);
@@ -227,7 +227,7 @@ TEST(kdconv, basis_is_the_leading_singular_subspace) {
   for (index_t n = 0; n < N; ++n)
     for (index_t c = 0; c < C; ++c)
       conv.weight().col(n).segment(c * 9, 9) = mix(n, 2 * c) * patterns.col(2 * c) + mix(n, 2 * c + 1) * patterns.col(2 * c + 1);
-  const auto d = compress(conv, kdconv_settings{.bases = 2, .basis_bits = 0});
+  const auto d = compress(conv, kdconv_settings{.bases = 2, .basis_bits = 0, .coefficients = kdconv_coefficient_format::float32});
   EXPECT_LT(d.report.figure("basis_error"), 1e-6);
   EXPECT_LT(d.report.relative_error, 1e-6);
   // The basis columns are orthonormal.
@@ -236,7 +236,7 @@ TEST(kdconv, basis_is_the_leading_singular_subspace) {
     EXPECT_LT((b.transpose() * b - matrix<float>::Identity(2, 2)).cwiseAbs().maxCoeff(), 1e-5);
   }
   // One basis for all channels cannot be exact here: its error is larger.
-  const auto shared = compress(conv, kdconv_settings{.bases = 2, .shared_basis = true, .basis_bits = 0});
+  const auto shared = compress(conv, kdconv_settings{.bases = 2, .shared_basis = true, .basis_bits = 0, .coefficients = kdconv_coefficient_format::float32});
   EXPECT_GT(shared.report.figure("basis_error"), 1e-3);
 }
 
@@ -256,15 +256,15 @@ std::vector<index_t> kept_outputs(const kdconv_conv2d<float>& layer) {
 
 TEST(kdconv, pruning_ranks_by_absolute_value) {
   const auto conv = pointwise({-5.f, 0.1f, 4.f, -0.2f, 3.f, -6.f});
-  const auto d = compress(conv, kdconv_settings{.bases = 1, .density = 0.5, .basis_bits = 0});
+  const auto d = compress(conv, kdconv_settings{.bases = 1, .density = 0.5, .basis_bits = 0, .coefficients = kdconv_coefficient_format::float32});
   EXPECT_THAT(kept_outputs(d.layer), ::testing::ElementsAre(0, 2, 5));
   EXPECT_FLOAT_EQ(d.layer.coefficient(5, 0, 0), -6.f);
   EXPECT_DOUBLE_EQ(d.report.figure("density"), 0.5);
   // std multiple: std of these values is ~3.9; 0.5 std keeps |a| > ~1.95.
-  const auto by_std = compress(conv, kdconv_settings{.bases = 1, .std_multiple = 0.5, .basis_bits = 0});
+  const auto by_std = compress(conv, kdconv_settings{.bases = 1, .std_multiple = 0.5, .basis_bits = 0, .coefficients = kdconv_coefficient_format::float32});
   EXPECT_THAT(kept_outputs(by_std.layer), ::testing::ElementsAre(0, 2, 4, 5));
   // Groups of two output channels, scored by RMS: (-5, 0.1) 3.5, (4, -0.2) 2.8, (3, -6) 4.7.
-  const auto grouped = compress(conv, kdconv_settings{.bases = 1, .density = 0.34, .group_size = 2, .basis_bits = 0});
+  const auto grouped = compress(conv, kdconv_settings{.bases = 1, .density = 0.34, .group_size = 2, .basis_bits = 0, .coefficients = kdconv_coefficient_format::float32});
   EXPECT_THAT(kept_outputs(grouped.layer), ::testing::ElementsAre(4, 5));
   EXPECT_GT(grouped.report.figure("pruned_error"), grouped.report.figure("basis_error"));
 }
@@ -320,7 +320,7 @@ TEST(kdconv, kmeans_coefficients_use_the_nearest_of_at_most_2_pow_bits_values) {
 TEST(kdconv, basis_is_fixed_point_within_half_a_step) {
   const auto conv = random_conv(shape{4, 6, 6}, 8, 3, 1, 1);
   for (int bits : {4, 8}) {
-    const auto d = compress(conv, kdconv_settings{.bases = 5, .basis_bits = bits});
+    const auto d = compress(conv, kdconv_settings{.bases = 5, .basis_bits = bits, .coefficients = kdconv_coefficient_format::float32});
     for (index_t g = 0; g < d.layer.groups(); ++g) {
       const matrix<float> latent = d.layer.basis_latent().middleCols(g * 5, 5);
       const matrix<float> used = d.layer.basis_used().middleCols(g * 5, 5);
@@ -374,7 +374,7 @@ TEST(kdconv, quantized_training_passes_gradients_straight_through) {
 }
 
 TEST(kdconv, backward_accumulates_and_checks_its_input) {
-  auto layer = random_layer<double>(shape{2, 5, 5}, 3, 3, 1, 1, {.bases = 3, .density = 0.7, .basis_bits = 0});
+  auto layer = random_layer<double>(shape{2, 5, 5}, 3, 3, 1, 1, {.bases = 3, .density = 0.7, .basis_bits = 0, .coefficients = kdconv_coefficient_format::float32});
   const auto x = random_matrix<double>(layer.input_shape().size(), 2, 2);
   const auto dy = random_matrix<double>(layer.output_shape().size(), 2, 3);
   matrix<double> y, dx;
@@ -416,15 +416,15 @@ TEST(kdconv, rejects_bad_settings_with_clear_messages) {
   // Inconsistent parts and inputs.
   kdconv_sparse_coefficients<float> bad{{0, 1, 1, 1}, {7}, vector<float>::Ones(1)};
   EXPECT_THAT([&] {
-    kdconv_conv2d<float>({shape{2, 5, 5}, 3, 1, 1}, 3, {.bases = 2}, matrix<float>::Zero(9, 4), bad,
+    kdconv_conv2d<float>({shape{2, 5, 5}, 3, 1, 1}, 3, {.bases = 2, .coefficients = kdconv_coefficient_format::float32}, matrix<float>::Zero(9, 4), bad,
                              vector<float>::Zero(3));
   },
               ThrowsMessage<config_error>(StrEq("slimnn: kdconv_conv2d<float>: coefficient columns of row 0 must "
                                                 "be ascending and in 0..3")));
-  EXPECT_THROW(kdconv_conv2d<float>({shape{2, 5, 5}, 3, 1, 1}, 3, {.bases = 2}, matrix<float>::Zero(9, 3),
+  EXPECT_THROW(kdconv_conv2d<float>({shape{2, 5, 5}, 3, 1, 1}, 3, {.bases = 2, .coefficients = kdconv_coefficient_format::float32}, matrix<float>::Zero(9, 3),
                                         kdconv_sparse_coefficients<float>{{0, 0, 0, 0}, {}, {}}, vector<float>::Zero(3)),
                shape_error);
-  const auto d = compress(conv, kdconv_settings{.bases = 4, .density = 0.5});
+  const auto d = compress(conv, kdconv_settings{.bases = 4, .density = 0.5, .coefficients = kdconv_coefficient_format::float32});
   matrix<float> y;
   EXPECT_THAT([&] { d.layer.forward(matrix<float>::Zero(7, 1), y); },
               ThrowsMessage<shape_error>(StrEq("slimnn: kdconv_conv2d<float>, 2->3, 3x3, stride 1, pad 1, m4, d0.5, "
@@ -458,7 +458,8 @@ TEST(kdconv_file, quantized_formats_round_trip_to_identical_outputs) {
     EXPECT_EQ(back.basis_used(), layer.basis_used());
     std::uint64_t bytes = 0;
     for (const auto& [name, t] : file.tensors) bytes += t.bytes.size();
-    EXPECT_LE(bytes, layer.stored_bytes() + 1);  // columns and codes are rounded up separately
+    EXPECT_EQ(bytes, layer.stored_bytes());
+    EXPECT_EQ(bytes, layer.cost().param_bytes);
   }
 }
 

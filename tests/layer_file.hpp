@@ -77,6 +77,14 @@ saved_layer saved(const L& layer) {
   return s;
 }
 
+/// The bytes of the tensors `layer` saves: what its cost().param_bytes must equal.
+template <SaveableLayer L>
+std::uint64_t file_tensor_bytes(const L& layer) {
+  std::uint64_t bytes = 0;
+  for (const auto& [name, t] : saved(layer).tensors) bytes += t.bytes.size();
+  return bytes;
+}
+
 template <SaveableLayer L>
 L load_saved(const saved_layer& s) {
   safetensors_writer out;

@@ -281,9 +281,10 @@ TEST(smartdeal_storage, cost_counts_every_packed_byte) {
   const auto& f = layer.factors();
   ASSERT_EQ(f.kept_segments(), 64);
   ASSERT_EQ(f.nonzeros(), 512);
-  // bases 8*8*4; counts 16 x 3 bits -> 1 word; indices 64 x 2 bits -> 2 words;
-  // masks 512 bits -> 8 words; codes 512 x 5 bits -> 40 words; bias 16*4.
-  EXPECT_EQ(layer.cost().param_bytes, 256u + 8u + 16u + 64u + 320u + 64u);
+  // bases 8*8*4; counts 16 x 3 bits -> 6 bytes; indices 64 x 2 bits -> 16 bytes;
+  // masks 512 bits -> 64 bytes; codes 512 x 5 bits -> 320 bytes; bias 16*4.
+  EXPECT_EQ(layer.cost().param_bytes, 256u + 6u + 16u + 64u + 320u + 64u);
+  EXPECT_EQ(layer.cost().param_bytes, slimnn::testing::file_tensor_bytes(layer));
   EXPECT_EQ(layer.cost().macs, 32u * 8u + 512u);
   EXPECT_EQ(layer.cost().mults, 32u * 8u);
 }
@@ -415,7 +416,7 @@ TEST(smartdeal_file, trained_layers_round_trip_and_store_packed_factors) {
   EXPECT_EQ(file.settings.at("min_exponent"), "-15");
   std::uint64_t bytes = 0;
   for (const auto& [name, t] : file.tensors) bytes += t.bytes.size();
-  EXPECT_LE(bytes, layer.cost().param_bytes);  // the file is as small as the cost model says
+  EXPECT_EQ(bytes, layer.cost().param_bytes);
 }
 
 TEST(smartdeal_file, corrupt_files_raise_format_error_naming_the_tensor) {

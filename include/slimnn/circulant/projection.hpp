@@ -237,11 +237,12 @@ class circulant_spectra {
     return s;
   }
 
-  /// Bytes a compact store needs: k reals per block (the half spectrum without its
-  /// structurally zero imaginary parts) at sizeof(T) or at the fixed-point width.
+  /// Bytes of the stored values in a file: k reals per block (the half spectrum without
+  /// its structurally zero imaginary parts) at sizeof(T) or at the fixed-point width (the
+  /// Q-format's fraction bits are a setting, not a tensor).
   std::uint64_t stored_bytes() const {
     const auto values = std::uint64_t(rows_ * cols_ * k_);
-    if (bits_ > 0) return (values * std::uint64_t(bits_) + 7) / 8 + sizeof(float);
+    if (bits_ > 0) return (values * std::uint64_t(bits_) + 7) / 8;
     return values * sizeof(T);
   }
 

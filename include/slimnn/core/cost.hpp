@@ -1,9 +1,22 @@
-// slimnn/core/cost.hpp — what a layer costs: stored bytes and work per sample.
+// slimnn/core/cost.hpp — what a layer costs: stored bytes and work per sample. The one
+// cost model every layer follows, so that schemes compare on the same terms.
 //
-// Every layer reports a `cost` so that schemes compare on the same terms:
-//   param_bytes  bytes of stored parameters, counting indices, bases, codes and scales
-//   mults, adds  scalar multiplies and adds per sample (a shift counts as neither)
-//   macs         multiply-accumulates per sample (the usual "MACs" figure)
+//   param_bytes  exactly the bytes of the tensors the layer's save() writes to its file:
+//                weights, indices, bases, codes, scales and bias, each as the file holds
+//                it (bit-packed streams ceil(bits / 8) bytes). Settings in the file's
+//                header (shapes, exponents, fraction bits) are not counted, nor are
+//                tables the layer rebuilds on load. A conformance test saves every layer
+//                and checks this to the byte.
+//   macs         multiply-accumulates per sample that the layer's algorithm performs
+//                (the usual "MACs" figure): dense/conv2d every weight (padding taps
+//                included: the im2col GEMM runs them); SmartDeal its basis products and
+//                every slot of its sparse stage; kdconv both stages; CREW the products of
+//                each input with its unique nonzero weights plus one scale per output;
+//                block-circulant the frequency-domain complex products, counted as real
+//                multiply-adds. FFT work is not a MAC: it goes into mults and adds.
+//   mults, adds  scalar multiplies and adds per sample, FFTs included (estimated as
+//                k/2 log2 k multiplies and 3k/2 log2 k adds per real transform of k);
+//                a multiply by a power-of-two code counts as a shift, neither
 //   bytes_read   bytes read per sample at batch 1 (parameters plus input activations)
 //
 // Component: slimnn::core (Eigen only).

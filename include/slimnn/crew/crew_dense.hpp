@@ -15,12 +15,13 @@
 // code matrix; forward_int8(x, scale, y) quantizes x / scale first (values outside the
 // int8 range raise config_error) and returns y_j = scale * s_j * acc_j + b_j.
 //
-// Stored (what cost().param_bytes counts, every byte): the index stream of the chosen
-// layout as the file holds it (crew_index_layout; lanes: ceil(outputs / (32 * 8 / w)) *
-// inputs * 32 bytes with w in {1, 2, 4} bits, kernels/crew_lanes.hpp; packed: 64-bit words
-// of ceil(log2 u_i) or one width per layer bits per weight), the shared values (sizeof(T) each) and codes (1 byte each, plus 16 bytes of
-// padding), the per-input table offsets (uint32, inputs + 1), the row scales and the bias
-// (sizeof(T) each). cost().mults = the table entries with a nonzero code (a zero code's
+// Stored (cost().param_bytes: the bytes of the file's tensors, below): the index stream
+// of the chosen layout (crew_index_layout; lanes: ceil(outputs / (32 * 8 / w)) * inputs *
+// 32 bytes with w in {1, 2, 4} bits, kernels/crew_lanes.hpp; packed: ceil(bits / 8) bytes
+// per input of ceil(log2 u_i), or one width per layer, bits per weight), the shared values
+// (sizeof(T) each), one unique count per input (1 byte), the row scales and the bias
+// (sizeof(T) each). The int8 codes and table offsets are rebuilt from these on load and
+// not counted. cost().mults = the table entries with a nonzero code (a zero code's
 // product is 0) plus one scale per output; adds = outputs * inputs gathers-adds;
 // macs = mults.
 // Kernels (kernels/crew.hpp), chosen at run time by active_isa(): lanes layout (all u_i
@@ -177,7 +178,7 @@ class crew_dense {
 
   slimnn::cost cost() const {
     slimnn::cost c;
-    c.param_bytes = index_bytes() + values_.size() * (sizeof(T) + 1) + 16 + offsets_.size() * sizeof(std::uint32_t) +
+    c.param_bytes = index_bytes() + values_.size() * sizeof(T) + std::uint64_t(inputs_) +
                     2 * std::uint64_t(outputs_) * sizeof(T);
     c.mults = multiplies() + std::uint64_t(outputs_);
     c.adds = std::uint64_t(outputs_) * std::uint64_t(inputs_);
@@ -395,7 +396,7 @@ class crew_dense {
   std::uint64_t index_bytes() const {
     if (layout_ == crew_index_layout::lanes) return lanes_.file_bytes();
     std::uint64_t n = 0;
-    for (const auto& p : packed_) n += p.bytes();
+    for (const auto& p : packed_) n += p.file_bytes();
     return n;
   }
   /// Table entries with a nonzero code: the multiplies per sample.

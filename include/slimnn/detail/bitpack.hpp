@@ -38,6 +38,8 @@ class packed_bits {
   int width() const { return width_; }
   /// Storage in bytes (whole 64-bit words).
   std::size_t bytes() const { return words_.size() * sizeof(std::uint64_t); }
+  /// Bytes of the to_bytes() stream, as files hold it: ceil(size * width / 8).
+  std::size_t file_bytes() const { return byte_count(count_, width_); }
   const std::uint64_t* words() const { return words_.data(); }
 
   std::uint32_t get(std::size_t i) const {

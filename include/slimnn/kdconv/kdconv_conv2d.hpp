@@ -138,6 +138,7 @@ class kdconv_conv2d {
     basis_q_ = basis_;
     coef_q_ = coef_;
     if (!quantized) requantize(true);
+    else if (settings_.coefficients == kdconv_coefficient_format::kmeans) codebook_size_ = codebook_keys().size();
     row_block_ = row_blocks();
     schedule_jobs();
     refresh_job_coefficients();
@@ -245,9 +246,9 @@ class kdconv_conv2d {
     return c;
   }
 
-  /// Bytes of the stored format: basis codes (plus one Q-format byte per group) or floats;
-  /// per nonzero a ceil(log2(C*M))-bit column index and its code; 4-byte row offsets;
-  /// the k-means codebook or the pow2 exponent offset; the bias.
+  /// Bytes of the file's tensors: basis codes (plus one Q-format byte per group) or floats;
+  /// the packed ceil(log2(C*M))-bit column indices and the packed codes (or floats) of the
+  /// nonzeros; 4-byte row offsets; the distinct k-means values; the bias.
   std::uint64_t stored_bytes() const {
     const auto bits_up = [](std::uint64_t bits) { return (bits + 7) / 8; };
     const std::uint64_t basis_values = std::uint64_t(basis_.size());
@@ -259,11 +260,9 @@ class kdconv_conv2d {
     const std::uint64_t code_bits = settings_.coefficients == kdconv_coefficient_format::float32
                                         ? 8 * sizeof(T)
                                         : std::uint64_t(settings_.coefficient_bits);
-    bytes += bits_up(std::uint64_t(nonzeros()) * (index_bits + code_bits));
+    bytes += bits_up(std::uint64_t(nonzeros()) * index_bits) + bits_up(std::uint64_t(nonzeros()) * code_bits);
     bytes += std::uint64_t(row_start_.size()) * 4;
-    if (settings_.coefficients == kdconv_coefficient_format::kmeans)
-      bytes += (std::uint64_t(1) << settings_.coefficient_bits) * sizeof(T);
-    if (settings_.coefficients == kdconv_coefficient_format::pow2) bytes += 1;
+    if (settings_.coefficients == kdconv_coefficient_format::kmeans) bytes += codebook_size_ * sizeof(T);
     return bytes + std::uint64_t(bias_.size()) * sizeof(T);
   }
 
@@ -343,14 +342,11 @@ class kdconv_conv2d {
       for (index_t e = 0; e < c.size(); ++e) codes.set(std::size_t(e), q.encode(double(c[e])));
       out.put_setting(prefix + "coefficient_max_exponent", q.max_exponent());
     } else {
-      using bits_t = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
-      std::vector<bits_t> keys(std::size_t(c.size()));  // values by bit pattern: -0 and NaN stay apart
-      for (index_t e = 0; e < c.size(); ++e) keys[std::size_t(e)] = std::bit_cast<bits_t>(c[e]);
-      std::vector<bits_t> distinct = keys;
-      std::sort(distinct.begin(), distinct.end());
-      distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
-      for (std::size_t e = 0; e < keys.size(); ++e)
-        codes.set(e, std::uint32_t(std::lower_bound(distinct.begin(), distinct.end(), keys[e]) - distinct.begin()));
+      const auto distinct = codebook_keys();
+      for (index_t e = 0; e < c.size(); ++e)
+        codes.set(std::size_t(e), std::uint32_t(std::lower_bound(distinct.begin(), distinct.end(),
+                                                                 std::bit_cast<bits_t>(c[e])) -
+                                                distinct.begin()));
       std::vector<T> codebook;
       for (bits_t d : distinct) codebook.push_back(std::bit_cast<T>(d));
       out.put_array(prefix + "coefficient_codebook", {codebook.size()}, codebook);
@@ -518,10 +514,22 @@ class kdconv_conv2d {
     return values / row_tile % 2 ? values : values + row_tile;
   }
 
+  using bits_t = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  /// The distinct stored k-means coefficients, by bit pattern (so -0 and NaN stay apart), ascending.
+  std::vector<bits_t> codebook_keys() const {
+    const vector<T>& c = coef_used();
+    std::vector<bits_t> keys(std::size_t(c.size()));
+    for (index_t e = 0; e < c.size(); ++e) keys[std::size_t(e)] = std::bit_cast<bits_t>(c[e]);
+    std::sort(keys.begin(), keys.end());
+    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+    return keys;
+  }
+
   void requantize(bool basis_too) {
     if (settings_.coefficients != kdconv_coefficient_format::float32)
       detail::quantize_coefficients<T>(settings_, std::span<const T>(coef_.data(), std::size_t(coef_.size())),
                                        std::span<T>(coef_q_.data(), std::size_t(coef_q_.size())));
+    if (settings_.coefficients == kdconv_coefficient_format::kmeans) codebook_size_ = codebook_keys().size();
     if (basis_too && settings_.basis_bits > 0) {
       const index_t span_size = basis_.rows() * settings_.bases;
       for (index_t g = 0; g < groups(); ++g)
@@ -856,6 +864,7 @@ class kdconv_conv2d {
   slimnn::detail::conv_geometry geometry_;
   index_t out_channels_;
   kdconv_settings settings_;
+  std::size_t codebook_size_ = 0;  ///< distinct stored k-means values (kmeans format)
   matrix<T> basis_, basis_q_, basis_grad_;
   std::vector<std::int32_t> row_start_, column_;
   vector<T> coef_, coef_q_, coef_grad_;

@@ -60,8 +60,8 @@ struct kdconv_settings {
   index_t group_size = 1;     ///< prune whole groups of this many consecutive output channels
                               ///< (per (c, m) column, scored by their L2 norm); 1 = element-wise
   int basis_bits = 8;         ///< 2..16: fixed-point basis; 0: float basis
-  kdconv_coefficient_format coefficients = kdconv_coefficient_format::float32;
-  int coefficient_bits = 4;   ///< pow2: 2..8 (sign + exponent); kmeans: 1..8 (2^bits values)
+  kdconv_coefficient_format coefficients = kdconv_coefficient_format::pow2;
+  int coefficient_bits = 4;   ///< bits per code; pow2: 2..8 (sign + exponent); kmeans: 1..8 (2^bits values)
   bool train_basis = false;   ///< expose the basis as a trainable parameter too
   index_t band_rows = 0;      ///< output rows per band of the basis-first dataflow; 0 = automatic
 
@@ -133,8 +133,6 @@ struct kdconv_settings {
     if (const auto b = tokens.whole<int>("b")) s.basis_bits = *b;
     tokens.require_that(int(tokens.has("p")) + int(tokens.has("km")) + int(tokens.has("f")) <= 1,
                         "give at most one of p<bits>, km<bits>, f32");
-    s.coefficients = kdconv_coefficient_format::pow2;
-    s.coefficient_bits = 4;
     if (const auto p = tokens.whole<int>("p")) s.coefficient_bits = *p;
     if (const auto km = tokens.whole<int>("km")) {
       s.coefficients = kdconv_coefficient_format::kmeans;

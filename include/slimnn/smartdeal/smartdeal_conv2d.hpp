@@ -7,7 +7,8 @@
 // per segment), then every output channel accumulates its nonzero coefficients times
 // the matching z column over all positions (one axpy per coefficient).
 // Shapes: x (C*H*W x batch, CHW) -> y (N*Ho*Wo x batch), like conv2d.
-// Work per sample: Ho*Wo * (G*C*k*k*k + nonzeros) MACs.
+// Work per sample: Ho*Wo * (G*C*k*k*k + sparse-stage slots) MACs (smartdeal_matrix::
+// coefficient_macs: the kept segments' slots, or the nonzeros in the element layout).
 // compress(conv2d, smartdeal_settings) converts a trained conv2d (settings.basis_width
 // must equal the kernel size); to_reference() is the equivalent conv2d.
 // Training as smartdeal_dense (straight-through coefficients, fixed mask): forward_train
@@ -141,11 +142,11 @@ class smartdeal_conv2d {
   /// As smartdeal_dense::cost, times the Ho*Wo output positions.
   slimnn::cost cost() const {
     const auto P = std::uint64_t(geometry_.positions());
-    const auto nnz = std::uint64_t(factors_.nonzeros()), basis = factors_.basis_macs();
+    const auto sparse = factors_.coefficient_macs(), basis = factors_.basis_macs();
     slimnn::cost c;
     c.param_bytes = factors_.stored_bytes() + std::uint64_t(bias_.size()) * sizeof(T);
-    c.mults = basis * P;
-    c.adds = c.macs = (basis + nnz) * P;
+    c.mults = basis * P;  // a power-of-two coefficient counts as a shift
+    c.adds = c.macs = (basis + sparse) * P;
     c.bytes_read = c.param_bytes + std::uint64_t(geometry_.in.size()) * sizeof(T);
     return c;
   }

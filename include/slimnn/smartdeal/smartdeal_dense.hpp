@@ -4,7 +4,8 @@
 // computed in the basis domain: z_r = B_g x_r for every length-s input segment r, then
 // y_o = sum of Ce_o(r, j) z_r[j] over the nonzero coefficients (+ b_o).
 // Shapes: x (inputs x batch) -> y (outputs x batch).
-// Work per sample: G*inputs_pad*s MACs for z plus one MAC per nonzero coefficient.
+// Work per sample: G*inputs_pad*s MACs for z plus one MAC per sparse-stage slot
+// (smartdeal_matrix::coefficient_macs: every slot of a kept segment, or one per nonzero).
 // Batch 1 uses the vectorized gather kernels (smartdeal_matrix::gemv); a batch is
 // transposed so every coefficient becomes one axpy over the batch.
 // compress(dense, smartdeal_settings) converts a trained dense layer (core/conversion.hpp;
@@ -121,12 +122,12 @@ class smartdeal_dense {
   /// nonzero; mults counts only the basis products (the power-of-two products are
   /// exponent adds in the SmartDeal cost model, although this CPU code multiplies).
   slimnn::cost cost() const {
-    const auto nnz = std::uint64_t(factors_.nonzeros()), basis = factors_.basis_macs();
+    const auto sparse = factors_.coefficient_macs(), basis = factors_.basis_macs();
     slimnn::cost c;
     c.param_bytes = factors_.stored_bytes() + std::uint64_t(bias_.size()) * sizeof(T);
-    c.mults = basis;
-    c.adds = basis + nnz;
-    c.macs = basis + nnz;
+    c.mults = basis;  // a power-of-two coefficient counts as a shift
+    c.adds = basis + sparse;
+    c.macs = basis + sparse;
     c.bytes_read = c.param_bytes + std::uint64_t(factors_.cols()) * sizeof(T);
     return c;
   }

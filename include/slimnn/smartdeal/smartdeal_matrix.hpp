@@ -26,7 +26,7 @@
 // exponent add. What a deployment stores is pack(): the bases in T, and bit-packed
 // (detail::packed_bits) per-row kept-segment counts, segment indices, one s-bit element
 // mask per kept segment and a (1 + exponent bits)-bit code per nonzero. stored_bytes()
-// counts exactly those bytes.
+// counts exactly those bytes as the file holds them (each stream ceil(bits / 8) bytes).
 // File (save/load, core/tensor_io.hpp): pack() as "<prefix>basis" [s, s*G] in T and the
 // bit-packed U8 streams "<prefix>segment_counts", "segment_index", "element_mask" and
 // "codes" (detail/packed_io.hpp); settings group_rows, min_exponent, max_exponent. load
@@ -78,8 +78,8 @@ struct smartdeal_packed {
   detail::packed_bits codes;           ///< per nonzero: pow2_quantizer code
 
   std::uint64_t bytes() const {
-    return std::uint64_t(bases.size()) * sizeof(T) + segment_counts.bytes() + segment_index.bytes() +
-           element_mask.bytes() + codes.bytes();
+    return std::uint64_t(bases.size()) * sizeof(T) + segment_counts.file_bytes() + segment_index.file_bytes() +
+           element_mask.file_bytes() + codes.file_bytes();
   }
 };
 
@@ -271,8 +271,13 @@ class smartdeal_matrix {
     return unpack(p);
   }
 
-  /// Basis-domain MACs per input vector: G*cols_pad*s for z, one per nonzero after.
+  /// Basis-domain MACs per input vector: G*cols_pad*s for z.
   std::uint64_t basis_macs() const { return std::uint64_t(groups_ * padded_cols() * s_); }
+  /// Sparse-stage MACs per input vector, as the compute layout runs them: every slot of
+  /// each kept segment (segment layout, zero slots included), or one per nonzero.
+  std::uint64_t coefficient_macs() const {
+    return std::uint64_t(element_layout_ ? nonzeros_ : kept_segments_ * s_);
+  }
 
   // --- compute ------------------------------------------------------------------
 
@@ -443,11 +448,12 @@ class smartdeal_matrix {
     coef_grad_ = vector<T>::Zero(coef_.size());
     refresh_exponent_codes();
     bases_grad_ = matrix<T>::Zero(bases_.rows(), bases_.cols());
+    using detail::packed_bits;
     stored_bytes_ = std::uint64_t(bases_.size()) * sizeof(T) +
-                    detail::packed_bits(std::size_t(rows_), detail::bits_for(std::uint64_t(segments_) + 1)).bytes() +
-                    detail::packed_bits(std::size_t(kept_segments_), detail::bits_for(std::uint64_t(segments_))).bytes() +
-                    detail::packed_bits(std::size_t(kept_segments_ * s_), 1).bytes() +
-                    detail::packed_bits(std::size_t(nonzeros_), quantizer_.code_bits()).bytes();
+                    packed_bits::byte_count(std::size_t(rows_), detail::bits_for(std::uint64_t(segments_) + 1)) +
+                    packed_bits::byte_count(std::size_t(kept_segments_), detail::bits_for(std::uint64_t(segments_))) +
+                    packed_bits::byte_count(std::size_t(kept_segments_ * s_), 1) +
+                    packed_bits::byte_count(std::size_t(nonzeros_), quantizer_.code_bits());
   }
 
   /// The int8 exponent codes of the coefficients, for float segments of 8 whose exponent
