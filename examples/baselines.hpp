@@ -45,15 +45,11 @@ inline network<float> make_cnn(rng_t& rng) {
   return net;
 }
 
-/// How each baseline is trained (Adam with cosine decay; see README for the numbers).
-struct recipe {
-  int epochs;
-  index_t batch_size;
-  float learning_rate;
-  float weight_decay;
-};
-inline recipe mlp_recipe() { return {8, 128, 1e-3f, 1e-4f}; }
-inline recipe cnn_recipe() { return {4, 64, 2e-3f, 1e-4f}; }
+/// How each baseline is trained (Adam with cosine decay; see README for the numbers):
+/// epochs, batch, learning rate, weight decay (slimnn/train/recipe.hpp).
+using recipe = training_recipe;
+inline recipe mlp_recipe() { return {8, 128, 1e-3, 1e-4}; }
+inline recipe cnn_recipe() { return {4, 64, 2e-3, 1e-4}; }
 
 /// fit's threads for `net`: data-parallel (each thread trains on its share of every batch)
 /// unless the network holds only dense layers and activations. Such a network spends its
@@ -73,11 +69,10 @@ inline int data_parallel_threads(const network<float>& net, int threads) {
 inline std::vector<epoch_report> train_with(network<float>& net, const recipe& r, const dataset<float>& train,
                                             const dataset<float>& test, const std::string& label,
                                             std::uint64_t seed, int threads, index_t max_batches = 0) {
-  adam<float> opt({.learning_rate = r.learning_rate, .weight_decay = r.weight_decay});
   set_threads(threads);
-  return fit(net, opt, train, &test,
-             {.epochs = r.epochs, .batch_size = r.batch_size, .seed = seed, .max_batches = max_batches,
-              .label = label, .threads = data_parallel_threads(net, threads)});
+  return slimnn::train(net, r, train, &test,
+                       {.seed = seed, .max_batches = max_batches, .label = label,
+                        .threads = data_parallel_threads(net, threads)});
 }
 
 // --- parameter cache: a safetensors network file (slimnn/io/network_io.hpp) ---

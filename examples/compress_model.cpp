@@ -42,7 +42,9 @@ Options:
   --out FILE         the compressed network (default: NETWORK_compressed.safetensors)
   --report FILE      the per-layer CSV report (default: the --out file with .csv)
   --evaluate         Fashion-MNIST test accuracy before and after (784-input networks)
-  --fine-tune N      then fine-tune N epochs on Fashion-MNIST (Adam 1e-3, batch 64)
+  --fine-tune N      then fine-tune N epochs on Fashion-MNIST, with the plan's recipe
+                     (its fine_tune:<recipe> rule, e.g. fine_tune:e2-lr0.0005; default
+                     Adam 1e-3, batch 64); the plan's rule alone fine-tunes too
   --data DIR         Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)
   --seed N           fine-tuning seed (default 1)
   --threads N        training threads (default 2)
@@ -119,7 +121,10 @@ int run(int argc, char** argv) {
   const auto net = network<float>::load(args.network);
   std::printf("%s:\n%s", args.network.c_str(), net.summary().c_str());
 
-  const bool with_data = args.evaluate || args.fine_tune_epochs > 0 || args.budget;
+  std::optional<plan> given;
+  if (args.plan) given = plan::parse(*args.plan);
+  const bool fine_tunes = args.fine_tune_epochs > 0 || (given && given->fine_tune.epochs > 0);
+  const bool with_data = args.evaluate || fine_tunes || args.budget;
   std::optional<fashion_mnist<float>> data;
   if (with_data) {
     detail::require<config_error>(net.input_shape().size() == 784, args.network.string(), ": takes ",
@@ -129,8 +134,8 @@ int run(int argc, char** argv) {
     std::printf("test accuracy before: %.2f %%\n", 100 * evaluate(net, data->test, 500, 0, args.threads).accuracy);
   }
   plan p;
-  if (args.plan) {
-    p = plan::parse(*args.plan);
+  if (given) {
+    p = *given;
   } else {
     const index_t n = std::min<index_t>(5000, data->train.size());
     const auto validation = subset(data->train, data->train.size() - n, n);
@@ -143,6 +148,7 @@ int run(int argc, char** argv) {
                 100 * s.dense.accuracy, (unsigned long long)s.predicted.bytes, s.predicted.latency_b1_us);
     p = s.chosen;
   }
+  if (args.fine_tune_epochs > 0) p.fine_tune.epochs = args.fine_tune_epochs;
   std::printf("plan: %s\n", p.str().c_str());
 
   const auto start = std::chrono::steady_clock::now();
@@ -152,9 +158,8 @@ int run(int argc, char** argv) {
   if (with_data)
     std::printf("test accuracy after conversion: %.2f %%\n",
                 100 * evaluate(result.net, data->test, 500, 0, args.threads).accuracy);
-  if (args.fine_tune_epochs > 0) {
-    train_with(result.net, {args.fine_tune_epochs, 64, 1e-3f, 1e-4f}, data->train, data->test, "fine-tune",
-               args.seed, args.threads);
+  if (p.fine_tune.epochs > 0) {
+    train_with(result.net, p.fine_tune, data->train, data->test, "fine-tune", args.seed, args.threads);
     std::printf("test accuracy after fine-tuning: %.2f %%\n",
                 100 * evaluate(result.net, data->test, 500, 0, args.threads).accuracy);
   }

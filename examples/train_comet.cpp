@@ -52,7 +52,7 @@ run_result train_one(const run_spec& r, const fashion_mnist<float>& data, const 
   auto net = r.network == "mlp" ? make_mlp(rng) : make_cnn(rng);
   net.set_activation_store(store_for(r));
   const recipe base = r.network == "mlp" ? mlp_recipe() : cnn_recipe();
-  adam<float> optimizer({.learning_rate = base.learning_rate, .weight_decay = base.weight_decay});
+  adam<float> optimizer({.learning_rate = float(base.learning_rate), .weight_decay = float(base.weight_decay)});
   set_threads(opt.threads);
   const auto reports = fit(net, optimizer, data.train, nullptr,
                            {.epochs = r.epochs, .batch_size = r.batch, .seed = opt.seed, .max_batches = opt.quick ? 5 : 0,

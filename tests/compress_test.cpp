@@ -66,6 +66,20 @@ TEST(SchemeSetting, PrintsTheCanonicalStringThatParsesBack) {
   EXPECT_EQ(scheme_setting(smartdeal_settings{.basis_width = 3, .segment_density = 0.5}).str(), "s3-seg50");
 }
 
+TEST(Plan, CarriesItsFineTuningRecipe) {
+  const auto p = plan::parse("dense[-1]:crew:u16 ; fine_tune:lr0.0005-e2");
+  EXPECT_EQ(p.rules.size(), 1u);
+  EXPECT_EQ(p.fine_tune, (training_recipe{.epochs = 2, .learning_rate = 0.0005}));
+  EXPECT_EQ(p.str(), "dense[-1]:crew:u16; fine_tune:e2-lr0.0005");
+  EXPECT_EQ(plan::parse(p.str()).str(), p.str());
+  EXPECT_EQ(plan::parse("dense:crew:u4").fine_tune.epochs, 0);
+  EXPECT_EQ(plan::parse("dense:crew:u4").str(), "dense:crew:u4");  // no recipe, none printed
+  expect_throw_message<config_error>([] { plan::parse("fine_tune:e1; dense:crew:u4; fine_tune:e2"); },
+                                     "slimnn: plan 'fine_tune:e1; dense:crew:u4; fine_tune:e2': fine_tune is given twice");
+  expect_throw_message<config_error>([] { plan::parse("dense:crew:u4; fine_tune:2"); },
+                                     "slimnn: training recipe setting '2': '2' is not a letter prefix and a number");
+}
+
 TEST(SchemeSetting, BadStringsNameWhatIsWrong) {
   expect_throw_message<config_error>([] { scheme_setting::parse("svd", "r8"); },
                                      "slimnn: unknown scheme 'svd' (known: block_circulant, smartdeal, crew, kdconv)");

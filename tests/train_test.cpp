@@ -11,11 +11,13 @@
 #include "slimnn/layers/relu.hpp"
 #include "slimnn/net/network.hpp"
 #include "slimnn/train/optimizer.hpp"
+#include "slimnn/train/recipe.hpp"
 #include "slimnn/train/trainer.hpp"
 
 namespace {
 
 using namespace slimnn;
+using slimnn::testing::expect_throw_message;
 using slimnn::testing::parameter_values;
 using slimnn::testing::random_matrix;
 using slimnn::testing::small_cnn;
@@ -98,6 +100,49 @@ TEST(trainer, learns_separable_blobs_reproducibly) {
   EXPECT_GT(final_eval.accuracy, 0.95);
   EXPECT_LT(reports.back().train_loss, reports.front().train_loss);
   EXPECT_EQ(train_once().second.loss, final_eval.loss) << "same seeds, same result";
+}
+
+TEST(training_recipe, trains_as_fit_with_adam_does) {
+  rng_t data_rng(5);
+  const auto data = make_blobs<double>(300, shape::flat(10), 3, 0.2, data_rng);
+  const auto fresh = [] {
+    rng_t rng(9);
+    network<double> net;
+    net << dense<double>(10, 16, rng) << relu<double>(shape::flat(16)) << dense<double>(16, 3, rng);
+    return net;
+  };
+  const training_recipe recipe{.epochs = 2, .batch_size = 32, .learning_rate = 0.005, .weight_decay = 0.001};
+  auto by_recipe = fresh();
+  const auto reports = train(by_recipe, recipe, data, &data, {.seed = 4, .progress = false});
+  auto by_fit = fresh();
+  adam<double> opt({.learning_rate = 0.005, .weight_decay = 0.001});
+  const auto expected = fit(by_fit, opt, data, &data, {.epochs = 2, .batch_size = 32, .seed = 4, .progress = false});
+  ASSERT_EQ(reports.size(), 2u);
+  EXPECT_EQ(reports.back().train_loss, expected.back().train_loss);
+  EXPECT_EQ(parameter_values(by_recipe), parameter_values(by_fit));
+  // 0 epochs: nothing happens.
+  auto untouched = fresh(), original = fresh();
+  EXPECT_TRUE(train(untouched, training_recipe{}, data).empty());
+  EXPECT_EQ(parameter_values(untouched), parameter_values(original));
+}
+
+TEST(training_recipe, strings_round_trip_and_bad_ones_name_what_is_wrong) {
+  EXPECT_EQ(training_recipe::parse("e2").str(), "e2");
+  EXPECT_EQ(training_recipe::parse("lr0.0005-e3-b128").str(), "e3-b128-lr0.0005");
+  EXPECT_EQ(training_recipe::parse("e1-b64-lr0.001-wd0.0001").str(), "e1");
+  const auto r = training_recipe::parse("e3-b128-lr0.0005-wd0");
+  EXPECT_EQ(r, (training_recipe{3, 128, 0.0005, 0}));
+  EXPECT_EQ(training_recipe::parse(r.str()), r);
+  expect_throw_message<config_error>([] { training_recipe::parse("b64"); },
+                                     "slimnn: training recipe setting 'b64': needs e<n> (e.g. e2-lr0.0005)");
+  expect_throw_message<config_error>([] { training_recipe::parse("e2-m5"); },
+                                     "slimnn: training recipe setting 'e2-m5': unknown token 'm' (e.g. e2-lr0.0005)");
+  expect_throw_message<config_error>([] { training_recipe::parse("e2-lr0"); },
+                                     "slimnn: training recipe setting 'e2-lr0': learning rate must be > 0, got 0");
+  expect_throw_message<config_error>([] { training_recipe::parse("e1.5"); },
+                                     "slimnn: training recipe setting 'e1.5': e needs a whole number, got 1.5");
+  expect_throw_message<config_error>([] { training_recipe::parse("e2-lr1e-4"); },
+                                     "slimnn: training recipe setting 'e2-lr1e-4': 'lr1e' is not a letter prefix and a number");
 }
 
 TEST(trainer, rejects_data_that_does_not_fit_the_model) {

@@ -42,7 +42,7 @@ scheme auto_scheme() {
               if (s.measured_latency_b1_us > 0)
                 std::printf("    the whole network measured: b1 %.1f us\n", s.measured_latency_b1_us);
               auto result = compress(baseline, s.chosen);
-              recipe r = kind == "mlp" ? recipe{1, 128, 1e-3f, 1e-4f} : recipe{1, 64, 1e-3f, 1e-4f};
+              recipe r = kind == "mlp" ? recipe{1, 128, 1e-3, 1e-4} : recipe{1, 64, 1e-3, 1e-4};
               ctx.fine_tune(result.net, r, kind + " auto " + text);
               const auto achieved = evaluate(result.net, validation, 500, 0, ctx.opt.threads);
               std::printf("    achieved: validation accuracy %.2f %% after fine-tuning, %llu B\n",

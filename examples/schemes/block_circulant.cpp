@@ -34,8 +34,8 @@ namespace examples {
 
 namespace block_circulant_detail {
 
-inline recipe mlp_training() { return {8, 128, 1e-3f, 1e-4f}; }
-inline recipe cnn_fine_tune() { return {1, 64, 1e-3f, 1e-4f}; }
+inline recipe mlp_training() { return {8, 128, 1e-3, 1e-4}; }
+inline recipe cnn_fine_tune() { return {1, 64, 1e-3, 1e-4}; }
 
 inline float adam_lr_scale(index_t k) { return std::sqrt(float(k)); }
 

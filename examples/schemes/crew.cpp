@@ -36,7 +36,7 @@ scheme crew_scheme() {
               std::fflush(stdout);
               if (unique < 16) {
                 // A short fine-tuning of the shared values: a fraction of an epoch.
-                recipe r{1, 128, 3e-4f, 0.0f};
+                recipe r{1, 128, 3e-4, 0.0};
                 train_with(net, r, ctx.data.train, ctx.data.test, "crew " + setting, ctx.opt.seed + 1,
                            ctx.opt.threads, ctx.opt.quick ? 5 : 150);
               }

@@ -55,7 +55,7 @@ scheme kdconv_scheme() {
               });
               recipe r = cnn_recipe();
               r.epochs = kdconv_fine_tune_epochs;
-              r.learning_rate = 1e-3f;
+              r.learning_rate = 1e-3;
               ctx.fine_tune(net, r, "kdconv " + label);
               out.push_back({label, std::move(net)});
             }

@@ -66,7 +66,7 @@ scheme smartdeal_scheme() {
             std::vector<variant> out;
             for (const auto& s : settings) {
               const bool first = &s == &settings.front();
-              const recipe r = mlp ? recipe{first ? 3 : 2, 128, 1e-3f, 1e-4f} : recipe{1, 64, 1e-3f, 1e-4f};
+              const recipe r = mlp ? recipe{first ? 3 : 2, 128, 1e-3, 1e-4} : recipe{1, 64, 1e-3, 1e-4};
               const index_t batches = ctx.opt.quick ? 5 : mlp ? 0 : 100;
               const auto start = std::chrono::steady_clock::now();
               auto net = smartdeal_example::convert(baseline, s.settings, !mlp);

@@ -54,4 +54,5 @@
 #include "slimnn/train/gradient_check.hpp"
 #include "slimnn/train/optimizer.hpp"
 #include "slimnn/train/progress.hpp"
+#include "slimnn/train/recipe.hpp"
 #include "slimnn/train/trainer.hpp"

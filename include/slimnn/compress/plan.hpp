@@ -1,7 +1,7 @@
 // slimnn/compress/plan.hpp — which layers of a network to compress, and how: a list of
 // rules, each a layer selector and a scheme setting.
 //
-//   conv2d:kdconv:m4-d30; dense[0:-1]:block_circulant:k64; dense[-1]:crew:u16
+//   conv2d:kdconv:m4-d30; dense[0:-1]:block_circulant:k64; dense[-1]:crew:u16; fine_tune:e2
 //
 // A selector names a kind and, optionally, an index or a range among the layers of that
 // kind, counted in network order:
@@ -10,8 +10,10 @@
 //   dense[a:b]                 the dense layers a..b-1 (either end may be left out;
 //                              negative ends count from the end)
 // "layer" counts every layer of the network, so layer[3] is the network's layer 3.
-// plan::parse reads rules separated by ';' (spaces around parts are ignored); str()
-// writes them back in canonical form (parse(str()) == the plan). Layers no rule selects
+// A plan may also carry its fine-tuning, "fine_tune:<recipe>" (train/recipe.hpp, e.g.
+// fine_tune:e2-lr0.0005), which train(result.net, plan.fine_tune, data) applies after
+// compress(). plan::parse reads rules separated by ';' (spaces around parts are ignored);
+// str() writes them back in canonical form, the recipe last (parse(str()) == the plan). Layers no rule selects
 // stay as they are. select() raises config_error naming the rule when it selects no
 // layer of the network; a malformed rule raises config_error naming it.
 // Cost: O(rules * layers). Plain values: thread-safe to share.
@@ -32,6 +34,7 @@
 #include "slimnn/layers/conv2d.hpp"
 #include "slimnn/layers/dense.hpp"
 #include "slimnn/net/network.hpp"
+#include "slimnn/train/recipe.hpp"
 
 namespace slimnn {
 
@@ -126,19 +129,29 @@ struct plan_rule {
   std::string str() const { return selector.str() + ":" + setting.scheme() + ":" + setting.str(); }
 };
 
-/// Rules applied in order; each layer may be selected by at most one rule.
+/// Rules applied in order (each layer may be selected by at most one rule), and the
+/// recipe that fine-tunes the compressed network.
 struct plan {
   std::vector<plan_rule> rules;
+  training_recipe fine_tune;  ///< "fine_tune:e2"; 0 epochs (the default): none
 
-  /// "rule; rule; ..." (an empty string is the empty plan).
+  /// "rule; rule; ...[; fine_tune:<recipe>]" (an empty string is the empty plan).
   static plan parse(std::string_view text) {
     plan p;
+    bool recipe = false;
     std::size_t start = 0;
     while (start <= text.size()) {
       const auto end = std::min(text.find(';', start), text.size());
       const auto rule = trim(text.substr(start, end - start));
-      if (!rule.empty()) p.rules.push_back(plan_rule::parse(rule));
-      else detail::require<config_error>(end == text.size(), "plan '", text, "': empty rule");
+      if (rule.starts_with("fine_tune:")) {
+        detail::require<config_error>(!recipe, "plan '", text, "': fine_tune is given twice");
+        p.fine_tune = training_recipe::parse(rule.substr(10));
+        recipe = true;
+      } else if (!rule.empty()) {
+        p.rules.push_back(plan_rule::parse(rule));
+      } else {
+        detail::require<config_error>(end == text.size(), "plan '", text, "': empty rule");
+      }
       start = end + 1;
     }
     return p;
@@ -146,6 +159,7 @@ struct plan {
   std::string str() const {
     std::string out;
     for (const auto& r : rules) out += (out.empty() ? "" : "; ") + r.str();
+    if (fine_tune.epochs > 0) out += (out.empty() ? "" : "; ") + std::string("fine_tune:") + fine_tune.str();
     return out;
   }
 

@@ -203,8 +203,8 @@ option_table measure_options(const network<T>& net, const dataset<T>& validation
     any = true;
     out.options.push_back(std::move(kept));
     for (const auto& setting : is_dense ? candidates.dense : candidates.conv2d) {
-      const plan single{{plan_rule{layer_selector{layer_selector::kind::layer, false, index_t(i), std::nullopt},
-                                   setting}}};
+      plan single;
+      single.rules.push_back({layer_selector{layer_selector::kind::layer, false, index_t(i), std::nullopt}, setting});
       std::optional<compressed_network<T>> converted;
       try {
         converted = compress(net, single);
