@@ -45,18 +45,22 @@ std::vector<scheme> selected_schemes(const std::vector<std::string>& names) {
   return out;
 }
 
-/// Median times of net.forward on `x`, in microseconds, once per entry of `pools`: on the
-/// calling thread (nullptr) or on that pool's threads. The runs take turns in 6 rounds,
+/// Median times of net.forward on `x` (batch 1: each call on the next column of x in turn,
+/// as select_plan times it; else the first `batch` columns), in microseconds, once per
+/// entry of `pools`: on the calling thread (nullptr) or on that pool's threads. The runs take turns in 6 rounds,
 /// each run back to back for 1/6 of its time after one untimed call, so that every median
 /// sees the same machine (a shared host's speed drifts within a second) while each call
 /// still finds warm caches and pool threads, as repeated inference does.
-std::vector<double> median_latencies_us(const network<float>& net, const matrix<float>& x, bool quick,
+std::vector<double> median_latencies_us(const network<float>& net, const matrix<float>& x, index_t batch, bool quick,
                                         const std::vector<thread_pool*>& pools) {
   constexpr int rounds = 6;
   matrix<float> y;
+  std::size_t call = 0;  // batch 1 cycles through the columns of x, one per call
   const auto forward = [&](thread_pool* pool) {
-    if (pool) net.forward(x, y, *pool);
-    else net.forward(x, y);
+    const const_matrix_ref<float> in =
+        batch == 1 ? const_matrix_ref<float>(x.col(index_t(call++ % std::size_t(x.cols())))) : x.leftCols(batch);
+    if (pool) net.forward(in, y, *pool);
+    else net.forward(in, y);
   };
   const auto slice = std::chrono::microseconds(quick ? 20000 / rounds : 300000 / rounds);
   std::vector<std::vector<double>> times(pools.size());
@@ -159,8 +163,8 @@ int run(int argc, char** argv) {
       for (auto& v : s.convert(kind, base, ctx)) {
         set_threads(1);  // Eigen's GEMMs on one thread: latency is single-thread, or on our 2
         const auto c = v.net.cost();
-        const auto b1 = median_latencies_us(v.net, data.test.x.leftCols(1), opt.quick, {nullptr});
-        const auto b64 = median_latencies_us(v.net, data.test.x.leftCols(64), opt.quick, {nullptr, &two_threads});
+        const auto b1 = median_latencies_us(v.net, data.test.x.leftCols(latency_samples), 1, opt.quick, {nullptr});
+        const auto b64 = median_latencies_us(v.net, data.test.x.leftCols(64), 64, opt.quick, {nullptr, &two_threads});
         row r{kind, s.name, v.setting, evaluate(v.net, data.test, 500, 0, opt.threads).accuracy, c.param_bytes,
               dense_bytes / double(c.param_bytes), c.macs, b1[0], b64[0], b64[1]};
         std::printf("  %-10s accuracy %.2f %%, %.1fx smaller, b1 %.1f us, b64 %.1f us (2 threads %.1f us)\n",
