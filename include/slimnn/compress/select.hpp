@@ -19,11 +19,11 @@
 //    dynamic programme's choice is feasible in exact costs, and optimal for the rounded).
 // The prediction adds the layers' effects independently; fine-tuning (with fit) then
 // recovers much of the loss, so the achieved accuracy is usually above the predicted.
-// 4. For a latency budget, the chosen network is timed whole; if it misses the limit (the
-//    same share of the dense network timed whole), the knapsack chooses again within a
-//    share shrunk by the overshoot. (The knapsack itself spends sums of layer times,
-//    within that share of the dense network's sum: a layer timed alone pays its call's
-//    overhead, so the sums exceed whole-network times.)
+// 4. For a latency budget, the limit is that share of the dense network timed whole, and
+//    the chosen network is timed whole too (the knapsack itself spends the same share of
+//    the dense network's summed layer times: a layer timed alone pays its call's
+//    overhead). The knapsack's share then moves by the measured ratio and it chooses
+//    again, a few times; see select_plan.
 // A budget is relative to the network as given: "bytes/32" is its stored bytes / 32,
 // "lat/4" its batch-1 latency measured whole / 4, "macs/8" its MACs / 8.
 // measure_options does steps 1 and 2 once; choose_plan then answers any budget from its

@@ -138,7 +138,6 @@ class kdconv_conv2d {
     basis_q_ = basis_;
     coef_q_ = coef_;
     if (!quantized) requantize(true);
-    else if (settings_.coefficients == kdconv_coefficient_format::kmeans) codebook_size_ = codebook_keys().size();
     row_block_ = row_blocks();
     schedule_jobs();
     refresh_job_coefficients();
@@ -262,7 +261,7 @@ class kdconv_conv2d {
                                         : std::uint64_t(settings_.coefficient_bits);
     bytes += bits_up(std::uint64_t(nonzeros()) * index_bits) + bits_up(std::uint64_t(nonzeros()) * code_bits);
     bytes += std::uint64_t(row_start_.size()) * 4;
-    if (settings_.coefficients == kdconv_coefficient_format::kmeans) bytes += codebook_size_ * sizeof(T);
+    if (settings_.coefficients == kdconv_coefficient_format::kmeans) bytes += codebook_keys().size() * sizeof(T);
     return bytes + std::uint64_t(bias_.size()) * sizeof(T);
   }
 
@@ -529,7 +528,6 @@ class kdconv_conv2d {
     if (settings_.coefficients != kdconv_coefficient_format::float32)
       detail::quantize_coefficients<T>(settings_, std::span<const T>(coef_.data(), std::size_t(coef_.size())),
                                        std::span<T>(coef_q_.data(), std::size_t(coef_q_.size())));
-    if (settings_.coefficients == kdconv_coefficient_format::kmeans) codebook_size_ = codebook_keys().size();
     if (basis_too && settings_.basis_bits > 0) {
       const index_t span_size = basis_.rows() * settings_.bases;
       for (index_t g = 0; g < groups(); ++g)
@@ -864,7 +862,6 @@ class kdconv_conv2d {
   slimnn::detail::conv_geometry geometry_;
   index_t out_channels_;
   kdconv_settings settings_;
-  std::size_t codebook_size_ = 0;  ///< distinct stored k-means values (kmeans format)
   matrix<T> basis_, basis_q_, basis_grad_;
   std::vector<std::int32_t> row_start_, column_;
   vector<T> coef_, coef_q_, coef_grad_;
