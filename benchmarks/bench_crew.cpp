@@ -7,7 +7,10 @@
 //                                      16 unique codes per input (4-bit lanes; vpermb +
 //                                      vpdpbusd with AVX-512 VBMI + VNNI, else vpshufb)
 //   crew_int8/<n>x<n>/u4/b1            at most 4 unique codes per input (2-bit lanes)
-//   crew_float/<n>x<n>/u16/b1          crew_dense::forward (float tables, vpermps)
+//   dense_gemm/<n>x<n>/b64             Eigen float GEMM (dense_baselines.hpp)
+//   crew_float/<n>x<n>/u16/b<B>        crew_dense::forward: at b1 float tables and vpermps
+//                                      gathers; from b4, weight tiles decoded with vpermps
+//                                      and multiplied by Eigen's GEMM (>= 1.0x dense_gemm)
 //   .../t2                             the same on 2 threads (a parallel_scope): b64 cuts
 //                                      the batch, b1 each sample's outputs (>= 1.7x at
 //                                      4096 b64, >= 1.4x at 8192 b1)
@@ -150,11 +153,11 @@ void register_crew_int8(const int8_matrix& codes, const std::string& unique, ind
       ->Unit(benchmark::kMicrosecond);
 }
 
-void register_crew_float(const int8_matrix& codes, const std::string& unique) {
+void register_crew_float(const int8_matrix& codes, const std::string& unique, index_t batch = 1) {
   crew_dense<float> layer(quantized_weights{codes, std::vector<double>(std::size_t(codes.rows()), 0.01), 127},
                           vector<float>::Zero(codes.rows()));
-  bench::register_forward(detail::cat("crew_float/", codes.cols(), 'x', codes.rows(), '/', unique, "/b1"),
-                          std::move(layer), 1);
+  bench::register_forward(detail::cat("crew_float/", codes.cols(), 'x', codes.rows(), '/', unique, "/b", batch),
+                          std::move(layer), batch);
 }
 
 }  // namespace
@@ -169,6 +172,9 @@ int main(int argc, char** argv) {
     register_crew_int8(codes, "u16", 64);
     register_crew_int8(codes, "u16", 64, 2);
     register_crew_float(codes, "u16");
+    bench::register_dense_gemm(4096, 4096, 64);
+    register_crew_float(codes, "u16", 8);
+    register_crew_float(codes, "u16", 64);
     register_crew_int8(random_codes(4096, 4096, 4, 12), "u4", 1);
   }
   {

@@ -16,11 +16,18 @@
 //                                             value + 32-bit offset per nonzero, gathers)
 //   eigen_sparse_spmv/4096x4096/el10          Eigen row-major SparseMatrix<float> with 10 %
 //                                             random nonzeros, y = A x (value + int index)
+//   dense_conv/128x128/28x28/b<B>             Eigen im2col + GEMM 3x3 convolution
+//   smartdeal_conv/128x128/28x28/s3/seg25/b<B>  the same convolution with SmartDeal
+//                                             filters (basis width 3, 25 % of the
+//                                             segments kept); the context line
+//                                             smartdeal_conv_mac_ratio is the dense MACs
+//                                             over SmartDeal's (target: >= half of it)
 // Each SmartDeal layer has one random 8 x 8 basis and random +-2^e coefficients, e in
 // -15..0. Counters: FLOPs (2 per MAC of the layer's cost model) and bytes read.
 #include <Eigen/SparseCore>
 
 #include "dense_baselines.hpp"
+#include "slimnn/smartdeal/smartdeal_conv2d.hpp"
 #include "slimnn/smartdeal/smartdeal_dense.hpp"
 
 namespace {
@@ -85,6 +92,24 @@ void register_eigen_spmv(index_t n, double density) {
       ->Unit(benchmark::kMicrosecond);
 }
 
+/// A 3x3 convolution (pad 1) of `channels` -> `channels` on size x size images whose
+/// filters are SmartDeal factors: basis width 3, one basis, `segments` of the segments kept.
+smartdeal_conv2d<float> conv_layer(index_t channels, index_t size, double segments) {
+  const index_t cols = channels * 9;
+  const matrix<float> basis = bench::random_input(3, 3, 9);
+  return smartdeal_conv2d<float>(shape{channels, size, size}, {.out_channels = channels, .kernel = 3, .padding = 1},
+                                 smartdeal_matrix<float>(channels, cols, 3, 0, pow2_quantizer::with_bits(4, 0), basis,
+                                                         coefficients(channels, cols, 3, segments, 0)),
+                                 vector<float>::Zero(channels));
+}
+
+/// smartdeal_conv beside dense_conv at `batch`.
+void register_conv(index_t batch) {
+  bench::register_dense_conv(128, 128, 28, batch);
+  bench::register_forward(detail::cat("smartdeal_conv/128x128/28x28/s3/seg25/b", batch), conv_layer(128, 28, 0.25),
+                          batch);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -96,5 +121,11 @@ int main(int argc, char** argv) {
   bench::register_forward("smartdeal/4096x4096/s8/seg10/b64", layer(n, 8, 0.10, 0), 64, 2);
   bench::register_forward("smartdeal_unstructured/4096x4096/s8/el10/b1", layer(n, 8, 0, 0.10), 1);
   register_eigen_spmv(n, 0.10);
+  register_conv(1);
+  register_conv(16);
+  // The target of the conv rows is half their MAC ratio (dense MACs / SmartDeal MACs).
+  const auto conv = conv_layer(128, 28, 0.25);
+  benchmark::AddCustomContext("smartdeal_conv_mac_ratio",
+                              detail::cat(double(128 * 1152) * 784 / double(conv.cost().macs)));
   return bench::run(argc, argv);
 }

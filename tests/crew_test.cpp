@@ -140,15 +140,48 @@ TEST(crew_dense, int8_with_activation_scale_dequantizes) {
 // --- float path ------------------------------------------------------------------------
 
 TEST(crew_dense, float_path_matches_dequantized_product_in_double) {
+  // Below decoded_min_batch per sample (tables and gathers), from it decoded tiles and
+  // GEMMs: 300 inputs make two tiles of inputs, 77 and 300 outputs one and two of outputs.
+  static_assert(crew_dense<float>::decoded_min_batch == 4);
+  for (const int unique : {2, 4, 16, 40})
+    for (const index_t outputs : {77, 300})
+      for (const index_t batch : {1, 3, 4, 37}) {
+        const int8_matrix codes = random_codes(300, outputs, unique, 21);
+        const auto layer = layer_from<float>(codes);
+        matrix<float> x = random_matrix<float>(300, batch, 8);
+        x.row(5).setZero();  // an input that is zero in every sample
+        x.middleRows(100, 50).col(0).setZero();
+        matrix<float> y;
+        layer.forward(x, y);
+        const matrix<double> expected =
+            (layer.dequantized() * x.cast<double>()).colwise() + layer.bias().cast<double>();
+        EXPECT_LT(slimnn::testing::relative_error(y.cast<double>(), expected), 1e-5)
+            << "u" << unique << ", " << outputs << " outputs, batch " << batch;
+      }
+}
+
+TEST(crew_dense, batched_forward_agrees_with_each_sample_on_every_path) {
   for (const int unique : {2, 4, 16, 40}) {
-    const int8_matrix codes = random_codes(150, 77, unique, 21);
-    const auto layer = layer_from<float>(codes);
-    const matrix<float> x = random_matrix<float>(150, 4, 8);
-    matrix<float> y;
-    layer.forward(x, y);
-    const matrix<double> expected =
-        (layer.dequantized() * x.cast<double>()).colwise() + layer.bias().cast<double>();
-    EXPECT_LT(slimnn::testing::relative_error(y.cast<double>(), expected), 1e-5) << "u" << unique;
+    const int8_matrix codes = random_codes(270, 203, unique, 40 + unique);
+    matrix<float> x = random_matrix<float>(270, 9, 3);
+    x.row(0).setZero();
+    x.bottomRows(30).setZero();  // a layer's trailing inputs all inactive
+    matrix<float> reference, single;
+    layer_from<float>(codes).forward(x, reference, crew_kernel::portable);
+    slimnn::testing::for_each_isa([&](isa path) {
+      const auto layer = layer_from<float>(codes);
+      matrix<float> y;
+      layer.forward(x, y);
+      EXPECT_EQ(y, reference) << "u" << unique;  // the decoded weights are exact on every path
+      for (index_t b = 0; b < x.cols(); ++b) {
+        layer.forward(x.col(b), single);
+        EXPECT_LT(slimnn::testing::relative_error(single.cast<double>(), y.col(b).cast<double>()), 1e-6)
+            << "u" << unique << ", sample " << b << ", " << isa_name(path);
+      }
+    });
+    matrix<float> none = matrix<float>::Zero(270, 5), y;  // no active input: y = b
+    layer_from<float>(codes).forward(none, y);
+    EXPECT_EQ(y, layer_from<float>(codes).bias().replicate(1, 5)) << "u" << unique;
   }
 }
 

@@ -153,7 +153,7 @@ TEST(kernel_paths, smartdeal_batched_stage_agrees_with_portable_on_every_path) {
   }
 }
 
-TEST(kernel_paths, crew_gathers_are_bit_identical_on_every_path) {
+TEST(kernel_paths, crew_gathers_and_decodes_are_bit_identical_on_every_path) {
   std::mt19937_64 rng(11);
   for (const int width : {1, 2, 4})
     for (const index_t outputs : {1, 64, 203, 300}) {
@@ -206,6 +206,18 @@ TEST(kernel_paths, crew_gathers_are_bit_identical_on_every_path) {
           EXPECT_EQ(acc, expected);
           EXPECT_EQ(sums, float_reference);  // the same additions in the same order
         }
+        // The decoded weights of the active inputs, for the blocks [1, blocks) or all.
+        const index_t first_block = blocks > 1 ? 1 : 0, rows = (blocks - first_block) * lanes.block_outputs();
+        std::vector<float> tile(std::size_t(rows) * active.size(), -1.0f);
+        kernels::crew_decode(path, lanes, offsets.data(), table.data(), active.data(), index_t(active.size()),
+                             first_block, blocks, tile.data(), rows);
+        for (std::size_t k = 0; k < active.size(); ++k)
+          for (index_t r = 0; r < rows; ++r) {
+            const index_t j = first_block * lanes.block_outputs() + r, i = active[k];
+            const std::uint32_t u = j < outputs ? index[std::size_t(j)][std::size_t(i)] : 0;  // padding: index 0
+            ASSERT_EQ(tile[k * std::size_t(rows) + std::size_t(r)], table[offsets[std::size_t(i)] + u])
+                << "input " << i << ", output " << j;
+          }
       }
     }
 }

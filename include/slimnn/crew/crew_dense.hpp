@@ -29,9 +29,16 @@
 // vpshufb) or portable loops; packed layouts portable. In memory the lanes layout keeps the
 // interleave of the path active when the layer was built or loaded (4 inputs per word for
 // AVX-512, else 1); results, cost() and files are the same on every path.
-// Batch > 1 runs the products and gathers per sample. Inside a parallel_scope
-// (core/parallel.hpp), a layer of at least 2^19 weights cuts each sample's outputs over
-// the threads, and forward_int8 cuts a batch of 16 or more into blocks of samples.
+// Batches: forward() runs the products and gathers per sample below decoded_min_batch (4)
+// samples. From 4 on, where each weight would be gathered 4 or more times, it decodes the
+// weights once instead: the inputs nonzero in some sample, in tiles of 256 outputs x 256
+// inputs (256 KiB of floats, in L2 on every x86-64 CPU of the last decade), each expanded
+// to V_i[idx(j, i)] by crew_decode (vpermps on both SIMD paths) and multiplied by Eigen's
+// GEMM: the decode costs one lookup per weight, about a tenth of the GEMM at batch 64,
+// and the indices read are an eighth of the float weights. forward_int8 runs per sample.
+// Inside a parallel_scope (core/parallel.hpp), a layer of at least 2^19 weights cuts
+// each sample's outputs (or the decoded tiles) over the threads, and forward_int8 cuts a
+// batch of 16 or more into blocks of samples.
 // Training: forward_train expands W = s_j * V_i[idx] and uses dense products; backward gives
 // dL/dV_i[u] = sum over the weights (j, i) with idx(j, i) = u of s_j * dL/dW(j, i) (the
 // Deep-Compression centroid update), dL/db, and dx = W^T dy.
@@ -119,6 +126,7 @@ class crew_dense {
     detail::check_input_rows(*this, x.rows());
     detail::check_output(*this, y, x.cols());
     const isa path = kernel == crew_kernel::best ? active_isa() : isa::portable;
+    if (x.cols() >= decoded_min_batch) return forward_decoded(x, y, path);
     for (index_t b = 0; b < x.cols(); ++b)
       split_outputs([&](index_t first_unit, index_t last_unit) {
         T* table = buffer<T, 0>(values_.size() + 16);
@@ -140,9 +148,17 @@ class crew_dense {
       });
   }
 
-  /// Per thread: the product table, the accumulators and the list of nonzero inputs.
-  std::uint64_t workspace_bytes(index_t) const {
-    return (values_.size() + 16 + std::uint64_t(outputs_)) * sizeof(T) + std::uint64_t(inputs_) * sizeof(std::int32_t);
+  /// The smallest batch forward() runs as decoded tiles and GEMMs.
+  static constexpr index_t decoded_min_batch = 4;
+
+  /// Per thread: below decoded_min_batch, the product table, the accumulators and the list
+  /// of nonzero inputs; from it, the padded values, the list of inputs, their rows of x
+  /// and one decoded tile.
+  std::uint64_t workspace_bytes(index_t batch) const {
+    const std::uint64_t inputs = std::uint64_t(inputs_) * sizeof(std::int32_t);
+    if (batch < decoded_min_batch) return (values_.size() + 16 + std::uint64_t(outputs_)) * sizeof(T) + inputs;
+    return (values_.size() + 16 + std::uint64_t(tile_rows() * tile_inputs) + std::uint64_t(inputs_ * batch)) *
+               sizeof(T) + inputs;
   }
 
   /// acc = codes x xq exactly (int32), xq: inputs x batch int8 activations.
@@ -443,6 +459,49 @@ class crew_dense {
         split_outputs([&](index_t first_unit, index_t last_unit) { sample(b, first_unit, last_unit); });
   }
 
+  // The batched forward: the inputs that are nonzero in some sample, their rows of x
+  // gathered, and per tile of tile_rows() outputs x tile_inputs inputs, the weights
+  // V_i[idx(j, i)] decoded (kernels/crew.hpp) and multiplied by Eigen's GEMM; then
+  // y_j = s_j * acc_j + b_j.
+  static constexpr index_t tile_inputs = 256;
+  index_t tile_rows() const { return std::max<index_t>(unit_size(), 256 / unit_size() * unit_size()); }
+
+  void forward_decoded(const_matrix_ref<T> x, matrix_view<T> y, isa path) const {
+    const index_t batch = x.cols();
+    std::int32_t* active = buffer<std::int32_t, 0>(std::size_t(inputs_));
+    index_t count = 0;
+    for (index_t i = 0; i < inputs_; ++i)
+      if ((x.row(i).array() != T(0)).any()) active[count++] = std::int32_t(i);
+    auto xa = detail::scratch<crew_dense, T, 3>(count, batch);
+    for (index_t k = 0; k < count; ++k) xa.row(k) = x.row(active[k]);
+    T* values = buffer<T, 0>(values_.size() + 16);
+    std::copy(values_.begin(), values_.end(), values);
+    std::fill(values + values_.size(), values + values_.size() + 16, T(0));
+    const index_t units_per_tile = tile_rows() / unit_size();
+    split_outputs([&](index_t first_unit, index_t last_unit) {
+      T* tile = buffer<T, 1>(std::size_t(tile_rows() * tile_inputs));
+      for (index_t u0 = first_unit; u0 < last_unit; u0 += units_per_tile) {
+        const index_t u1 = std::min(last_unit, u0 + units_per_tile);
+        const auto [first, last] = unit_outputs(u0, u1);
+        auto acc = y.middleRows(first, last - first);
+        if (count == 0) acc.setZero();
+        for (index_t k0 = 0; k0 < count; k0 += tile_inputs) {
+          const index_t n = std::min(tile_inputs, count - k0);
+          if (layout_ == crew_index_layout::lanes)
+            kernels::crew_decode(path, lanes_, offsets_.data(), values, active + k0, n, u0, u1, tile, tile_rows());
+          else
+            kernels::crew_decode_packed(packed_, offsets_.data(), values, active + k0, n, first, last, tile, tile_rows());
+          const Eigen::Map<const matrix<T>, 0, Eigen::OuterStride<>> w(tile, last - first, n,
+                                                                        Eigen::OuterStride<>(tile_rows()));
+          if (k0 == 0) acc.noalias() = w * xa.middleRows(k0, n);
+          else acc.noalias() += w * xa.middleRows(k0, n);
+        }
+        for (index_t b = 0; b < batch; ++b)
+          for (index_t j = first; j < last; ++j) y(j, b) = row_scale_[j] * y(j, b) + bias_[j];
+      }
+    }, units_per_tile);  // the same tiles, so the same sums, on any number of threads
+  }
+
   /// q (x's shape) = round(x / scale) as int8; config_error outside -127..127.
   template <class Q>
   void quantize_into(const_matrix_ref<T> x, T activation_scale, Q& q) const {
@@ -529,10 +588,11 @@ class crew_dense {
   }
   /// task(first_unit, last_unit) over ranges of output units: one range per thread of a
   /// lent pool (core/parallel.hpp) when the layer has at least 2^19 weights, else one.
+  /// Ranges start at multiples of `align` units.
   template <class Task>
-  void split_outputs(Task&& task) const {
+  void split_outputs(Task&& task, index_t align = 4) const {
     const index_t min_units = std::max<index_t>(1, ((index_t(1) << 18) + inputs_ * unit_size() - 1) / (inputs_ * unit_size()));
-    detail::split_range(output_units(), 4, min_units, task);
+    detail::split_range(output_units(), align, min_units, task);
   }
 
   /// acc += the gathers of the active inputs, for the outputs of units [first_unit, last_unit).

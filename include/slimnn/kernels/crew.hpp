@@ -8,6 +8,8 @@
 // (crew_lanes_group), and a path whose kernel reads another interleave falls back to the
 // portable kernel, which reads both. Every path gives the same results (see the variants).
 // Cost: sum_i u_i table entries, then one lookup and one add per active input and output.
+// crew_decode expands the indices of some outputs and inputs into float weights (one
+// lookup per weight), for the batched forward's GEMM.
 // Thread safety: pure functions of their arguments (the workspace is the caller's).
 //
 // Component: slimnn::core (Eigen only).
@@ -44,6 +46,25 @@ void crew_gather(isa path, const crew_lanes& lanes, const std::uint32_t* offsets
 #endif
   (void)path;
   crew_gather_lanes(lanes, offsets, P, active, count, acc, first_block, last_block);
+}
+
+/// The decoded weights of lanes blocks [first_block, last_block) for inputs[0..count), as
+/// crew_decode_lanes (crew_lanes.hpp) writes them: tile[k * ld + r], whole blocks. `V`
+/// must be readable 16 entries past every offset.
+template <class T>
+void crew_decode(isa path, const crew_lanes& lanes, const std::uint32_t* offsets, const T* V,
+                 const std::int32_t* inputs, index_t count, index_t first_block, index_t last_block, T* tile,
+                 index_t ld) {
+#if defined(SLIMNN_X86_KERNELS)
+  if constexpr (std::is_same_v<T, float>) {
+    if (path == isa::avx512 && lanes.group == 4)
+      return avx512::crew_decode_lanes(lanes, offsets, V, inputs, count, first_block, last_block, tile, ld);
+    if (path >= isa::avx2 && lanes.group == 1)
+      return avx2::crew_decode_lanes(lanes, offsets, V, inputs, count, first_block, last_block, tile, ld);
+  }
+#endif
+  (void)path;
+  crew_decode_lanes(lanes, offsets, V, inputs, count, first_block, last_block, tile, ld);
 }
 
 /// The int32 product tables of the portable int8 kernels: table[offsets[i] + u] =

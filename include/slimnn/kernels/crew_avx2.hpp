@@ -28,6 +28,16 @@ namespace slimnn::kernels::avx2 {
 SLIMNN_TARGET_AVX2
 // --- AVX2 float: vpermps lookups, 32 outputs (one field) per pass over the inputs --------
 
+/// The table entries of 8 outputs: index bytes at `row`, field (byte >> shift) & mask,
+/// looked up in the 16 floats lo, hi (hi only when `wide`: u_i > 8).
+inline __m256 lookup8(const std::uint8_t* row, __m128i shift, __m256i mask, __m256 lo, __m256 hi, bool wide) {
+  const __m128i raw = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(row));
+  const __m256i idx = _mm256_and_si256(_mm256_srl_epi32(_mm256_cvtepu8_epi32(raw), shift), mask);
+  const __m256 v = _mm256_permutevar8x32_ps(lo, idx);
+  if (!wide) return v;
+  return _mm256_blendv_ps(v, _mm256_permutevar8x32_ps(hi, idx), _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+}
+
 inline void crew_gather_lanes(const crew_lanes& lanes, const std::uint32_t* offsets, const float* P,
                                    const std::int32_t* active, index_t active_count, float* acc,
                                    index_t first_block, index_t last_block) {
@@ -47,12 +57,7 @@ inline void crew_gather_lanes(const crew_lanes& lanes, const std::uint32_t* offs
         const __m256 lo = _mm256_loadu_ps(t);
         const __m256 hi = wide ? _mm256_loadu_ps(t + 8) : lo;
         for (int g = 0; g < 4; ++g) {
-          const __m128i raw = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + 8 * g));
-          const __m256i idx = _mm256_and_si256(_mm256_srl_epi32(_mm256_cvtepu8_epi32(raw), shift), mask);
-          __m256 v = _mm256_permutevar8x32_ps(lo, idx);
-          if (wide)
-            v = _mm256_blendv_ps(v, _mm256_permutevar8x32_ps(hi, idx), _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
-          a[g] = _mm256_add_ps(a[g], v);
+          a[g] = _mm256_add_ps(a[g], lookup8(row + 8 * g, shift, mask, lo, hi, wide));
         }
       }
       alignas(32) float out[32];
@@ -60,6 +65,33 @@ inline void crew_gather_lanes(const crew_lanes& lanes, const std::uint32_t* offs
       const index_t count = std::min<index_t>(32, lanes.outputs - first);
       for (index_t p = 0; p < count; ++p) acc[first + p] += out[p];
     }
+}
+
+/// Float decode (crew_decode_lanes in crew_lanes.hpp): per input and field, 32 weights
+/// from four vpermps lookups (and blends for u_i > 8); identical to the portable decode.
+inline void crew_decode_lanes(const crew_lanes& lanes, const std::uint32_t* offsets, const float* V,
+                              const std::int32_t* inputs, index_t count, index_t first_block, index_t last_block,
+                              float* tile, index_t ld) {
+  const __m256i mask = _mm256_set1_epi32((1 << lanes.width) - 1);
+  const bool wide = lanes.width == 4;
+  const int fields = lanes.fields(), width = lanes.width;
+  const index_t block_outputs = lanes.block_outputs(), block_stride = lanes.inputs * 32;
+  const std::uint8_t* first_row = lanes.bytes.data() + first_block * block_stride;
+  const index_t blocks = last_block - first_block;
+  for (index_t k = 0; k < count; ++k) {
+    const index_t i = inputs[k];
+    const __m256 lo = _mm256_loadu_ps(V + offsets[i]);
+    const __m256 hi = wide ? _mm256_loadu_ps(V + offsets[i] + 8) : lo;
+    const std::uint8_t* row = first_row + i * 32;
+    float* column = tile + k * ld;
+    for (index_t b = 0; b < blocks; ++b, row += block_stride, column += block_outputs)
+      for (int f = 0; f < fields; ++f) {
+        const __m128i shift = _mm_cvtsi32_si128(f * width);
+        for (int g = 0; g < 4; ++g) {
+          _mm256_storeu_ps(column + f * 32 + 8 * g, lookup8(row + 8 * g, shift, mask, lo, hi, wide));
+        }
+      }
+  }
 }
 
 // --- AVX2 int8: vpshufb lookups of low / high product bytes ------------------------------

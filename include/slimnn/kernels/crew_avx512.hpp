@@ -66,6 +66,32 @@ inline void crew_gather_lanes(const crew_lanes& lanes, const std::uint32_t* offs
   }
 }
 
+/// Float decode (crew_decode_lanes in crew_lanes.hpp): per input, block and field, 16
+/// weights from one vpermps lookup; identical to the portable decode.
+inline void crew_decode_lanes(const crew_lanes& lanes, const std::uint32_t* offsets, const float* V,
+                              const std::int32_t* inputs, index_t count, index_t first_block, index_t last_block,
+                              float* tile, index_t ld) {
+  const __m512i mask = _mm512_set1_epi32((1 << lanes.width) - 1);
+  const int fields = lanes.fields(), width = lanes.width;
+  const index_t block_outputs = lanes.block_outputs(), block_stride = lanes.groups() * 64;
+  const std::uint8_t* first_row = lanes.bytes.data() + first_block * block_stride;
+  const index_t blocks = last_block - first_block;
+  for (index_t k = 0; k < count; ++k) {
+    const index_t i = inputs[k];
+    const __m512 table = _mm512_loadu_ps(V + offsets[i]);
+    const int input_shift = 8 * int(i % 4);
+    const std::uint8_t* row = first_row + i / 4 * 64;
+    float* column = tile + k * ld;
+    for (index_t b = 0; b < blocks; ++b, row += block_stride, column += block_outputs) {
+      const __m512i words = _mm512_loadu_si512(row);
+      for (int f = 0; f < fields; ++f) {
+        const __m512i idx = _mm512_and_si512(_mm512_srl_epi32(words, _mm_cvtsi32_si128(input_shift + f * width)), mask);
+        _mm512_storeu_ps(column + f * 16, _mm512_permutexvar_ps(idx, table));
+      }
+    }
+  }
+}
+
 /// Int8 tables, one 128-byte entry per group of 4 inputs with an active input: the low
 /// bytes (unsigned) and then the high bytes (signed) of p = x_i * code in int16, input
 /// 4 g + r at bytes 16 r of each half; inactive and padding inputs hold 0. Lists the groups

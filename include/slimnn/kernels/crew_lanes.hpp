@@ -112,6 +112,41 @@ void crew_gather_lanes(const crew_lanes& lanes, const std::uint32_t* offsets, co
     }
 }
 
+/// The decoded weights of lanes blocks [first_block, last_block) for the inputs
+/// inputs[0..count): tile[k * ld + r] = V[offsets[i_k] + idx(first_block * B + r, i_k)]
+/// for every output row r of the blocks (B = block_outputs(); padding outputs decode
+/// index 0), so ld >= (last_block - first_block) * B.
+template <class T>
+void crew_decode_lanes(const crew_lanes& lanes, const std::uint32_t* offsets, const T* V, const std::int32_t* inputs,
+                       index_t count, index_t first_block, index_t last_block, T* tile, index_t ld) {
+  const unsigned mask = (1u << lanes.width) - 1u;
+  for (index_t k = 0; k < count; ++k) {
+    const index_t i = inputs[k];
+    const T* t = V + offsets[i];
+    T* column = tile + k * ld;
+    for (index_t b = first_block; b < last_block; ++b) {
+      const std::uint8_t* row = lanes.row(b, i);
+      for (int f = 0; f < lanes.fields(); ++f) {
+        T* out = column + (b - first_block) * lanes.block_outputs() + f * lanes.positions();
+        const int shift = f * lanes.width;
+        for (index_t p = 0; p < lanes.positions(); ++p) out[p] = t[(row[p * lanes.group] >> shift) & mask];
+      }
+    }
+  }
+}
+
+/// The same for the packed layout, outputs [first, last): tile[k * ld + j - first].
+template <class T>
+void crew_decode_packed(const std::vector<packed_bits>& index, const std::uint32_t* offsets, const T* V,
+                        const std::int32_t* inputs, index_t count, index_t first, index_t last, T* tile, index_t ld) {
+  for (index_t k = 0; k < count; ++k) {
+    const index_t i = inputs[k];
+    const packed_bits& idx = index[std::size_t(i)];
+    const T* t = V + offsets[i];
+    for (index_t j = first; j < last; ++j) tile[k * ld + j - first] = t[idx.get(std::size_t(j))];
+  }
+}
+
 /// The same for the packed layout (one packed_bits per input), outputs [first, last).
 template <class Acc, class Table>
 void crew_gather_packed(const std::vector<packed_bits>& index, const std::uint32_t* offsets, const Table* P,

@@ -19,7 +19,10 @@
 // entry k of every sample contiguous), Yt[t, o] = sum over row o's slots of coef * Zc[t,
 // offset + j]; tiles of 64 samples (AVX-512: 4 x 16 lanes; AVX2: 2 passes of 4 x 8) keep
 // 4 accumulators per row, each coefficient broadcast once per tile (AVX-512 then runs a
-// tile of 32 samples two rows at a time); the samples past the last full tile are masked. Every sample sums its slots in the same order on every path.
+// tile of 32 samples two rows at a time); the samples past the last full tile are masked.
+// Full tiles walk the columns in blocks whose z values stay in L1 (row_block_walk:
+// 24 KiB for AVX-512's 64 samples, 16 KiB for AVX2's 32), keeping each row's partial
+// sums in Yt between blocks. Every sample sums its slots in the same order on every path.
 // Cost: one MAC per stored coefficient, reads coef, offset and the z values it names.
 // Thread safety: pure functions of their arguments.
 //
@@ -91,6 +94,69 @@ inline std::int8_t exponent_code(float c, int max_exponent) {
   return std::int8_t(std::uint8_t((c < 0 ? 0x80 : 0) | biased));
 }
 
+/// Columns per block of the batched stage's tiles: about `target`, whole slots of `width`.
+inline index_t column_block(index_t width, index_t target) { return std::max(width, target / width * width); }
+
+/// The batched stage's walk over one tile of samples, blocked so that the z values one
+/// block of columns holds stay in L1: for rows in groups of 256 and blocks of `block`
+/// columns, next() yields every row o with slots in the block, with [first, last) its
+/// next slots whose offset lies below the block's end (so every row still takes its
+/// slots in order) and `begin` set when they are its first. A row without slots is
+/// yielded once, empty, with `begin` set. (A class, not a callback: the SIMD kernels
+/// call it from their target regions, where lambdas would not get the region's target.)
+class row_block_walk {
+ public:
+  row_block_walk(index_t rows, const index_t* start, const std::uint32_t* offset, index_t block)
+      : rows_(rows), block_(block), start_(start), offset_(offset) {}
+
+  bool next(index_t& o, index_t& first, index_t& last, bool& begin) {
+    for (;;) {
+      if (o0_ >= rows_) return false;
+      if (!ready_) start_group();
+      while (empty_scan_ && row_ < o1_) {
+        const index_t r = row_++;
+        if (start_[r + 1] == start_[r]) {
+          o = r, first = last = start_[r], begin = true;
+          return true;
+        }
+      }
+      if (empty_scan_) empty_scan_ = false, row_ = o0_;
+      while (pending_ > 0) {
+        while (row_ < o1_) {
+          const index_t r = row_++;
+          index_t u = cursor_[r - o0_];
+          const index_t from = u, to = start_[r + 1];
+          while (u < to && index_t(offset_[u]) < end_) ++u;
+          if (u == from) continue;
+          cursor_[r - o0_] = u;
+          pending_ -= u == to;
+          o = r, first = from, last = u, begin = from == start_[r];
+          return true;
+        }
+        end_ += block_, row_ = o0_;
+      }
+      o0_ += group, ready_ = false;
+    }
+  }
+
+ private:
+  static constexpr index_t group = 256;
+  void start_group() {
+    o1_ = std::min(rows_, o0_ + group), pending_ = 0, row_ = o0_, end_ = block_;
+    for (index_t r = o0_; r < o1_; ++r) {
+      cursor_[r - o0_] = start_[r];
+      pending_ += start_[r + 1] > start_[r];
+    }
+    ready_ = empty_scan_ = true;
+  }
+
+  index_t rows_, block_;
+  const index_t* start_;
+  const std::uint32_t* offset_;
+  index_t o0_ = 0, o1_ = 0, row_ = 0, end_ = 0, pending_ = 0, cursor_[group] = {};
+  bool ready_ = false, empty_scan_ = false;
+};
+
 #if defined(SLIMNN_X86_KERNELS)
 
 namespace avx2 {
@@ -134,10 +200,15 @@ inline void smartdeal_gemm(index_t rows, index_t width, const index_t* start, co
                            const float* coef, const float* zc, index_t n, float* yt) {
   const index_t full = n / 32 * 32;
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const index_t block = column_block(width, 128);  // 128 columns x 32 samples: 16 KiB
+  index_t o, first, last;
+  bool begin;
   for (index_t t = 0; t < full; t += 32)
-    for (index_t o = 0; o < rows; ++o) {
+    for (row_block_walk walk(rows, start, offset, block); walk.next(o, first, last, begin);) {
+      float* y = yt + o * n + t;
       __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-      for (index_t u = start[o]; u < start[o + 1]; ++u) {
+      if (!begin) a0 = _mm256_loadu_ps(y), a1 = _mm256_loadu_ps(y + 8), a2 = _mm256_loadu_ps(y + 16), a3 = _mm256_loadu_ps(y + 24);
+      for (index_t u = first; u < last; ++u) {
         const float* z = zc + index_t(offset[u]) * n + t;
         for (index_t j = 0; j < width; ++j, z += n) {
           const __m256 c = _mm256_broadcast_ss(coef + u * width + j);
@@ -147,7 +218,6 @@ inline void smartdeal_gemm(index_t rows, index_t width, const index_t* start, co
           a3 = _mm256_fmadd_ps(c, _mm256_loadu_ps(z + 24), a3);
         }
       }
-      float* y = yt + o * n + t;
       _mm256_storeu_ps(y, a0), _mm256_storeu_ps(y + 8, a1), _mm256_storeu_ps(y + 16, a2), _mm256_storeu_ps(y + 24, a3);
     }
   for (index_t t = full; t < n; t += 8) {
@@ -239,10 +309,15 @@ inline __m512 element_step(const std::uint32_t* offset, const float* coef, const
 inline void smartdeal_gemm(index_t rows, index_t width, const index_t* start, const std::uint32_t* offset,
                            const float* coef, const float* zc, index_t n, float* yt) {
   const index_t full = n / 64 * 64;
+  const index_t block = column_block(width, 96);  // 96 columns x 64 samples: 24 KiB
+  index_t o, first, last;
+  bool begin;
   for (index_t t = 0; t < full; t += 64)
-    for (index_t o = 0; o < rows; ++o) {
+    for (row_block_walk walk(rows, start, offset, block); walk.next(o, first, last, begin);) {
+      float* y = yt + o * n + t;
       __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-      for (index_t u = start[o]; u < start[o + 1]; ++u) {
+      if (!begin) a0 = _mm512_loadu_ps(y), a1 = _mm512_loadu_ps(y + 16), a2 = _mm512_loadu_ps(y + 32), a3 = _mm512_loadu_ps(y + 48);
+      for (index_t u = first; u < last; ++u) {
         const float* z = zc + index_t(offset[u]) * n + t;
         for (index_t j = 0; j < width; ++j, z += n) {
           const __m512 c = _mm512_set1_ps(coef[u * width + j]);
@@ -252,7 +327,6 @@ inline void smartdeal_gemm(index_t rows, index_t width, const index_t* start, co
           a3 = _mm512_fmadd_ps(c, _mm512_loadu_ps(z + 48), a3);
         }
       }
-      float* y = yt + o * n + t;
       _mm512_storeu_ps(y, a0), _mm512_storeu_ps(y + 16, a1), _mm512_storeu_ps(y + 32, a2), _mm512_storeu_ps(y + 48, a3);
     }
   // A tile of 32 samples: two rows at a time, so that 4 accumulators are in flight too.

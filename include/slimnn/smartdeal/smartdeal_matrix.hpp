@@ -308,7 +308,7 @@ class smartdeal_matrix {
     for (index_t g = 0; g < groups_; ++g) {
       const auto bt = bases_.middleCols(g * s_, s_).transpose();
       for (index_t r = 0; r < segments_; ++r)
-        zc.middleCols(g * padded_cols() + r * s_, s_).noalias() = xt.middleCols(r * s_, s_) * bt;
+        zc.middleCols(g * padded_cols() + r * s_, s_).noalias() = xt.middleCols(r * s_, s_).lazyProduct(bt);
     }
   }
 
