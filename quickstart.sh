@@ -12,7 +12,7 @@
 set -euo pipefail
 
 # Debian packages the build needs; append new dependencies here.
-PACKAGES="build-essential cmake pkg-config libeigen3-dev libfftw3-dev zlib1g-dev libgtest-dev libbenchmark-dev dataset-fashion-mnist nlohmann-json3-dev clang libclang-rt-dev python3-torch python3-numpy python3-matplotlib libzstd-dev"
+PACKAGES="build-essential cmake pkg-config libeigen3-dev libfftw3-dev zlib1g-dev libgtest-dev libbenchmark-dev dataset-fashion-mnist nlohmann-json3-dev clang libclang-rt-dev python3-torch python3-numpy python3-matplotlib libzstd-dev libdnnl-dev"
 
 JOBS="${SLIMNN_JOBS:-2}"
 cd "$(dirname "$0")"

@@ -3,6 +3,8 @@
 //   dense_gemv/<n>x<n>                 Eigen float GEMV (dense_baselines.hpp)
 //   int8_gemv/<n>x<n>                  dense int8 GEMV, AVX2 vpmaddubsw (row-major codes,
 //                                      4 rows x 32 inputs per step, exact int32 sums)
+//   int8_gemm/<n>x<n>/b64              oneDNN's u8 x s8 -> s32 inner product on the same
+//                                      codes (when oneDNN is installed; one thread)
 //   crew_int8/<n>x<n>/u16/b<B>         crew_dense::forward_int8 on the same codes, at most
 //                                      16 unique codes per input (4-bit lanes; vpermb +
 //                                      vpdpbusd with AVX-512 VBMI + VNNI, else vpshufb)
@@ -18,8 +20,10 @@
 // the CREW indices (8 MiB) may sit in a large L3; 8192x8192 int8 (64 MiB) against CREW
 // (32 MiB) is memory-bound, where moving half the bytes shows.
 // Counters: bytes = parameter bytes read per call (codes, indices, tables) per second.
+#include <cstdlib>
 #include <memory>
 #include <random>
+#include <unordered_map>
 
 #ifdef __AVX2__
 #include <immintrin.h>
@@ -27,6 +31,12 @@
 
 #include "dense_baselines.hpp"
 #include "slimnn/crew/crew_dense.hpp"
+
+#ifdef SLIMNN_BENCH_WITH_DNNL
+#include <omp.h>
+
+#include <oneapi/dnnl/dnnl.hpp>
+#endif
 
 namespace {
 
@@ -160,6 +170,57 @@ void register_crew_float(const int8_matrix& codes, const std::string& unique, in
                           std::move(layer), batch);
 }
 
+#ifdef SLIMNN_BENCH_WITH_DNNL
+/// oneDNN's int8 inner product, u8 activations x s8 weights -> s32, on the codes: weights
+/// reordered once into oneDNN's own blocked layout, one thread, and on the AVX2 path
+/// limited to AVX2 (dnnl::set_max_cpu_isa), as on an AVX2 machine.
+void register_int8_gemm(const int8_matrix& codes, index_t batch) {
+  benchmark::RegisterBenchmark(
+      detail::cat("int8_gemm/", codes.cols(), 'x', codes.rows(), "/b", batch).c_str(),
+      [codes, batch](benchmark::State& state) {
+        using namespace dnnl;
+        using tag = memory::format_tag;
+        using dt = memory::data_type;
+        omp_set_num_threads(1);
+        const memory::dim n = codes.cols(), m = codes.rows(), b = batch;
+        engine cpu(engine::kind::cpu, 0);
+        stream s(cpu);
+        const memory::desc src_md({b, n}, dt::u8, tag::nc), dst_md({b, m}, dt::s32, tag::nc);
+        const inner_product_forward::primitive_desc pd(
+            inner_product_forward::desc(prop_kind::forward_inference, src_md,
+                                        memory::desc({m, n}, dt::s8, tag::any), dst_md),
+            cpu);
+        memory user_weights({{m, n}, dt::s8, tag::oi}, cpu), weights(pd.weights_desc(), cpu);
+        memory src(src_md, cpu), dst(dst_md, cpu);
+        auto* w = static_cast<std::int8_t*>(user_weights.get_data_handle());
+        for (index_t j = 0; j < m; ++j)
+          for (index_t i = 0; i < n; ++i) w[j * n + i] = codes(j, i);
+        reorder(user_weights, weights).execute(s, user_weights, weights);
+        const int8_matrix x = random_activations(n, batch);
+        auto* u = static_cast<std::uint8_t*>(src.get_data_handle());
+        for (index_t c = 0; c < batch; ++c)
+          for (index_t i = 0; i < n; ++i) u[c * n + i] = std::uint8_t(std::abs(int(x(i, c))));
+        const inner_product_forward ip(pd);
+        const std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}};
+        ip.execute(s, args);
+        s.wait();
+        // It must compute the product before it is timed: check one sample's outputs.
+        const auto* y = static_cast<const std::int32_t*>(dst.get_data_handle());
+        for (index_t j = 0; j < m; ++j) {
+          std::int64_t expected = 0;
+          for (index_t i = 0; i < n; ++i) expected += std::int64_t(u[i]) * codes(j, i);
+          detail::require<slimnn::error>(y[j] == expected, "bench_crew: oneDNN's int8 inner product disagrees at output ", j);
+        }
+        for (auto _ : state) {
+          ip.execute(s, args);
+          s.wait();
+        }
+        set_bytes(state, double(m * n));
+      })
+      ->Unit(benchmark::kMicrosecond);
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -169,6 +230,10 @@ int main(int argc, char** argv) {
     register_int8_gemv(codes);
     register_crew_int8(codes, "u16", 1);
     register_crew_int8(codes, "u16", 8);
+#ifdef SLIMNN_BENCH_WITH_DNNL
+    if (active_isa() == isa::avx2) dnnl::set_max_cpu_isa(dnnl::cpu_isa::avx2);
+    register_int8_gemm(codes, 64);
+#endif
     register_crew_int8(codes, "u16", 64);
     register_crew_int8(codes, "u16", 64, 2);
     register_crew_float(codes, "u16");

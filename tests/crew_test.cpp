@@ -92,16 +92,21 @@ TEST(crew_dense, int8_path_equals_dense_integer_gemv_bit_for_bit) {
       {17, 300, 255, crew_index_layout::automatic}};
   for (const auto& c : cases) {
     const int8_matrix codes = random_codes(c.inputs, c.outputs, std::min(c.unique, int(c.outputs)), 7 + c.inputs);
-    const auto layer = layer_from<float>(codes, c.layout);
-    const int8_matrix x = random_int8(c.inputs, 3, 9);
-    Eigen::Matrix<std::int64_t, Eigen::Dynamic, Eigen::Dynamic> expected =
-        codes.cast<std::int64_t>() * x.cast<std::int64_t>();
-    int32_matrix best, portable;
-    layer.forward_int8(x, best);
-    layer.forward_int8(x, portable, crew_kernel::portable);
-    const auto where = detail::cat(c.inputs, "x", c.outputs, " u", c.unique);
-    EXPECT_EQ(best.cast<std::int64_t>(), expected) << where;
-    EXPECT_EQ(portable, best) << where;
+    // Per sample below batch 4; from it, on the AVX-512 path, in tiles of 12, 8, 4 and 1 samples.
+    for (const index_t batch : {3, 4, 29}) {
+      const int8_matrix x = random_int8(c.inputs, batch, 9);
+      Eigen::Matrix<std::int64_t, Eigen::Dynamic, Eigen::Dynamic> expected =
+          codes.cast<std::int64_t>() * x.cast<std::int64_t>();
+      const auto where = detail::cat(c.inputs, "x", c.outputs, " u", c.unique, ", batch ", batch);
+      slimnn::testing::for_each_isa([&](isa) {
+        const auto layer = layer_from<float>(codes, c.layout);  // in the interleave of this path
+        int32_matrix best, portable;
+        layer.forward_int8(x, best);
+        layer.forward_int8(x, portable, crew_kernel::portable);
+        EXPECT_EQ(best.cast<std::int64_t>(), expected) << where;
+        EXPECT_EQ(portable, best) << where;
+      });
+    }
   }
 }
 
@@ -111,13 +116,16 @@ TEST(crew_dense, int8_path_handles_extreme_products_and_long_inputs) {
   int8_matrix codes(64, n);
   for (index_t i = 0; i < n; ++i)
     for (index_t j = 0; j < 64; ++j) codes(j, i) = std::int8_t(j % 2 ? 127 : -127);
-  const auto layer = layer_from<float>(codes);
-  int8_matrix x(n, 2);
-  x.col(0).setConstant(-128);
-  x.col(1).setConstant(127);
-  int32_matrix acc;
-  layer.forward_int8(x, acc);
-  EXPECT_EQ(acc, (codes.cast<std::int32_t>() * x.cast<std::int32_t>()).eval());
+  int8_matrix x(n, 6);  // 2 samples: the per-sample path; 6: the batched one
+  for (index_t b = 0; b < x.cols(); ++b) x.col(b).setConstant(std::int8_t(b % 2 ? 127 : -128));
+  slimnn::testing::for_each_isa([&](isa) {
+    const auto built = layer_from<float>(codes);
+    int32_matrix acc;
+    built.forward_int8(x.leftCols(2), acc);
+    EXPECT_EQ(acc, (codes.cast<std::int32_t>() * x.leftCols(2).cast<std::int32_t>()).eval());
+    built.forward_int8(x, acc);
+    EXPECT_EQ(acc, (codes.cast<std::int32_t>() * x.cast<std::int32_t>()).eval());
+  });
 }
 
 TEST(crew_dense, int8_with_activation_scale_dequantizes) {

@@ -160,19 +160,47 @@ TEST(smartdeal_dense, exponent_coded_forward_equals_the_float_coefficient_forwar
 }
 
 TEST(smartdeal_conv2d, forward_equals_conv2d_with_to_dense_weights) {
-  for (index_t stride : {1, 2}) {
-    const shape in{3, 7, 6};
-    const conv2d_config config{.out_channels = 5, .kernel = 3, .stride = stride, .padding = 1};
-    const smartdeal_conv2d<double> layer(in, config, random_factors<double>(5, 27, 3, 2, 0.7, 0.7, 9),
-                                         random_matrix<double>(5, 1, 3).col(0));
+  // Stride 1 transforms whole input rows, other strides im2col rows: every kernel size,
+  // padding, basis group count and coefficient layout, against the dense convolution.
+  for (const index_t kernel : {1, 3, 5})
+    for (const index_t stride : {1, 2})
+      for (const index_t padding : {0, 1, 2})
+        for (const auto& [segments, elements] : {std::pair{0.7, 0.7}, std::pair{0.9, 0.2}}) {
+          const shape in{3, 7, 6};
+          const conv2d_config config{.out_channels = 5, .kernel = kernel, .stride = stride, .padding = padding};
+          const smartdeal_conv2d<double> layer(
+              in, config, random_factors<double>(5, 3 * kernel * kernel, kernel, 2, segments, elements, 9),
+              random_matrix<double>(5, 1, 3).col(0));
+          conv2d<double> reference(in, config);
+          reference.weight() = layer.factors().to_dense().transpose();
+          reference.bias() = layer.bias();
+          const auto x = random_matrix<double>(in.size(), 3, 4);
+          matrix<double> y, expected;
+          layer.forward(x, y);
+          reference.forward(x, expected);
+          EXPECT_LT(slimnn::testing::relative_error(y, expected), 1e-13)
+              << "kernel " << kernel << ", stride " << stride << ", padding " << padding << ", "
+              << (layer.factors().segment_layout() ? "segment" : "element") << " layout";
+        }
+}
+
+TEST(smartdeal_conv2d, float_forward_matches_double_on_every_path) {
+  for (const double elements : {0.7, 0.2}) {  // segment and element layouts
+    const shape in{16, 11, 13};
+    const conv2d_config config{.out_channels = 20, .kernel = 3, .padding = 1};
+    const smartdeal_conv2d<float> layer(in, config, random_factors<float>(20, 16 * 9, 3, 8, 0.6, elements, 5),
+                                        random_matrix<float>(20, 1, 6).col(0));
     conv2d<double> reference(in, config);
     reference.weight() = layer.factors().to_dense().transpose();
-    reference.bias() = layer.bias();
-    const auto x = random_matrix<double>(in.size(), 3, 4);
-    matrix<double> y, expected;
-    layer.forward(x, y);
-    reference.forward(x, expected);
-    EXPECT_LT(slimnn::testing::relative_error(y, expected), 1e-13) << "stride " << stride;
+    reference.bias() = layer.bias().cast<double>();
+    const auto x = random_matrix<float>(in.size(), 2, 7);
+    matrix<double> expected;
+    reference.forward(x.cast<double>(), expected);
+    slimnn::testing::for_each_isa([&](isa) {
+      matrix<float> y;
+      layer.forward(x, y);
+      EXPECT_LT(slimnn::testing::relative_error(y.cast<double>(), expected), 1e-5) << "elements " << elements;
+    });
   }
 }
 

@@ -35,7 +35,10 @@
 // inputs (256 KiB of floats, in L2 on every x86-64 CPU of the last decade), each expanded
 // to V_i[idx(j, i)] by crew_decode (vpermps on both SIMD paths) and multiplied by Eigen's
 // GEMM: the decode costs one lookup per weight, about a tenth of the GEMM at batch 64,
-// and the indices read are an eighth of the float weights. forward_int8 runs per sample.
+// and the indices read are an eighth of the float weights. forward_int8 from batch 4, on
+// the AVX-512 path, decodes the codes of 16 outputs x 4 inputs with one vpermb and
+// multiplies them by 12 samples' activations with vpdpbusd (kernels::crew_gemm_int8,
+// exact); on the other paths it runs per sample.
 // Inside a parallel_scope (core/parallel.hpp), a layer of at least 2^19 weights cuts
 // each sample's outputs (or the decoded tiles) over the threads, and forward_int8 cuts a
 // batch of 16 or more into blocks of samples.
@@ -428,6 +431,8 @@ class crew_dense {
   /// acc (outputs x xq.cols(), column-major) = codes x xq, exactly.
   void accumulate_int8(const Eigen::Ref<const int8_matrix>& xq, std::int32_t* acc, crew_kernel kernel) const {
     const isa path = kernel == crew_kernel::best ? active_isa() : isa::portable;
+    if (xq.cols() >= decoded_min_batch && layout_ == crew_index_layout::lanes && kernels::crew_has_int8_gemm(path, lanes_))
+      return accumulate_int8_batched(xq, acc, path);
     // One sample's outputs [first_unit, last_unit) (in split_outputs units).
     const auto sample = [&](index_t b, index_t first_unit, index_t last_unit) {
       std::int32_t* active = buffer<std::int32_t, 0>(std::size_t(inputs_));
@@ -500,6 +505,27 @@ class crew_dense {
           for (index_t j = first; j < last; ++j) y(j, b) = row_scale_[j] * y(j, b) + bias_[j];
       }
     }, units_per_tile);  // the same tiles, so the same sums, on any number of threads
+  }
+
+  /// The batched int8 path (kernels::crew_gemm_int8): the samples padded to whole groups
+  /// of 4 inputs, their sums, and the code tables; a batch of 16 or more is cut into
+  /// blocks of samples inside a parallel_scope, as the per-sample path.
+  void accumulate_int8_batched(const Eigen::Ref<const int8_matrix>& xq, std::int32_t* acc, isa path) const {
+    const index_t stride = lanes_.groups() * 4, batch = xq.cols();
+    auto* x = buffer<std::int8_t, 0>(std::size_t(stride * batch));
+    auto* sums = buffer<std::int32_t, 3>(std::size_t(batch));
+    for (index_t b = 0; b < batch; ++b) {
+      std::int32_t sum = 0;
+      for (index_t i = 0; i < inputs_; ++i) sum += (x[b * stride + i] = xq(i, b));
+      std::fill(x + b * stride + inputs_, x + (b + 1) * stride, std::int8_t(0));
+      sums[b] = sum;
+    }
+    constexpr index_t min_samples = 8;  // per thread
+    detail::split_range(batch, 1, min_samples, [&](index_t first, index_t last) {
+      auto* tables = buffer<std::uint8_t, 0>(kernels::crew_code_table_bytes(lanes_));
+      kernels::crew_gemm_int8(path, lanes_, offsets_.data(), unique_.data(), codes_.data(), tables, x + first * stride,
+                              stride, sums + first, last - first, acc + first * outputs_, outputs_);
+    });
   }
 
   /// q (x's shape) = round(x / scale) as int8; config_error outside -127..127.

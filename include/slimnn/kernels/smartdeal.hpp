@@ -70,17 +70,33 @@ void smartdeal_gemv_portable(index_t rows, index_t width, const index_t* start, 
   }
 }
 
+/// Where the batched stage reads the z values of slot u: its j-th column starts at
+/// at(u) + j * step, sample t at + t. Column-major Zc (n x K): base = the slots' column
+/// offsets, scale = step = n (column_z_source). Other layouts give each slot its own
+/// start (scale 1) and a column step, e.g. smartdeal_conv2d's planes of row transforms.
+template <class T>
+struct z_source {
+  const T* z;
+  const std::uint32_t* base;
+  index_t scale, step;
+  const T* at(index_t u) const { return z + index_t(base[u]) * scale; }
+};
+template <class T>
+z_source<T> column_z_source(const T* zc, const std::uint32_t* offset, index_t n) {
+  return {zc, offset, n, n};
+}
+
 /// The batched stage, portable (see the header comment).
 template <class T>
-void smartdeal_gemm_portable(index_t rows, index_t width, const index_t* start, const std::uint32_t* offset,
-                             const T* coef, const T* zc, index_t n, T* yt) {
+void smartdeal_gemm_portable(index_t rows, index_t width, const index_t* start, const T* coef, z_source<T> zs,
+                             index_t n, T* yt) {
   for (index_t o = 0; o < rows; ++o) {
     T* y = yt + o * n;
     std::fill(y, y + n, T(0));
     for (index_t u = start[o]; u < start[o + 1]; ++u)
       for (index_t j = 0; j < width; ++j) {
         const T c = coef[u * width + j];
-        const T* z = zc + (index_t(offset[u]) + j) * n;
+        const T* z = zs.at(u) + j * zs.step;
         for (index_t t = 0; t < n; ++t) y[t] += c * z[t];
       }
   }
@@ -197,7 +213,7 @@ void smartdeal_gemv_s8(index_t rows, const index_t* start, const std::uint32_t* 
 /// The batched stage: per row and tile of 32 samples, 4 x 8-lane accumulators; the
 /// samples past the last full tile in masked 8-lane steps.
 inline void smartdeal_gemm(index_t rows, index_t width, const index_t* start, const std::uint32_t* offset,
-                           const float* coef, const float* zc, index_t n, float* yt) {
+                           const float* coef, z_source<float> zs, index_t n, float* yt) {
   const index_t full = n / 32 * 32;
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const index_t block = column_block(width, 128);  // 128 columns x 32 samples: 16 KiB
@@ -209,8 +225,8 @@ inline void smartdeal_gemm(index_t rows, index_t width, const index_t* start, co
       __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
       if (!begin) a0 = _mm256_loadu_ps(y), a1 = _mm256_loadu_ps(y + 8), a2 = _mm256_loadu_ps(y + 16), a3 = _mm256_loadu_ps(y + 24);
       for (index_t u = first; u < last; ++u) {
-        const float* z = zc + index_t(offset[u]) * n + t;
-        for (index_t j = 0; j < width; ++j, z += n) {
+        const float* z = zs.at(u) + t;
+        for (index_t j = 0; j < width; ++j, z += zs.step) {
           const __m256 c = _mm256_broadcast_ss(coef + u * width + j);
           a0 = _mm256_fmadd_ps(c, _mm256_loadu_ps(z), a0);
           a1 = _mm256_fmadd_ps(c, _mm256_loadu_ps(z + 8), a1);
@@ -225,8 +241,8 @@ inline void smartdeal_gemm(index_t rows, index_t width, const index_t* start, co
     for (index_t o = 0; o < rows; ++o) {
       __m256 a = _mm256_setzero_ps();
       for (index_t u = start[o]; u < start[o + 1]; ++u) {
-        const float* z = zc + index_t(offset[u]) * n + t;
-        for (index_t j = 0; j < width; ++j, z += n)
+        const float* z = zs.at(u) + t;
+        for (index_t j = 0; j < width; ++j, z += zs.step)
           a = _mm256_fmadd_ps(_mm256_broadcast_ss(coef + u * width + j), _mm256_maskload_ps(z, m), a);
       }
       _mm256_maskstore_ps(yt + o * n + t, m, a);
@@ -307,7 +323,7 @@ inline __m512 element_step(const std::uint32_t* offset, const float* coef, const
 /// The batched stage: per row and tile of 64 samples, 4 x 16-lane accumulators; the
 /// samples past the last full tile in masked 16-lane steps.
 inline void smartdeal_gemm(index_t rows, index_t width, const index_t* start, const std::uint32_t* offset,
-                           const float* coef, const float* zc, index_t n, float* yt) {
+                           const float* coef, z_source<float> zs, index_t n, float* yt) {
   const index_t full = n / 64 * 64;
   const index_t block = column_block(width, 96);  // 96 columns x 64 samples: 24 KiB
   index_t o, first, last;
@@ -318,8 +334,8 @@ inline void smartdeal_gemm(index_t rows, index_t width, const index_t* start, co
       __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
       if (!begin) a0 = _mm512_loadu_ps(y), a1 = _mm512_loadu_ps(y + 16), a2 = _mm512_loadu_ps(y + 32), a3 = _mm512_loadu_ps(y + 48);
       for (index_t u = first; u < last; ++u) {
-        const float* z = zc + index_t(offset[u]) * n + t;
-        for (index_t j = 0; j < width; ++j, z += n) {
+        const float* z = zs.at(u) + t;
+        for (index_t j = 0; j < width; ++j, z += zs.step) {
           const __m512 c = _mm512_set1_ps(coef[u * width + j]);
           a0 = _mm512_fmadd_ps(c, _mm512_loadu_ps(z), a0);
           a1 = _mm512_fmadd_ps(c, _mm512_loadu_ps(z + 16), a1);
@@ -338,18 +354,18 @@ inline void smartdeal_gemm(index_t rows, index_t width, const index_t* start, co
       const index_t first_a = start[o], count_a = start[o + 1] - first_a;
       const index_t first_b = start[p], count_b = start[p + 1] - first_b;
       for (index_t k = 0; k < std::max(count_a, count_b); ++k) {
-        const float* za = k < count_a ? zc + index_t(offset[first_a + k]) * n + t : nullptr;
-        const float* zb = k < count_b ? zc + index_t(offset[first_b + k]) * n + t : nullptr;
+        const float* za = k < count_a ? zs.at(first_a + k) + t : nullptr;
+        const float* zb = k < count_b ? zs.at(first_b + k) + t : nullptr;
         for (index_t j = 0; j < width; ++j) {
           if (za) {
             const __m512 c = _mm512_set1_ps(coef[(first_a + k) * width + j]);
-            a0 = _mm512_fmadd_ps(c, _mm512_loadu_ps(za + j * n), a0);
-            a1 = _mm512_fmadd_ps(c, _mm512_loadu_ps(za + j * n + 16), a1);
+            a0 = _mm512_fmadd_ps(c, _mm512_loadu_ps(za + j * zs.step), a0);
+            a1 = _mm512_fmadd_ps(c, _mm512_loadu_ps(za + j * zs.step + 16), a1);
           }
           if (zb) {
             const __m512 c = _mm512_set1_ps(coef[(first_b + k) * width + j]);
-            b0 = _mm512_fmadd_ps(c, _mm512_loadu_ps(zb + j * n), b0);
-            b1 = _mm512_fmadd_ps(c, _mm512_loadu_ps(zb + j * n + 16), b1);
+            b0 = _mm512_fmadd_ps(c, _mm512_loadu_ps(zb + j * zs.step), b0);
+            b1 = _mm512_fmadd_ps(c, _mm512_loadu_ps(zb + j * zs.step + 16), b1);
           }
         }
       }
@@ -361,8 +377,8 @@ inline void smartdeal_gemm(index_t rows, index_t width, const index_t* start, co
     for (index_t o = 0; o < rows; ++o) {
       __m512 a = _mm512_setzero_ps();
       for (index_t u = start[o]; u < start[o + 1]; ++u) {
-        const float* z = zc + index_t(offset[u]) * n + t;
-        for (index_t j = 0; j < width; ++j, z += n)
+        const float* z = zs.at(u) + t;
+        for (index_t j = 0; j < width; ++j, z += zs.step)
           a = _mm512_fmadd_ps(_mm512_set1_ps(coef[u * width + j]), _mm512_maskz_loadu_ps(m, z), a);
       }
       _mm512_mask_storeu_ps(yt + o * n + t, m, a);
@@ -418,17 +434,25 @@ void smartdeal_gemv(isa path, index_t rows, index_t width, const index_t* start,
 }
 
 /// The batched stage on the given path (see the header comment).
+/// `offset` holds the slots' column offsets (the SIMD kernels block the columns by them);
+/// `zs` says where their z values are.
+template <class T>
+void smartdeal_gemm(isa path, index_t rows, index_t width, const index_t* start, const std::uint32_t* offset,
+                    const T* coef, z_source<T> zs, index_t n, T* yt) {
+#if defined(SLIMNN_X86_KERNELS)
+  if constexpr (std::is_same_v<T, float>) {
+    if (path == isa::avx512) return avx512::smartdeal_gemm(rows, width, start, offset, coef, zs, n, yt);
+    if (path == isa::avx2) return avx2::smartdeal_gemm(rows, width, start, offset, coef, zs, n, yt);
+  }
+#endif
+  (void)path, (void)offset;
+  smartdeal_gemm_portable(rows, width, start, coef, zs, n, yt);
+}
+/// The same over a column-major Zc (n x K).
 template <class T>
 void smartdeal_gemm(isa path, index_t rows, index_t width, const index_t* start, const std::uint32_t* offset,
                     const T* coef, const T* zc, index_t n, T* yt) {
-#if defined(SLIMNN_X86_KERNELS)
-  if constexpr (std::is_same_v<T, float>) {
-    if (path == isa::avx512) return avx512::smartdeal_gemm(rows, width, start, offset, coef, zc, n, yt);
-    if (path == isa::avx2) return avx2::smartdeal_gemm(rows, width, start, offset, coef, zc, n, yt);
-  }
-#endif
-  (void)path;
-  smartdeal_gemm_portable(rows, width, start, offset, coef, zc, n, yt);
+  smartdeal_gemm(path, rows, width, start, offset, coef, column_z_source(zc, offset, n), n, yt);
 }
 
 /// Segments of 8 exponent-coded coefficients on the given path (see the header comment).

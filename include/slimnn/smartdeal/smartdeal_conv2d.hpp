@@ -2,13 +2,16 @@
 //
 //   y[n][q] = b[n] + sum_{c,i,j} W[n][c][i][j] x[c][q + (i, j)]   (as conv2d)
 // Each filter n (C*k*k taps, order (c, i, j)) is the (C*k) x k matrix R_n ~ Ce_n . B_g:
-// basis width s = k, one segment per (input channel, kernel row). Forward per image:
-// im2col (positions x C*k*k), z = every patch row segment times B_g^T (one small GEMM
-// per segment), then every output channel accumulates its nonzero coefficients times
-// the matching z column over all positions (one axpy per coefficient).
+// basis width s = k, one segment per (input channel, kernel row). Forward per image,
+// stride 1: every input row convolved (1-D, along the row) with the k rows of B_g, which
+// gives the basis transforms of all k segments that read that row (below, forward_rows);
+// other strides: im2col (positions x C*k*k) and z = every patch row segment times B_g^T.
+// Then every output channel accumulates its nonzero coefficients times the matching z
+// column over all positions (kernels/smartdeal.hpp's batched stage).
 // Shapes: x (C*H*W x batch, CHW) -> y (N*Ho*Wo x batch), like conv2d.
 // Work per sample: Ho*Wo * (G*C*k*k*k + sparse-stage slots) MACs (smartdeal_matrix::
-// coefficient_macs: the kept segments' slots, or the nonzeros in the element layout).
+// coefficient_macs: the kept segments' slots, or the nonzeros in the element layout), as
+// cost() counts it; at stride 1 the basis transform takes only (Ho + k - 1) * Wo * G*C*k*k.
 // compress(conv2d, smartdeal_settings) converts a trained conv2d (settings.basis_width
 // must equal the kernel size); to_reference() is the equivalent conv2d.
 // Training as smartdeal_dense (straight-through coefficients, fixed mask): forward_train
@@ -24,6 +27,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -70,6 +74,7 @@ class smartdeal_conv2d {
   void forward(const_matrix_ref<T> x, matrix_view<T> y) const {
     detail::check_input_rows(*this, x.rows());
     detail::check_output(*this, y, x.cols());
+    if (geometry_.stride == 1) return forward_rows(x, y);
     const index_t P = geometry_.positions(), chunk = detail::im2col_chunk(geometry_, x.cols());
     for (index_t first = 0; first < x.cols(); first += chunk) {
       const index_t count = std::min(chunk, x.cols() - first);
@@ -83,8 +88,12 @@ class smartdeal_conv2d {
     }
   }
 
-  /// forward's im2col rows, basis transforms and sparse-stage outputs for one chunk.
+  /// forward's padded image, row-transform planes, outputs and slot starts (stride 1), or its im2col rows, basis
+  /// transforms and sparse-stage outputs for one chunk.
   std::uint64_t workspace_bytes(index_t batch) const {
+    if (geometry_.stride == 1)
+      return (plane_values() + image_values() + std::uint64_t(stage_positions() * factors_.rows()) + 32) * sizeof(T) +
+             factors_.slot_columns().size() * sizeof(std::uint32_t);
     const index_t rows = geometry_.positions() * detail::im2col_chunk(geometry_, batch);
     return std::uint64_t(rows * (geometry_.patch() + factors_.groups() * factors_.padded_cols() + factors_.rows())) *
            sizeof(T);
@@ -175,6 +184,77 @@ class smartdeal_conv2d {
   }
 
  private:
+  // Stride 1, image by image: the basis transform of a segment (input channel c, kernel
+  // row i) at output position (h, w) is U_{g,c,a}[h + i][w] = sum_j B_g[a][j] xp[c][h +
+  // i][w + j], with xp the image with its zero padding (Hp x Wp): a 1-D convolution of
+  // padded row h + i that the k kernel rows share. So forward convolves the whole padded
+  // image, flattened, once per channel, basis and row of B_g (U_{g,c,a}[f] = sum_j
+  // B_g[a][j] xp_c[f + j], a plane of Hp Wp values; the last k - 1 columns of each row
+  // are not outputs), and the sparse stage reads segment (c, i)'s column a at plane
+  // (g, c, a) + i Wp + t for the positions t = h Wp + w, Wp per output row (the
+  // Wp - Wo extra ones are dropped): no im2col, a third of the basis products, and long
+  // vectorised loops. Rows are stored 16 values apart (Wp rounded up), so that with
+  // 64-byte aligned buffers every tile the stage loads is whole cache lines.
+  index_t padded_width() const { return (geometry_.in.w + 2 * geometry_.padding + 15) / 16 * 16; }
+  index_t plane_size() const { return (geometry_.in.h + 2 * geometry_.padding) * padded_width(); }
+  index_t plane_count() const { return factors_.groups() * geometry_.in.c * geometry_.kernel; }
+  /// The positions the sparse stage runs: Ho rows of Wp, rounded up to whole tiles of 64
+  /// samples, so that it never takes its slow masked steps. The planes end with that many
+  /// spare values, the padded image with k, and the outputs go to a scratch first.
+  index_t stage_positions() const { return (geometry_.out_h() * padded_width() + 63) / 64 * 64; }
+  std::size_t image_values() const { return std::size_t(geometry_.in.c * plane_size() + geometry_.kernel); }
+  std::size_t plane_values() const { return std::size_t(plane_count() * plane_size() + stage_positions()); }
+  /// A scratch buffer of at least n values whose start is 64-byte aligned (16 spare values).
+  template <int Slot>
+  static T* aligned_scratch(std::size_t n) {
+    T* p = detail::scratch_array<smartdeal_conv2d, T, Slot>(n + 16);
+    const auto misalignment = reinterpret_cast<std::uintptr_t>(p) % 64;
+    return misalignment == 0 ? p : p + (64 - misalignment) / sizeof(T);
+  }
+
+  void forward_rows(const_matrix_ref<T> x, matrix_view<T> y) const {
+    const index_t k = geometry_.kernel, C = geometry_.in.c, P = geometry_.positions(), n = stage_positions();
+    const index_t wo = geometry_.out_w(), wp = padded_width(), padded = factors_.padded_cols();
+    const auto& columns = factors_.slot_columns();
+    auto* starts = detail::scratch_array<smartdeal_conv2d, std::uint32_t>(columns.size());
+    for (std::size_t u = 0; u < columns.size(); ++u) {
+      const index_t column = columns[u], g = column / padded, segment = column % padded / k, a = column % k;
+      starts[u] = std::uint32_t(((g * C + segment / k) * k + a) * plane_size() + segment % k * wp);
+    }
+    T* planes = aligned_scratch<4>(plane_values());
+    std::fill(planes + plane_count() * plane_size(), planes + plane_values(), T(0));  // read past the last plane
+    T* image = detail::scratch_array<smartdeal_conv2d, T, 5>(image_values());
+    T* out = aligned_scratch<6>(std::size_t(n * factors_.rows()));
+    for (index_t b = 0; b < x.cols(); ++b) {
+      transform_rows(x.col(b).data(), image, planes);
+      factors_.apply(kernels::z_source<T>{planes, starts, 1, plane_size()}, n, out);  // n x N, column-major
+      for (index_t o = 0; o < factors_.rows(); ++o)
+        for (index_t h = 0; h < geometry_.out_h(); ++h)
+          y.col(b).segment(o * P + h * wo, wo) =
+              Eigen::Map<const vector<T>>(out + o * n + h * wp, wo).array() + bias_[o];
+    }
+  }
+
+  /// planes[((g C + c) k + a) plane_size() + f] = sum_j B_g[a][j] xp_c[f + j] for one image
+  /// x (C H W), through `image`: xp, x with its zero padding (C Hp Wp, then k zeros).
+  void transform_rows(const T* x, T* image, T* planes) const {
+    const index_t k = geometry_.kernel, C = geometry_.in.c, H = geometry_.in.h, W = geometry_.in.w;
+    const index_t pad = geometry_.padding, wp = padded_width(), size = plane_size();
+    std::fill(image, image + image_values(), T(0));
+    for (index_t c = 0; c < C; ++c)
+      for (index_t r = 0; r < H; ++r)
+        std::copy(x + (c * H + r) * W, x + (c * H + r + 1) * W, image + c * size + (r + pad) * wp + pad);
+    const matrix<T>& bases = factors_.bases();
+    for (index_t g = 0; g < factors_.groups(); ++g)
+      for (index_t c = 0; c < C; ++c)
+        for (index_t a = 0; a < k; ++a) {
+          Eigen::Map<vector<T>> plane(planes + ((g * C + c) * k + a) * size, size);
+          const T* in = image + c * size;
+          plane = bases(a, g * k) * Eigen::Map<const vector<T>>(in, size);
+          for (index_t j = 1; j < k; ++j) plane += bases(a, g * k + j) * Eigen::Map<const vector<T>>(in + j, size);
+        }
+  }
+
   /// y.col(first + b).segment(n*P, P) = out.col(n).segment(P*b, P) + bias[n].
   template <class Out>
   void scatter(const Out& out, index_t first, index_t count, matrix_view<T> y) const {

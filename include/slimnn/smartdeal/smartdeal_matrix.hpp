@@ -320,6 +320,13 @@ class smartdeal_matrix {
     kernels::smartdeal_gemm(active_isa(), rows_, width_, row_start_.data(), offset_.data(), coef_.data(), zc.data(),
                             zc.rows(), yt.data());
   }
+  /// The same for N inputs whose z values lie elsewhere: slot u's j-th column at
+  /// zs.at(u) + j * zs.step (kernels/smartdeal.hpp), into yt (N x rows, column-major).
+  void apply(kernels::z_source<T> zs, index_t n, T* yt) const {
+    kernels::smartdeal_gemm(active_isa(), rows_, width_, row_start_.data(), offset_.data(), coef_.data(), zs, n, yt);
+  }
+  /// The Zc column of every slot (a kept segment's first column, or a nonzero's), in slot order.
+  const std::vector<std::uint32_t>& slot_columns() const { return offset_; }
 
   // --- training -----------------------------------------------------------------
 
