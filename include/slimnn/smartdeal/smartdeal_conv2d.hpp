@@ -198,10 +198,10 @@ class smartdeal_conv2d {
   index_t padded_width() const { return (geometry_.in.w + 2 * geometry_.padding + 15) / 16 * 16; }
   index_t plane_size() const { return (geometry_.in.h + 2 * geometry_.padding) * padded_width(); }
   index_t plane_count() const { return factors_.groups() * geometry_.in.c * geometry_.kernel; }
-  /// The positions the sparse stage runs: Ho rows of Wp, rounded up to whole tiles of 64
+  /// The positions the sparse stage runs: Ho rows of Wp, rounded up to whole tiles of 32
   /// samples, so that it never takes its slow masked steps. The planes end with that many
   /// spare values, the padded image with k, and the outputs go to a scratch first.
-  index_t stage_positions() const { return (geometry_.out_h() * padded_width() + 63) / 64 * 64; }
+  index_t stage_positions() const { return (geometry_.out_h() * padded_width() + 31) / 32 * 32; }
   std::size_t image_values() const { return std::size_t(geometry_.in.c * plane_size() + geometry_.kernel); }
   std::size_t plane_values() const { return std::size_t(plane_count() * plane_size() + stage_positions()); }
   /// A scratch buffer of at least n values whose start is 64-byte aligned (16 spare values).
