@@ -520,11 +520,12 @@ class crew_dense {
       std::fill(x + b * stride + inputs_, x + (b + 1) * stride, std::int8_t(0));
       sums[b] = sum;
     }
+    auto* tables = buffer<std::uint8_t, 0>(kernels::crew_code_table_bytes(lanes_));
+    kernels::crew_code_tables(path, lanes_, offsets_.data(), unique_.data(), codes_.data(), tables);
     constexpr index_t min_samples = 8;  // per thread
     detail::split_range(batch, 1, min_samples, [&](index_t first, index_t last) {
-      auto* tables = buffer<std::uint8_t, 0>(kernels::crew_code_table_bytes(lanes_));
-      kernels::crew_gemm_int8(path, lanes_, offsets_.data(), unique_.data(), codes_.data(), tables, x + first * stride,
-                              stride, sums + first, last - first, acc + first * outputs_, outputs_);
+      kernels::crew_gemm_int8(path, lanes_, tables, x + first * stride, stride, sums + first, last - first,
+                              acc + first * outputs_, outputs_);
     });
   }
 

@@ -125,20 +125,27 @@ inline bool crew_has_int8_gemm(isa path, const crew_lanes& lanes) {
 /// Bytes of the code tables crew_gemm_int8 reads (64 per group of 4 inputs).
 inline std::size_t crew_code_table_bytes(const crew_lanes& lanes) { return std::size_t(lanes.groups()) * 64; }
 
-/// acc = codes x x for `batch` samples at once, exactly (see avx512::crew_gemm_int8):
-/// only where crew_has_int8_gemm(path, lanes). `tables` (crew_code_table_bytes) is filled here.
-inline void crew_gemm_int8(isa path, const crew_lanes& lanes, const std::uint32_t* offsets,
-                           const std::uint32_t* unique, const std::int8_t* codes, std::uint8_t* tables,
-                           const std::int8_t* x, index_t x_stride, const std::int32_t* x_sums, index_t batch,
-                           std::int32_t* acc, index_t acc_stride) {
+/// The code tables crew_gemm_int8 reads (crew_code_table_bytes), built once per forward
+/// and shared by every thread: only where crew_has_int8_gemm(path, lanes).
+inline void crew_code_tables(isa path, const crew_lanes& lanes, const std::uint32_t* offsets,
+                             const std::uint32_t* unique, const std::int8_t* codes, std::uint8_t* tables) {
 #if defined(SLIMNN_X86_KERNELS)
-  if (crew_has_int8_gemm(path, lanes)) {
-    avx512::crew_code_tables(lanes.inputs, offsets, unique, codes, tables);
-    return avx512::crew_gemm_int8(lanes, tables, x, x_stride, x_sums, batch, acc, acc_stride, 0, lanes.blocks());
-  }
+  if (crew_has_int8_gemm(path, lanes)) return avx512::crew_code_tables(lanes.inputs, offsets, unique, codes, tables);
 #endif
-  (void)path, (void)offsets, (void)unique, (void)codes, (void)tables, (void)x, (void)x_stride, (void)x_sums,
-      (void)batch, (void)acc, (void)acc_stride;
+  (void)path, (void)lanes, (void)offsets, (void)unique, (void)codes, (void)tables;
+  throw error("crew_code_tables: no batched int8 kernel on this path");
+}
+
+/// acc = codes x x for `batch` samples at once, exactly (see avx512::crew_gemm_int8), from
+/// the tables of crew_code_tables: only where crew_has_int8_gemm(path, lanes).
+inline void crew_gemm_int8(isa path, const crew_lanes& lanes, const std::uint8_t* tables, const std::int8_t* x,
+                           index_t x_stride, const std::int32_t* x_sums, index_t batch, std::int32_t* acc,
+                           index_t acc_stride) {
+#if defined(SLIMNN_X86_KERNELS)
+  if (crew_has_int8_gemm(path, lanes))
+    return avx512::crew_gemm_int8(lanes, tables, x, x_stride, x_sums, batch, acc, acc_stride, 0, lanes.blocks());
+#endif
+  (void)path, (void)tables, (void)x, (void)x_stride, (void)x_sums, (void)batch, (void)acc, (void)acc_stride;
   throw error("crew_gemm_int8: no batched int8 kernel on this path");
 }
 
