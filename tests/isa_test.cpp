@@ -7,10 +7,12 @@
 #include <gmock/gmock.h>
 
 #include <cmath>
+#include <complex>
 #include <cstdlib>
 #include <random>
 
 #include "kernel_paths.hpp"
+#include "slimnn/kernels/complex_gemm.hpp"
 #include "slimnn/kernels/crew.hpp"
 #include "slimnn/kernels/smartdeal.hpp"
 
@@ -220,6 +222,53 @@ TEST(kernel_paths, crew_gathers_and_decodes_are_bit_identical_on_every_path) {
           }
       }
     }
+}
+
+TEST(kernel_paths, circulant_complex_products_match_the_double_sum_on_every_path) {
+  // Row counts around the 4-, 8-, 16- and 32-row tiles, column counts around the 3- and
+  // 6-column tiles, 0 to 3 panels, both layouts of B, strides wider than the matrices.
+  // Entries of C's padding rows must stay untouched.
+  using cf = std::complex<float>;
+  std::mt19937_64 rng(11);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (const bool b_transposed : {false, true})
+    for (const index_t m : {1, 3, 4, 7, 9, 16, 17, 37, 64})
+      for (const index_t n : {1, 2, 3, 5, 6, 7, 13})
+        for (const index_t count : {0, 1, 3}) {
+          const index_t k = 5, lda = m + 3, ldc = m + 2;
+          const index_t ldb_k = b_transposed ? n + 1 : 1, ldb_n = b_transposed ? 1 : k + 2;
+          const std::size_t a_size = std::size_t(lda * k + 4), b_size = std::size_t(k * ldb_k + n * ldb_n + 4);
+          std::vector<cf> a(a_size * std::size_t(std::max<index_t>(count, 1))), b(b_size * a.size() / a_size);
+          for (auto& v : a) v = {u(rng), u(rng)};
+          for (auto& v : b) v = {u(rng), u(rng)};
+          std::vector<kernels::complex_panel<float>> panels;
+          for (index_t t = 0; t < count; ++t)
+            panels.push_back({a.data() + std::size_t(t) * a_size + std::size_t(t), b.data() + std::size_t(t) * b_size});
+          const kernels::complex_gemm_shape shape{.m = m, .n = n, .k = k, .lda = lda, .ldb_k = ldb_k, .ldb_n = ldb_n,
+                                                  .ldc = ldc};
+          for (const isa path : supported_isas()) {
+            const cf sentinel(-7.0f, 7.0f);
+            std::vector<cf> c(std::size_t(ldc * n), sentinel);
+            kernels::complex_panel_gemm(path, shape, panels.data(), count, c.data());
+            for (index_t j = 0; j < n; ++j)
+              for (index_t r = 0; r < ldc; ++r) {
+                const cf got = c[std::size_t(j * ldc + r)];
+                if (r >= m) {
+                  ASSERT_EQ(got, sentinel) << isa_name(path) << ": padding row " << r << " written";
+                  continue;
+                }
+                std::complex<double> want = 0.0;
+                for (const auto& panel : panels)
+                  for (index_t kk = 0; kk < k; ++kk)
+                    want += std::complex<double>(panel.a[kk * lda + r]) *
+                            std::complex<double>(panel.b[kk * ldb_k + j * ldb_n]);
+                ASSERT_NEAR(got.real(), want.real(), 1e-5) << isa_name(path) << ", m " << m << ", n " << n << ", ("
+                                                            << r << ", " << j << ")";
+                ASSERT_NEAR(got.imag(), want.imag(), 1e-5) << isa_name(path) << ", m " << m << ", n " << n << ", ("
+                                                            << r << ", " << j << ")";
+              }
+          }
+        }
 }
 
 }  // namespace

@@ -7,9 +7,10 @@
 // FFT each input pixel's channel blocks once (one batched r2c per sample: q*H*W
 // transforms), then for each frequency f the products  Y_f (Ho*Wo x p) = cols_f
 // (Ho*Wo x q*K^2) S_f^T, accumulating over input blocks and kernel positions in the
-// frequency domain: with stride 1 as K^2 GEMMs on shifted views of the zero-padded
-// spectrum image (no im2col; see shifted_products), otherwise by an im2col of the
-// complex spectra (detail::im2col_rows) and one GEMM;
+// frequency domain: with stride 1 as one sum of K^2 products on shifted views of the
+// zero-padded spectrum image (no im2col; kernels::complex_panel_gemm, dispatched by
+// kernel path; see shifted_products), otherwise by an im2col of the
+// complex spectra (detail::im2col_rows) and one product;
 // finally one batched c2r of the p output blocks of every output pixel, 1/k, and the bias.
 // Weights are stored transformed, frequency-major: for each f one p x (q*K^2) complex
 // matrix S_f, column jb*K^2 + i*K + j for input block jb and kernel position (i, j).
@@ -45,6 +46,7 @@
 #include "slimnn/core/conversion.hpp"
 #include "slimnn/core/layer.hpp"
 #include "slimnn/detail/im2col.hpp"
+#include "slimnn/kernels/complex_gemm.hpp"
 #include "slimnn/layers/conv2d.hpp"
 
 namespace slimnn {
@@ -128,7 +130,8 @@ class block_circulant_conv2d {
     const auto& g = geometry_;
     const index_t P = g.positions(), Wp = g.in.w + 2 * g.padding, Hp = g.in.h + 2 * g.padding;
     const index_t products = g.stride == 1 ? q_ * (Hp * Wp + g.kernel - 1) + g.out_h() * Wp * p_ : P * q_ * taps();
-    return std::uint64_t(in_spec_stride() + out_spec_stride() + products) * sizeof(complex) +
+    const index_t panels = g.stride == 1 ? taps() * index_t(sizeof(kernels::complex_panel<T>)) : 0;
+    return std::uint64_t(panels) + std::uint64_t(in_spec_stride() + out_spec_stride() + products) * sizeof(complex) +
            std::uint64_t(fft_padded<T>(q_ * k_ * g.in.h * g.in.w) + fft_padded<T>(p_ * k_ * P)) * sizeof(T);
   }
 
@@ -323,20 +326,19 @@ class block_circulant_conv2d {
     complex* wide_data = detail::fft_scratch<block_circulant_conv2d, complex, 5>(wide * p_);
     std::fill(padded, padded + q_ * plane, complex(0));
     Eigen::Map<matrix<complex>> Ywide(wide_data, wide, p_);
-    using strided = Eigen::Map<const matrix<complex>, 0, Eigen::OuterStride<>>;
+    auto* panels = detail::scratch_array<block_circulant_conv2d, kernels::complex_panel<T>>(std::size_t(K * K));
+    const kernels::complex_gemm_shape shape{
+        .m = wide, .n = p_, .k = q_, .lda = plane, .ldb_k = K * K * p_, .ldb_n = 1, .ldc = wide};
+    const isa path = active_isa();
     for (index_t f = 0; f < spectra_.frequencies(); ++f) {
       const complex* Xf = X + f * q_ * H * W;
       for (index_t jb = 0; jb < q_; ++jb)
         for (index_t h = 0; h < H; ++h)
           std::copy(Xf + (jb * H + h) * W, Xf + (jb * H + h + 1) * W,
                     padded + jb * plane + (h + g.padding) * Wp + g.padding);
-      const auto Sf = spectra_.at(f);  // p x (q*K^2), column jb*K^2 + tap
-      for (index_t tap = 0; tap < K * K; ++tap) {
-        const strided shifted(padded + (tap / K) * Wp + tap % K, wide, q_, Eigen::OuterStride<>(plane));
-        const strided S_tap(Sf.data() + tap * p_, p_, q_, Eigen::OuterStride<>(K * K * p_));
-        if (tap == 0) Ywide.noalias() = shifted * S_tap.transpose();
-        else Ywide.noalias() += shifted * S_tap.transpose();
-      }
+      const complex* Sf = spectra_.at(f).data();  // p x (q*K^2), column jb*K^2 + tap
+      for (index_t tap = 0; tap < K * K; ++tap) panels[tap] = {padded + (tap / K) * Wp + tap % K, Sf + tap * p_};
+      kernels::complex_panel_gemm(path, shape, panels, K * K, wide_data);
       Eigen::Map<matrix<complex>> Yf(Y + f * p_ * P, P, p_);
       for (index_t oh = 0; oh < Ho; ++oh) Yf.middleRows(oh * Wo, Wo) = Ywide.middleRows(oh * Wp, Wo);
     }
@@ -353,10 +355,11 @@ class block_circulant_conv2d {
     } else {
       complex* cols_data = detail::fft_scratch<block_circulant_conv2d, complex, 3>(P * Q);
       Eigen::Map<matrix<complex>> cols(cols_data, P, Q);
+      const kernels::complex_gemm_shape shape{.m = P, .n = p_, .k = Q, .lda = P, .ldb_k = p_, .ldb_n = 1, .ldc = P};
       for (index_t f = 0; f < spectra_.frequencies(); ++f) {
         im2col(X + f * q_ * HW, cols);
-        Eigen::Map<matrix<complex>> Yf(Y + f * p_ * P, P, p_);
-        Yf.noalias() = cols * spectra_.at(f).transpose();
+        const kernels::complex_panel<T> panel{cols_data, spectra_.at(f).data()};
+        kernels::complex_panel_gemm(active_isa(), shape, &panel, 1, Y + f * p_ * P);
       }
     }
     out_c2r_.inverse(Y, real);

@@ -5,8 +5,8 @@
 // p = ceil(m/k) block rows, q = ceil(n/k) block columns; x is zero-padded to q*k and y
 // cropped to m. The weights are stored transformed, FREQUENCY-MAJOR: for each frequency
 // f = 0..k/2 one p x q complex matrix S_f (see circulant/projection.hpp). Forward: one
-// batched r2c of the q input blocks per sample, one complex GEMV (batch 1) or GEMM
-// (batch B) per frequency, Y_f = S_f X_f, one batched c2r of the p output blocks with
+// batched r2c of the q input blocks per sample, one complex product per frequency,
+// Y_f = S_f X_f (kernels::complex_panel_gemm, dispatched by kernel path), one batched c2r of the p output blocks with
 // 1/k scaling, plus the bias. Shapes: x (n x B) -> y (m x B).
 // Cost per sample: (k/2+1) p q complex MACs (4 real MACs each; the DC and Nyquist bins 1)
 // plus q + p real FFTs of length k; k reals stored per block (plus the bias).
@@ -40,6 +40,7 @@
 #include "slimnn/circulant/settings.hpp"
 #include "slimnn/core/conversion.hpp"
 #include "slimnn/core/layer.hpp"
+#include "slimnn/kernels/complex_gemm.hpp"
 #include "slimnn/layers/dense.hpp"
 
 namespace slimnn {
@@ -102,9 +103,12 @@ class block_circulant_dense {
     complex* X = detail::fft_scratch<block_circulant_dense, complex, 1>(B * in_spec_stride());
     complex* Y = detail::fft_scratch<block_circulant_dense, complex, 2>(B * out_spec_stride());
     transform_inputs(x, real, X);
+    const kernels::complex_gemm_shape shape{
+        .m = p_, .n = B, .k = q_, .lda = p_, .ldb_k = 1, .ldb_n = in_spec_stride(), .ldc = out_spec_stride()};
+    const isa path = active_isa();
     for (index_t f = 0; f < F; ++f) {
-      auto Yf = spectra_map(Y + f * p_, p_, B, out_spec_stride());
-      Yf.noalias() = spectra_.at(f) * spectra_map(X + f * q_, q_, B, in_spec_stride());
+      const kernels::complex_panel<T> panel{spectra_.at(f).data(), X + f * q_};
+      kernels::complex_panel_gemm(path, shape, &panel, 1, Y + f * p_);
     }
     const T inv_k = T(1) / T(k_);
     for (index_t b = 0; b < B; ++b) {
