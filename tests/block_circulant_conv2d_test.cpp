@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 
 #include "conformance.hpp"
+#include "kernel_paths.hpp"
 
 namespace {
 
@@ -75,18 +76,24 @@ TEST(block_circulant_conv2d, forward_matches_direct_convolution_and_to_dense) {
 }
 
 TEST(block_circulant_conv2d, float_layer_matches_its_expansion_in_double) {
-  rng_t rng(2);
-  const block_circulant_conv2d<float> layer(shape{32, 14, 14}, {.out_channels = 64, .kernel = 3, .padding = 1}, 8, rng);
-  const conv2d<float> d = layer.to_reference();
-  conv2d<double> dd(d.input_shape(), {.out_channels = 64, .kernel = 3, .padding = 1});
-  dd.weight() = d.weight().cast<double>();
-  dd.bias() = d.bias().cast<double>();
-  const auto x = random_matrix<float>(32 * 14 * 14, 2, 4);
-  matrix<float> y;
-  matrix<double> ref;
-  layer.forward(x, y);
-  dd.forward(x.cast<double>(), ref);
-  EXPECT_LT(relative_error(y.cast<double>(), ref), 2e-5);
+  // Stride 1 (shifted products) and 2 (im2col of the spectra), on every kernel path.
+  for (const index_t stride : {1, 2}) {
+    rng_t rng(2);
+    const conv2d_config config{.out_channels = 64, .kernel = 3, .stride = stride, .padding = 1};
+    const block_circulant_conv2d<float> layer(shape{32, 14, 14}, config, 8, rng);
+    const conv2d<float> d = layer.to_reference();
+    conv2d<double> dd(d.input_shape(), config);
+    dd.weight() = d.weight().cast<double>();
+    dd.bias() = d.bias().cast<double>();
+    const auto x = random_matrix<float>(32 * 14 * 14, 2, 4);
+    matrix<double> ref;
+    dd.forward(x.cast<double>(), ref);
+    slimnn::testing::for_each_isa([&](isa) {
+      matrix<float> y;
+      layer.forward(x, y);
+      EXPECT_LT(relative_error(y.cast<double>(), ref), 2e-5) << "stride " << stride;
+    });
+  }
 }
 
 TEST(block_circulant_conv2d, projection_is_idempotent_and_block_one_is_the_reference) {

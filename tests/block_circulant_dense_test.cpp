@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "conformance.hpp"
+#include "kernel_paths.hpp"
 #include "slimnn/train/optimizer.hpp"
 
 namespace {
@@ -65,12 +66,16 @@ TEST(block_circulant_dense, forward_matches_explicit_circulant_matrix_and_to_den
       lf.set_first_columns(layer.first_columns().cast<float>());
       lf.bias() = layer.bias().cast<float>();
       const dense<float> df = lf.to_reference();
-      const auto x = random_matrix<float>(n, 3, 8);
-      matrix<float> y;
-      lf.forward(x, y);
-      const matrix<double> ref =
-          (df.weight().cast<double>() * x.cast<double>()).colwise() + df.bias().cast<double>();
-      EXPECT_LT(relative_error(y.cast<double>(), ref), 2e-5);
+      for (const index_t batch : {1, 3, 7}) {  // one column, and tiles of 3 and 6 plus a rest
+        const auto x = random_matrix<float>(n, batch, 8);
+        const matrix<double> ref =
+            (df.weight().cast<double>() * x.cast<double>()).colwise() + df.bias().cast<double>();
+        slimnn::testing::for_each_isa([&](isa) {
+          matrix<float> y;
+          lf.forward(x, y);
+          EXPECT_LT(relative_error(y.cast<double>(), ref), 2e-5) << "batch " << batch;
+        });
+      }
     }
   }
 }

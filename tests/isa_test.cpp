@@ -14,6 +14,7 @@
 #include "kernel_paths.hpp"
 #include "slimnn/kernels/complex_gemm.hpp"
 #include "slimnn/kernels/crew.hpp"
+#include "slimnn/kernels/kdconv.hpp"
 #include "slimnn/kernels/smartdeal.hpp"
 
 namespace {
@@ -269,6 +270,73 @@ TEST(kernel_paths, circulant_complex_products_match_the_double_sum_on_every_path
               }
           }
         }
+}
+
+TEST(kernel_paths, kdconv_stages_match_the_double_sums_on_every_path) {
+  // Stage 1 for 1-4 bases x 1-4 tiles over 9 taps, stage 2's row blocks (2-4 channels)
+  // and jobs for tiles of 16-64 positions with partial stores, against sums in double.
+  const index_t taps = 9, stride = 80, columns = 12, row = kernels::kdconv_row_tile;
+  const auto input = random_floats(4096, 12), basis = random_floats(4 * taps, 13);
+  const auto responses = random_floats(std::size_t(stride * columns), 14), coef = random_floats(64, 15);
+  std::vector<index_t> offset(static_cast<std::size_t>(taps));
+  for (index_t tap = 0; tap < taps; ++tap) offset[std::size_t(tap)] = (tap / 3) * 100 + tap % 3;
+  for (const isa path : supported_isas()) {
+    for (int bases = 1; bases <= 4; ++bases)
+      for (int tiles = 1; tiles <= 4; ++tiles) {
+        const index_t out_stride = tiles * row + 5;
+        std::vector<float> out(std::size_t(bases * out_stride), 0.0f);
+        const float* src[4];
+        float* dst[4];
+        for (int v = 0; v < tiles; ++v) src[v] = input.data() + 300 * v + 7, dst[v] = out.data() + v * row;
+        kernels::kdconv_basis_tiles(path, bases, tiles, src, dst, basis.data(), offset.data(), taps, out_stride);
+        for (int mm = 0; mm < bases; ++mm)
+          for (int v = 0; v < tiles; ++v)
+            for (index_t t = 0; t < row; ++t) {
+              double want = 0.0;
+              for (index_t tap = 0; tap < taps; ++tap)
+                want += double(basis[std::size_t(mm * taps + tap)]) * double(src[v][offset[std::size_t(tap)] + t]);
+              ASSERT_NEAR(dst[v][mm * out_stride + t], want, 1e-5) << isa_name(path) << ": " << bases << " bases, "
+                                                                   << tiles << " tiles, basis " << mm << ", tile "
+                                                                   << v << ", position " << t;
+            }
+      }
+    const std::int32_t column[6] = {3, 0, 7, 11, 7, 2}, nnz = 6;
+    const float bias[4] = {0.5f, -1.0f, 2.0f, 0.25f};
+    for (const index_t count : {5, 16, 17, 33, 48, 64}) {
+      const int width = int((count + row - 1) / row * row);
+      const index_t positions = 70;
+      for (int rows = 2; rows <= 4; ++rows) {
+        std::vector<float> out(std::size_t(4 * positions), -3.0f);
+        kernels::kdconv_combine_rows(path, width, rows, responses.data(), stride, count, column, nnz, coef.data(),
+                                     bias, out.data(), positions);
+        for (int r = 0; r < rows; ++r)
+          for (index_t t = 0; t < positions; ++t) {
+            double want = bias[r];
+            for (int e = 0; e < nnz; ++e)
+              want += double(coef[std::size_t(r * nnz + e)]) * double(responses[std::size_t(column[e] * stride + t)]);
+            if (t >= count) want = -3.0;  // not stored
+            ASSERT_NEAR(out[std::size_t(r * positions + t)], want, 1e-5)
+                << isa_name(path) << ": " << rows << " rows, count " << count << ", row " << r << ", position " << t;
+          }
+      }
+      // Two jobs on channel 1 (3 slots padded with a zero, then 2) and one on channel 0.
+      const kernels::kdconv_job jobs[3] = {{1, 0, 3}, {0, 3, 2}, {1, 5, 2}};
+      const std::int32_t slots[8] = {3, 0, 7, 7, 11, 2, 5, 9};
+      const float values[8] = {0.5f, -0.25f, 2.0f, 0.0f, 1.5f, -1.0f, 0.75f, -2.0f};
+      std::vector<float> sums(std::size_t(2 * 64), 1.0f);
+      kernels::kdconv_combine_jobs(path, width, responses.data(), stride, jobs, 3, slots, values, sums.data(), 64);
+      const auto r = [&](int slot, index_t t) {
+        return double(values[slot]) * double(responses[std::size_t(slots[slot] * stride + t)]);
+      };
+      for (index_t t = 0; t < 64; ++t) {
+        const double want0 = t < width ? 1.0 + r(4, t) + r(5, t) : 1.0;
+        const double want1 = t < width ? 1.0 + r(0, t) + r(1, t) + r(2, t) + r(6, t) + r(7, t) : 1.0;
+        ASSERT_NEAR(sums[std::size_t(t)], want0, 1e-5) << isa_name(path) << ", width " << width << ", position " << t;
+        ASSERT_NEAR(sums[std::size_t(64 + t)], want1, 1e-5) << isa_name(path) << ", width " << width << ", position "
+                                                            << t;
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "conformance.hpp"
+#include "kernel_paths.hpp"
 
 namespace {
 
@@ -89,37 +90,39 @@ matrix<double> reference_forward(const kdconv_conv2d<T>& layer, const matrix<T>&
 
 TEST(kdconv, both_orders_match_the_reconstructed_dense_conv) {
   struct setting { index_t c, h, w, n, k; };
-  for (const auto& t : {setting{3, 9, 17, 5, 3}, setting{4, 12, 33, 7, 3}, setting{2, 7, 7, 3, 5}})
-    for (index_t stride : {1, 2})
-      for (index_t pad : {0, 1})
-        for (bool shared : {false, true})
-          for (index_t band : {0, 1, 2})
-            for (index_t group : {1, 3}) {  // 3: blocks of 3 output channels share columns
-              const auto conv = random_conv(shape{t.c, t.h, t.w}, t.n, t.k, stride, pad);
-              const auto d = compress(conv, kdconv_settings{.bases = 4, .shared_basis = shared, .density = 0.4,
-                                                      .group_size = group, .coefficients = kdconv_coefficient_format::pow2,
-                                                      .coefficient_bits = 5, .band_rows = band});
-              const auto x = random_matrix<float>(conv.input_shape().size(), 2, 7);
-              const auto expected = reference_forward(d.layer, x);
-              // The response buffer (per-thread scratch slot 0) starts full of NaN: an output
-              // that combines a response position this forward did not write comes out NaN.
-              const auto poison_responses = [&](kdconv_dataflow order) {
-                const auto values = index_t(d.layer.peak_intermediate_bytes(order) / sizeof(float));
-                slimnn::detail::scratch<kdconv_conv2d<float>, float, 0>(values, 1)
-                    .setConstant(std::numeric_limits<float>::quiet_NaN());
-              };
-              matrix<float> streamed, materialised;
-              poison_responses(kdconv_dataflow::basis_first);
-              d.layer.forward(x, streamed);
-              poison_responses(kdconv_dataflow::materialised);
-              d.layer.forward(x, materialised, kdconv_dataflow::materialised);
-              const std::string where = d.layer.settings() + ", band " + std::to_string(band);
-              if (group > 1) {
-                EXPECT_EQ(d.layer.column()[0], d.layer.column()[std::size_t(d.layer.row_start()[1])]) << where;
+  slimnn::testing::for_each_isa([](isa) {
+    for (const auto& t : {setting{3, 9, 17, 5, 3}, setting{4, 12, 33, 7, 3}, setting{2, 7, 7, 3, 5}})
+      for (index_t stride : {1, 2})
+        for (index_t pad : {0, 1})
+          for (bool shared : {false, true})
+            for (index_t band : {0, 1, 2})
+              for (index_t group : {1, 3}) {  // 3: blocks of 3 output channels share columns
+                const auto conv = random_conv(shape{t.c, t.h, t.w}, t.n, t.k, stride, pad);
+                const auto d = compress(conv, kdconv_settings{.bases = 4, .shared_basis = shared, .density = 0.4,
+                                                        .group_size = group, .coefficients = kdconv_coefficient_format::pow2,
+                                                        .coefficient_bits = 5, .band_rows = band});
+                const auto x = random_matrix<float>(conv.input_shape().size(), 2, 7);
+                const auto expected = reference_forward(d.layer, x);
+                // The response buffer (per-thread scratch slot 0) starts full of NaN: an output
+                // that combines a response position this forward did not write comes out NaN.
+                const auto poison_responses = [&](kdconv_dataflow order) {
+                  const auto values = index_t(d.layer.peak_intermediate_bytes(order) / sizeof(float));
+                  slimnn::detail::scratch<kdconv_conv2d<float>, float, 0>(values, 1)
+                      .setConstant(std::numeric_limits<float>::quiet_NaN());
+                };
+                matrix<float> streamed, materialised;
+                poison_responses(kdconv_dataflow::basis_first);
+                d.layer.forward(x, streamed);
+                poison_responses(kdconv_dataflow::materialised);
+                d.layer.forward(x, materialised, kdconv_dataflow::materialised);
+                const std::string where = d.layer.settings() + ", band " + std::to_string(band);
+                if (group > 1) {
+                  EXPECT_EQ(d.layer.column()[0], d.layer.column()[std::size_t(d.layer.row_start()[1])]) << where;
+                }
+                EXPECT_LT(slimnn::testing::relative_error(streamed.cast<double>(), expected), 1e-5) << where;
+                EXPECT_LT(slimnn::testing::relative_error(materialised.cast<double>(), expected), 1e-5) << where;
               }
-              EXPECT_LT(slimnn::testing::relative_error(streamed.cast<double>(), expected), 1e-5) << where;
-              EXPECT_LT(slimnn::testing::relative_error(materialised.cast<double>(), expected), 1e-5) << where;
-            }
+  });
 }
 
 /// A layer wide enough for several column chunks of the sparse stage (128 columns in float,
@@ -171,9 +174,11 @@ void expect_both_orders_match_reference(const kdconv_conv2d<T>& layer, double to
 }
 
 TEST(kdconv, sparse_stage_matches_the_reference_across_column_chunks) {
-  expect_both_orders_match_reference(wide_layer<float>({.bases = 4, .basis_bits = 0, .coefficients = kdconv_coefficient_format::float32}), 1e-5);
-  expect_both_orders_match_reference(wide_layer<double>({.bases = 4, .basis_bits = 0, .coefficients = kdconv_coefficient_format::float32}), 1e-12);
-  expect_both_orders_match_reference(wide_layer<float>({.bases = 4, .coefficients = kdconv_coefficient_format::float32, .band_rows = 1}), 1e-5);
+  slimnn::testing::for_each_isa([](isa) {
+    expect_both_orders_match_reference(wide_layer<float>({.bases = 4, .basis_bits = 0, .coefficients = kdconv_coefficient_format::float32}), 1e-5);
+    expect_both_orders_match_reference(wide_layer<double>({.bases = 4, .basis_bits = 0, .coefficients = kdconv_coefficient_format::float32}), 1e-12);
+    expect_both_orders_match_reference(wide_layer<float>({.bases = 4, .coefficients = kdconv_coefficient_format::float32, .band_rows = 1}), 1e-5);
+  });
 }
 
 TEST(kdconv, forward_follows_coefficient_changes) {

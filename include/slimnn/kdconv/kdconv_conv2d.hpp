@@ -12,7 +12,8 @@
 // and split by stride phase, per band), and every loaded row feeds all M basis kernels at
 // once (register tiles of up to 4 x 16 positions x up to 4 bases); the band's C*M
 // responses then go straight into the sparse stage, in 64-position accumulator tiles
-// held in registers. The band's responses live in L2. Runs of up to 4 consecutive output
+// held in registers. Both stages' tiles run in kernels/kdconv.hpp, on the kernel path
+// chosen at run time (kernels/isa.hpp). The band's responses live in L2. Runs of up to 4 consecutive output
 // channels with the same columns (group sparsity, group_size >= 2) are blocked: each
 // loaded response tile feeds all of them, so they are bound by FMAs. The other channels
 // (element-wise masks) share few columns, so a channel-by-channel walk would fetch each
@@ -64,6 +65,7 @@
 #include "slimnn/detail/packed_io.hpp"
 #include "slimnn/detail/scratch.hpp"
 #include "slimnn/kdconv/settings.hpp"
+#include "slimnn/kernels/kdconv.hpp"
 #include "slimnn/layers/conv2d.hpp"
 
 namespace slimnn {
@@ -89,7 +91,7 @@ class kdconv_conv2d {
   using scalar_type = T;
 
   /// Positions per stage-1 register tile and per stage-2 accumulator tile.
-  static constexpr index_t row_tile = 16;
+  static constexpr index_t row_tile = kernels::kdconv_row_tile;
   static constexpr index_t combine_tile = 64;
 
   /// Builds the layer from its parts; `basis` and `coefficients.value` are latent values
@@ -576,42 +578,6 @@ class kdconv_conv2d {
       }
   }
 
-  /// MB basis responses of NV 16-position tiles of the band: every loaded vector feeds all
-  /// MB kernels, and the MB * NV independent accumulators hide the FMA latency. src[v] is
-  /// tile v's start in the loaded input rows, dst[v] its start in the first basis's map.
-  /// Tiles are stored whole and in order: one that runs past its row's end spills into
-  /// positions that a later tile (or the zeroed tail) overwrites.
-  template <int MB, int NV>
-  void basis_tile(const T* const* src, T* const* dst, const T* basis, index_t out_stride) const {
-    using tile = Eigen::Array<T, row_tile, 1>;  // fixed size: Eigen keeps it in SIMD registers
-    const index_t kk = index_t(tap_offset_.size());
-    const index_t* offset = tap_offset_.data();
-    tile acc[NV][MB];
-    for (int v = 0; v < NV; ++v)
-      for (int mm = 0; mm < MB; ++mm) acc[v][mm].setZero();
-    index_t tap = 0;
-    do {  // kk >= 1: a loop the compiler knows runs keeps the accumulators in registers
-      tile x[NV];
-      for (int v = 0; v < NV; ++v) x[v] = Eigen::Map<const tile>(src[v] + offset[tap]);
-      for (int mm = 0; mm < MB; ++mm) {
-        const T b = basis[mm * kk + tap];
-        for (int v = 0; v < NV; ++v) acc[v][mm] += b * x[v];
-      }
-    } while (++tap < kk);
-    for (int v = 0; v < NV; ++v)
-      for (int mm = 0; mm < MB; ++mm) Eigen::Map<tile>{dst[v] + mm * out_stride} = acc[v][mm];
-  }
-
-  template <int MB>
-  void basis_tiles(int count, const T* const* src, T* const* dst, const T* basis, index_t out_stride) const {
-    switch (count) {
-      case 4: return basis_tile<MB, 4>(src, dst, basis, out_stride);
-      case 3: return basis_tile<MB, 3>(src, dst, basis, out_stride);
-      case 2: return basis_tile<MB, 2>(src, dst, basis, out_stride);
-      default: return basis_tile<MB, 1>(src, dst, basis, out_stride);
-    }
-  }
-
   /// Stage 1's register tiles for a band of `band` output rows, the same for every channel:
   /// the band's 16-position tiles in near-equal groups of at most 4, each tile with its
   /// offsets from the loaded rows (src) and from the first response map (dst).
@@ -664,6 +630,7 @@ class kdconv_conv2d {
     const std::vector<tile_group>& plan = tile_plan(last - first);
     const index_t basis_blocks = (M + 3) / 4;  // block b has (M - m) / (basis_blocks - b) bases, m before it
     const T* basis = basis_used().data();
+    const isa path = active_isa();
     for (index_t c = 0; c < C; ++c) {
       const T* rows = input_rows;  // loaded row r: input row first * s - padding + r
       if (padded) {
@@ -695,12 +662,8 @@ class kdconv_conv2d {
           size = (M - m) / (basis_blocks - block);
           T* dst[4];
           for (int v = 0; v < tg.count; ++v) dst[v] = maps + m * stride + tg.dst[v];
-          switch (size) {
-            case 4: basis_tiles<4>(tg.count, src, dst, basis_c + m * kk, stride); break;
-            case 3: basis_tiles<3>(tg.count, src, dst, basis_c + m * kk, stride); break;
-            case 2: basis_tiles<2>(tg.count, src, dst, basis_c + m * kk, stride); break;
-            default: basis_tiles<1>(tg.count, src, dst, basis_c + m * kk, stride); break;
-          }
+          kernels::kdconv_basis_tiles(path, int(size), tg.count, src, dst, basis_c + m * kk, tap_offset_.data(), kk,
+                                      stride);
         }
       }
     }
@@ -708,84 +671,33 @@ class kdconv_conv2d {
 
   /// Stage 2 for output rows [first, last): y[n][q] = b[n] + sum_e A_e * responses(q, column_e),
   /// in 64-position tiles (the last one 16, 32, 48 or 64 wide): the output channels in row
-  /// blocks of 2 to 4 by combine_rows, the others by the jobs (job_coef: their slots' values).
+  /// blocks of 2 to 4 by kernels::kdconv_combine_rows, the others by the jobs
+  /// (kernels::kdconv_combine_jobs; job_coef: their slots' values).
   void combine_stage(const T* responses, index_t stride, index_t first, index_t last, const T* job_coef,
                      T* y) const {
     const index_t wo = geometry_.out_w(), length = (last - first) * wo, positions = geometry_.positions();
+    const isa path = active_isa();
     for (index_t q = 0; q < length; q += combine_tile) {
       const index_t count = std::min(combine_tile, length - q);
+      const int width = int(round_up(count, row_tile));
       T* out = y + first * wo + q;
-      switch ((count + row_tile - 1) / row_tile) {
-        case 1: combine_tile_columns<16>(responses + q, stride, count, job_coef, out, positions); break;
-        case 2: combine_tile_columns<32>(responses + q, stride, count, job_coef, out, positions); break;
-        case 3: combine_tile_columns<48>(responses + q, stride, count, job_coef, out, positions); break;
-        default: combine_tile_columns<64>(responses + q, stride, count, job_coef, out, positions); break;
+      for (index_t n = 0, k = 0; n < out_channels_; n += row_block_[std::size_t(k++)]) {
+        const index_t rows = row_block_[std::size_t(k)];
+        if (rows == 1) continue;  // a job channel
+        const std::int32_t begin = row_start_[n], nnz = row_start_[n + 1] - begin;  // the same for each row
+        kernels::kdconv_combine_rows(path, width, int(rows), responses + q, stride, count, column_.data() + begin,
+                                     nnz, coef_used().data() + begin, bias_.data() + n, out + n * positions,
+                                     positions);
       }
+      if (job_channel_.empty()) continue;
+      // The job channels' sums wait in a per-thread buffer (one combine_tile column per
+      // channel), from the bias on, while the jobs add their slots chunk by chunk.
+      auto sums = slimnn::detail::scratch<kdconv_conv2d, T, 2>(combine_tile, out_channels_);
+      for (const index_t n : job_channel_) sums.col(n).setConstant(bias_[n]);
+      kernels::kdconv_combine_jobs(path, width, responses + q, stride, jobs_.data(), index_t(jobs_.size()),
+                                   job_column_.data(), job_coef, sums.data(), combine_tile);
+      for (const index_t n : job_channel_) std::copy_n(sums.col(n).data(), count, out + n * positions);
     }
-  }
-
-  /// `out` is the tile's place in output channel 0; channels are `positions` apart.
-  template <int W>
-  void combine_tile_columns(const T* responses, index_t stride, index_t count, const T* job_coef, T* out,
-                            index_t positions) const {
-    for (index_t n = 0, k = 0; n < out_channels_; n += row_block_[std::size_t(k++)]) {
-      switch (row_block_[std::size_t(k)]) {
-        case 4: combine_rows<W, 4>(responses, stride, count, n, out, positions); break;
-        case 3: combine_rows<W, 3>(responses, stride, count, n, out, positions); break;
-        case 2: combine_rows<W, 2>(responses, stride, count, n, out, positions); break;
-        default: break;  // a job channel
-      }
-    }
-    if (!job_channel_.empty()) combine_jobs<W>(responses, stride, count, job_coef, out, positions);
-  }
-
-  template <int W>
-  using accumulator = Eigen::Array<T, W, 1>;  // W positions, in SIMD registers
-
-  template <int W>
-  static void store_tile(const accumulator<W>& acc, index_t count, T* out) {
-    if (count == W) Eigen::Map<accumulator<W>>{out} = acc;
-    else Eigen::Map<vector<T>>(out, count) = acc.head(count);
-  }
-
-  /// The job channels' tiles: sums in a per-thread buffer (one combine_tile column per
-  /// channel) start at the bias; each job adds its slots, two at a time into two
-  /// accumulators (independent FMA chains); then the sums go to `out`.
-  template <int W>
-  void combine_jobs(const T* responses, index_t stride, index_t count, const T* job_coef, T* out,
-                    index_t positions) const {
-    using tile = accumulator<W>;
-    auto sums = slimnn::detail::scratch<kdconv_conv2d, T, 2>(combine_tile, out_channels_);
-    for (const index_t n : job_channel_) Eigen::Map<tile>{sums.col(n).data()} = tile::Constant(bias_[n]);
-    const std::int32_t* column = job_column_.data();
-    const T* coef = job_coef;
-    for (const combine_job& job : jobs_) {
-      tile acc = tile::Zero(), acc2 = tile::Zero();
-      for (std::int32_t pair = 0; pair < (job.count + 1) / 2; ++pair, column += 2, coef += 2) {
-        acc += coef[0] * Eigen::Map<const tile>(responses + index_t(column[0]) * stride);
-        acc2 += coef[1] * Eigen::Map<const tile>(responses + index_t(column[1]) * stride);
-      }
-      Eigen::Map<tile>{sums.col(job.channel).data()} += acc + acc2;
-    }
-    for (const index_t n : job_channel_)
-      store_tile<W>(Eigen::Map<const tile>(sums.col(n).data()), count, out + n * positions);
-  }
-
-  /// RB consecutive output channels with the same columns: each loaded response tile
-  /// feeds RB accumulators.
-  template <int W, int RB>
-  void combine_rows(const T* responses, index_t stride, index_t count, index_t n, T* out, index_t positions) const {
-    using tile = accumulator<W>;
-    const std::int32_t begin = row_start_[n], nnz = row_start_[n + 1] - begin;  // the same for each row
-    const std::int32_t* column = column_.data() + begin;
-    const T* coef = coef_used().data() + begin;
-    tile acc[RB];
-    for (int r = 0; r < RB; ++r) acc[r] = tile::Constant(bias_[n + r]);
-    for (std::int32_t e = 0; e < nnz; ++e) {
-      const tile x = Eigen::Map<const tile>(responses + index_t(column[e]) * stride);
-      for (int r = 0; r < RB; ++r) acc[r] += coef[r * nnz + e] * x;
-    }
-    for (int r = 0; r < RB; ++r) store_tile<W>(acc[r], count, out + (n + r) * positions);
   }
 
   /// Columns per chunk of the jobs: a chunk's combine_tile-wide response tiles take 32 KiB,
@@ -831,7 +743,7 @@ class kdconv_conv2d {
   }
   void gather_job_coefficients(T* out) const {
     const T* coef = coef_used().data();
-    for (const combine_job& job : jobs_) {  // a job's nonzeros are consecutive in the CSR arrays
+    for (const kernels::kdconv_job& job : jobs_) {  // a job's nonzeros are consecutive in the CSR arrays
       out = std::copy_n(coef + job.first, job.count, out);
       if (job.count % 2) *out++ = T(0);
     }
@@ -868,10 +780,7 @@ class kdconv_conv2d {
   vector<T> bias_, bias_grad_;
   std::vector<index_t> tap_offset_;  ///< k*k offsets into an output row's loaded input rows
   std::vector<index_t> row_block_;   ///< output channels per block of the sparse stage
-  struct combine_job {
-    std::int32_t channel, first, count;  ///< output channel; its nonzeros first .. first + count - 1
-  };
-  std::vector<combine_job> jobs_;       ///< chunk by chunk, channels ascending
+  std::vector<kernels::kdconv_job> jobs_;       ///< chunk by chunk, channels ascending
   std::vector<index_t> job_channel_;    ///< the channels in row blocks of 1
   std::vector<std::int32_t> job_column_;  ///< per slot: the column (jobs in order, each padded to even)
   vector<T> job_coef_;                  ///< per slot: coef_used() value (0 for padding)
