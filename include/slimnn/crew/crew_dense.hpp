@@ -524,8 +524,9 @@ class crew_dense {
     kernels::crew_code_tables(path, lanes_, offsets_.data(), unique_.data(), codes_.data(), tables);
     constexpr index_t min_samples = 8;  // per thread
     detail::split_range(batch, 1, min_samples, [&](index_t first, index_t last) {
+      auto* decoded = buffer<std::uint8_t, 1>(kernels::crew_gemm_int8_workspace_bytes(lanes_));  // this thread's
       kernels::crew_gemm_int8(path, lanes_, tables, x + first * stride, stride, sums + first, last - first,
-                              acc + first * outputs_, outputs_);
+                              acc + first * outputs_, outputs_, decoded);
     });
   }
 

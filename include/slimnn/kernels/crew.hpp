@@ -136,16 +136,23 @@ inline void crew_code_tables(isa path, const crew_lanes& lanes, const std::uint3
   throw error("crew_code_tables: no batched int8 kernel on this path");
 }
 
+/// Bytes of the per-thread workspace crew_gemm_int8 decodes one block's codes into.
+inline std::size_t crew_gemm_int8_workspace_bytes(const crew_lanes& lanes) {
+  return std::size_t(lanes.groups()) * 128;
+}
+
 /// acc = codes x x for `batch` samples at once, exactly (see avx512::crew_gemm_int8), from
-/// the tables of crew_code_tables: only where crew_has_int8_gemm(path, lanes).
+/// the tables of crew_code_tables, with `decoded` (crew_gemm_int8_workspace_bytes) the
+/// calling thread's own: only where crew_has_int8_gemm(path, lanes).
 inline void crew_gemm_int8(isa path, const crew_lanes& lanes, const std::uint8_t* tables, const std::int8_t* x,
                            index_t x_stride, const std::int32_t* x_sums, index_t batch, std::int32_t* acc,
-                           index_t acc_stride) {
+                           index_t acc_stride, std::uint8_t* decoded) {
 #if defined(SLIMNN_X86_KERNELS)
   if (crew_has_int8_gemm(path, lanes))
-    return avx512::crew_gemm_int8(lanes, tables, x, x_stride, x_sums, batch, acc, acc_stride, 0, lanes.blocks());
+    return avx512::crew_gemm_int8(lanes, tables, x, x_stride, x_sums, batch, acc, acc_stride, decoded);
 #endif
-  (void)path, (void)tables, (void)x, (void)x_stride, (void)x_sums, (void)batch, (void)acc, (void)acc_stride;
+  (void)path, (void)tables, (void)x, (void)x_stride, (void)x_sums, (void)batch, (void)acc, (void)acc_stride,
+      (void)decoded;
   throw error("crew_gemm_int8: no batched int8 kernel on this path");
 }
 

@@ -27,6 +27,18 @@
 #if defined(SLIMNN_X86_KERNELS)
 namespace slimnn::kernels::avx512 {
 SLIMNN_TARGET_AVX512
+
+/// acc += the products of w's unsigned and x's signed bytes, 4 per int32 lane (vpdpbusd),
+/// in place: GCC's register allocation of the intrinsic copies the accumulators of a
+/// register tile around (and spills some) every step.
+inline void dot_bytes_accumulate(__m512i& acc, __m512i w, __m512i x) {
+#if defined(__GNUC__) && !defined(__clang__)
+  __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(w), "v"(x));
+#else
+  acc = _mm512_dpbusd_epi32(acc, w, x);
+#endif
+}
+
 /// Float: per 16 outputs (a "slice": field f of block b, outputs 16 (b F + f) ..), index of
 /// input i = (row word >> (8 (i % 4) + f w)) & mask, looked up with vpermps in the 16
 /// floats of P_i. Four slices per pass over the active inputs keep four add chains in
@@ -196,37 +208,47 @@ inline void crew_code_tables(index_t inputs, const std::uint32_t* offsets, const
   }
 }
 
-/// NB samples x the 32 outputs of fields f, f + 1 of one block (rows: the block's first
-/// index row): per group of 4 inputs, one index row, two vpermb lookups of codes + 128
-/// (16 outputs x 4 inputs each) and 2 NB vpdpbusd with the samples' 4 activations; then
-/// acc = sum - 128 * x_sums, stored for the first `valid` outputs. The sums wrap modulo
-/// 2^32 (vpdpbusd does not saturate), so acc is exact whenever the product fits int32.
-template <int NB>
-void crew_int8_gemm_tile(const std::uint8_t* rows, index_t groups, const std::uint8_t* tables, int width, int f,
-                         const std::int8_t* x, index_t x_stride, const std::int32_t* x_sums, index_t valid,
-                         std::int32_t* acc, index_t acc_stride) {
+/// The codes + 128 of the 32 outputs of fields f, f + 1 of one block (rows: the block's
+/// first index row), for every group of 4 inputs: per group, one index row and two
+/// vpermb lookups (16 outputs x 4 inputs each), stored as 128 bytes.
+inline void crew_int8_decode_fields(const std::uint8_t* rows, index_t groups, const std::uint8_t* tables, int width,
+                                    int f, std::uint8_t* decoded) {
   const __m512i mask = _mm512_set1_epi8(std::int8_t((1 << width) - 1));
   const __m512i table_of_input = _mm512_set1_epi32(0x30201000);
   const __m128i shift0 = _mm_cvtsi32_si128(f * width), shift1 = _mm_cvtsi32_si128((f + 1) * width);
-  __m512i a0[NB], a1[NB];
-  for (int k = 0; k < NB; ++k) a0[k] = a1[k] = _mm512_setzero_si512();
   for (index_t q = 0; q < groups; ++q) {
     const __m512i v = _mm512_loadu_si512(rows + q * 64), table = _mm512_loadu_si512(tables + q * 64);
-    const __m512i w0 = _mm512_permutexvar_epi8(
-        _mm512_ternarylogic_epi32(_mm512_srl_epi16(v, shift0), mask, table_of_input, 0xEA), table);  // (a & b) | c
-    const __m512i w1 = _mm512_permutexvar_epi8(
-        _mm512_ternarylogic_epi32(_mm512_srl_epi16(v, shift1), mask, table_of_input, 0xEA), table);
+    const __m512i i0 = _mm512_ternarylogic_epi32(_mm512_srl_epi16(v, shift0), mask, table_of_input, 0xEA);  // (a & b) | c
+    const __m512i i1 = _mm512_ternarylogic_epi32(_mm512_srl_epi16(v, shift1), mask, table_of_input, 0xEA);
+    _mm512_storeu_si512(decoded + q * 128, _mm512_permutexvar_epi8(i0, table));
+    _mm512_storeu_si512(decoded + q * 128 + 64, _mm512_permutexvar_epi8(i1, table));
+  }
+}
+
+/// NB samples x 32 decoded outputs: per group of 4 inputs, 2 NB vpdpbusd of the codes +
+/// 128 with the samples' 4 activations; then acc = sum - 128 * x_sums, stored for the
+/// first `valid` outputs. The sums wrap modulo 2^32 (vpdpbusd does not saturate), so acc
+/// is exact whenever the product fits int32.
+template <int NB>
+void crew_int8_gemm_tile(const std::uint8_t* decoded, index_t groups, const std::int8_t* x, index_t x_stride,
+                         const std::int32_t* x_sums, index_t valid, std::int32_t* acc, index_t acc_stride) {
+  __m512i a0[NB], a1[NB];
+#pragma GCC unroll 12
+  for (int k = 0; k < NB; ++k) a0[k] = a1[k] = _mm512_setzero_si512();
+  for (index_t q = 0; q < groups; ++q) {
+    const __m512i w0 = _mm512_loadu_si512(decoded + q * 128), w1 = _mm512_loadu_si512(decoded + q * 128 + 64);
 #pragma GCC unroll 12
     for (int k = 0; k < NB; ++k) {
       std::int32_t four;
       std::memcpy(&four, x + k * x_stride + q * 4, 4);
       const __m512i xb = _mm512_set1_epi32(four);
-      a0[k] = _mm512_dpbusd_epi32(a0[k], w0, xb);
-      a1[k] = _mm512_dpbusd_epi32(a1[k], w1, xb);
+      dot_bytes_accumulate(a0[k], w0, xb);
+      dot_bytes_accumulate(a1[k], w1, xb);
     }
   }
   const __mmask16 m0 = valid >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << valid) - 1u);
   const __mmask16 m1 = valid >= 32 ? __mmask16(0xFFFF) : valid <= 16 ? __mmask16(0) : __mmask16((1u << (valid - 16)) - 1u);
+#pragma GCC unroll 12
   for (int k = 0; k < NB; ++k) {
     const __m512i correction = _mm512_set1_epi32(std::int32_t(std::uint32_t(x_sums[k]) << 7));  // mod 2^32
     _mm512_mask_storeu_epi32(acc + k * acc_stride, m0, _mm512_sub_epi32(a0[k], correction));
@@ -235,29 +257,30 @@ void crew_int8_gemm_tile(const std::uint8_t* rows, index_t groups, const std::ui
 }
 
 /// acc[s * acc_stride + j] = sum_i x[s * x_stride + i] code(j, i), exactly, for the
-/// `batch` samples and the outputs of lanes blocks [first_block, last_block) (group-4
-/// layout). `tables` from crew_code_tables; x_stride >= 4 * lanes.groups(), the bytes
-/// past the inputs zero; x_sums[s] = sum_i x[s * x_stride + i]. Samples go 12 at a time.
+/// `batch` samples and every output (group-4 layout). `tables` from crew_code_tables;
+/// x_stride >= 4 * lanes.groups(), the bytes past the inputs zero; x_sums[s] = sum_i
+/// x[s * x_stride + i]; `decoded` holds 128 * lanes.groups() bytes. The outputs go 32 at
+/// a time (fields f, f + 1 of a block), decoded once for all samples, then multiplied by
+/// the samples 12 at a time.
 inline void crew_gemm_int8(const crew_lanes& lanes, const std::uint8_t* tables, const std::int8_t* x,
                            index_t x_stride, const std::int32_t* x_sums, index_t batch, std::int32_t* acc,
-                           index_t acc_stride, index_t first_block, index_t last_block) {
+                           index_t acc_stride, std::uint8_t* decoded) {
   const index_t groups = lanes.groups();
-  for (index_t b = first_block; b < last_block; ++b)
-    for (int f = 0; f < lanes.fields(); f += 2) {
-      const index_t first = b * lanes.block_outputs() + f * 16;
-      if (first >= lanes.outputs) break;
-      const std::uint8_t* rows = lanes.bytes.data() + b * groups * 64;
-      const index_t valid = lanes.outputs - first;
-      for (index_t s = 0; s < batch;) {
-        const index_t left = batch - s;
-        const std::int8_t* xs = x + s * x_stride;
-        std::int32_t* out = acc + s * acc_stride + first;
-        if (left >= 12) crew_int8_gemm_tile<12>(rows, groups, tables, lanes.width, f, xs, x_stride, x_sums + s, valid, out, acc_stride), s += 12;
-        else if (left >= 8) crew_int8_gemm_tile<8>(rows, groups, tables, lanes.width, f, xs, x_stride, x_sums + s, valid, out, acc_stride), s += 8;
-        else if (left >= 4) crew_int8_gemm_tile<4>(rows, groups, tables, lanes.width, f, xs, x_stride, x_sums + s, valid, out, acc_stride), s += 4;
-        else crew_int8_gemm_tile<1>(rows, groups, tables, lanes.width, f, xs, x_stride, x_sums + s, valid, out, acc_stride), s += 1;
-      }
+  for (index_t first = 0; first < lanes.outputs; first += 32) {
+    const index_t b = first / lanes.block_outputs();
+    const int f = int(first % lanes.block_outputs() / 16);
+    crew_int8_decode_fields(lanes.bytes.data() + b * groups * 64, groups, tables, lanes.width, f, decoded);
+    const index_t valid = lanes.outputs - first;
+    for (index_t s = 0; s < batch;) {
+      const index_t left = batch - s;
+      const std::int8_t* xs = x + s * x_stride;
+      std::int32_t* out = acc + s * acc_stride + first;
+      if (left >= 12) crew_int8_gemm_tile<12>(decoded, groups, xs, x_stride, x_sums + s, valid, out, acc_stride), s += 12;
+      else if (left >= 8) crew_int8_gemm_tile<8>(decoded, groups, xs, x_stride, x_sums + s, valid, out, acc_stride), s += 8;
+      else if (left >= 4) crew_int8_gemm_tile<4>(decoded, groups, xs, x_stride, x_sums + s, valid, out, acc_stride), s += 4;
+      else crew_int8_gemm_tile<1>(decoded, groups, xs, x_stride, x_sums + s, valid, out, acc_stride), s += 1;
     }
+  }
 }
 
 SLIMNN_TARGET_END
