@@ -36,12 +36,14 @@
 // to V_i[idx(j, i)] by crew_decode (vpermps on both SIMD paths) and multiplied by Eigen's
 // GEMM: the decode costs one lookup per weight, about a tenth of the GEMM at batch 64,
 // and the indices read are an eighth of the float weights. forward_int8 from batch 4, on
-// the AVX-512 path, decodes the codes of 16 outputs x 4 inputs with one vpermb and
-// multiplies them by 12 samples' activations with vpdpbusd (kernels::crew_gemm_int8,
-// exact); on the other paths it runs per sample.
+// the AVX-512 path, decodes the codes of 32 outputs at a time (16 outputs x 4 inputs per
+// vpermb) once for the whole batch and multiplies them by 12 samples' activations at a
+// time with vpdpbusd (kernels::crew_gemm_int8, exact); on the other paths it runs per
+// sample.
 // Inside a parallel_scope (core/parallel.hpp), a layer of at least 2^19 weights cuts
-// each sample's outputs (or the decoded tiles) over the threads, and forward_int8 cuts a
-// batch of 16 or more into blocks of samples.
+// each sample's outputs (or the decoded tiles) over the threads; forward_int8's batched
+// path cuts the outputs in units of 32, and its per-sample path cuts a batch of 16 or
+// more into blocks of samples.
 // Training: forward_train expands W = s_j * V_i[idx] and uses dense products; backward gives
 // dL/dV_i[u] = sum over the weights (j, i) with idx(j, i) = u of s_j * dL/dW(j, i) (the
 // Deep-Compression centroid update), dL/db, and dx = W^T dy.
@@ -508,8 +510,8 @@ class crew_dense {
   }
 
   /// The batched int8 path (kernels::crew_gemm_int8): the samples padded to whole groups
-  /// of 4 inputs, their sums, and the code tables; a batch of 16 or more is cut into
-  /// blocks of samples inside a parallel_scope, as the per-sample path.
+  /// of 4 inputs, their sums, and the code tables; inside a parallel_scope the outputs
+  /// are cut into ranges of 32-output units, one per thread.
   void accumulate_int8_batched(const Eigen::Ref<const int8_matrix>& xq, std::int32_t* acc, isa path) const {
     const index_t stride = lanes_.groups() * 4, batch = xq.cols();
     auto* x = buffer<std::int8_t, 0>(std::size_t(stride * batch));
@@ -522,11 +524,12 @@ class crew_dense {
     }
     auto* tables = buffer<std::uint8_t, 0>(kernels::crew_code_table_bytes(lanes_));
     kernels::crew_code_tables(path, lanes_, offsets_.data(), unique_.data(), codes_.data(), tables);
-    constexpr index_t min_samples = 8;  // per thread
-    detail::split_range(batch, 1, min_samples, [&](index_t first, index_t last) {
+    // Threads take ranges of outputs (each decodes only its own codes), at least 4 units
+    // (128 outputs) each.
+    const index_t units = (outputs_ + kernels::crew_gemm_int8_unit - 1) / kernels::crew_gemm_int8_unit;
+    detail::split_range(units, 1, 4, [&](index_t first, index_t last) {
       auto* decoded = buffer<std::uint8_t, 1>(kernels::crew_gemm_int8_workspace_bytes(lanes_));  // this thread's
-      kernels::crew_gemm_int8(path, lanes_, tables, x + first * stride, stride, sums + first, last - first,
-                              acc + first * outputs_, outputs_, decoded);
+      kernels::crew_gemm_int8(path, lanes_, tables, x, stride, sums, batch, acc, outputs_, first, last, decoded);
     });
   }
 

@@ -141,18 +141,23 @@ inline std::size_t crew_gemm_int8_workspace_bytes(const crew_lanes& lanes) {
   return std::size_t(lanes.groups()) * 128;
 }
 
-/// acc = codes x x for `batch` samples at once, exactly (see avx512::crew_gemm_int8), from
+/// Outputs per unit of crew_gemm_int8's range.
+inline constexpr index_t crew_gemm_int8_unit = 32;
+
+/// acc = codes x x for `batch` samples at once, exactly (see avx512::crew_gemm_int8), for
+/// the outputs of units [first_unit, last_unit) (crew_gemm_int8_unit outputs each), from
 /// the tables of crew_code_tables, with `decoded` (crew_gemm_int8_workspace_bytes) the
 /// calling thread's own: only where crew_has_int8_gemm(path, lanes).
 inline void crew_gemm_int8(isa path, const crew_lanes& lanes, const std::uint8_t* tables, const std::int8_t* x,
                            index_t x_stride, const std::int32_t* x_sums, index_t batch, std::int32_t* acc,
-                           index_t acc_stride, std::uint8_t* decoded) {
+                           index_t acc_stride, index_t first_unit, index_t last_unit, std::uint8_t* decoded) {
 #if defined(SLIMNN_X86_KERNELS)
   if (crew_has_int8_gemm(path, lanes))
-    return avx512::crew_gemm_int8(lanes, tables, x, x_stride, x_sums, batch, acc, acc_stride, decoded);
+    return avx512::crew_gemm_int8(lanes, tables, x, x_stride, x_sums, batch, acc, acc_stride, first_unit, last_unit,
+                                  decoded);
 #endif
   (void)path, (void)tables, (void)x, (void)x_stride, (void)x_sums, (void)batch, (void)acc, (void)acc_stride,
-      (void)decoded;
+      (void)first_unit, (void)last_unit, (void)decoded;
   throw error("crew_gemm_int8: no batched int8 kernel on this path");
 }
 

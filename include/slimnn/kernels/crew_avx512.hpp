@@ -257,16 +257,16 @@ void crew_int8_gemm_tile(const std::uint8_t* decoded, index_t groups, const std:
 }
 
 /// acc[s * acc_stride + j] = sum_i x[s * x_stride + i] code(j, i), exactly, for the
-/// `batch` samples and every output (group-4 layout). `tables` from crew_code_tables;
-/// x_stride >= 4 * lanes.groups(), the bytes past the inputs zero; x_sums[s] = sum_i
-/// x[s * x_stride + i]; `decoded` holds 128 * lanes.groups() bytes. The outputs go 32 at
-/// a time (fields f, f + 1 of a block), decoded once for all samples, then multiplied by
-/// the samples 12 at a time.
+/// `batch` samples and the outputs 32 first_unit .. 32 last_unit - 1 (group-4 layout).
+/// `tables` from crew_code_tables; x_stride >= 4 * lanes.groups(), the bytes past the
+/// inputs zero; x_sums[s] = sum_i x[s * x_stride + i]; `decoded` holds 128 *
+/// lanes.groups() bytes. The outputs go 32 at a time (fields f, f + 1 of a block), decoded
+/// once for all samples, then multiplied by the samples 12 at a time.
 inline void crew_gemm_int8(const crew_lanes& lanes, const std::uint8_t* tables, const std::int8_t* x,
                            index_t x_stride, const std::int32_t* x_sums, index_t batch, std::int32_t* acc,
-                           index_t acc_stride, std::uint8_t* decoded) {
+                           index_t acc_stride, index_t first_unit, index_t last_unit, std::uint8_t* decoded) {
   const index_t groups = lanes.groups();
-  for (index_t first = 0; first < lanes.outputs; first += 32) {
+  for (index_t first = first_unit * 32; first < std::min(lanes.outputs, last_unit * 32); first += 32) {
     const index_t b = first / lanes.block_outputs();
     const int f = int(first % lanes.block_outputs() / 16);
     crew_int8_decode_fields(lanes.bytes.data() + b * groups * 64, groups, tables, lanes.width, f, decoded);
