@@ -233,8 +233,8 @@ TEST(kernel_paths, circulant_complex_products_match_the_double_sum_on_every_path
   std::mt19937_64 rng(11);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   for (const bool b_transposed : {false, true})
-    for (const index_t m : {1, 3, 4, 7, 9, 16, 17, 37, 64})
-      for (const index_t n : {1, 2, 3, 5, 6, 7, 13})
+    for (const index_t m : {1, 3, 4, 7, 9, 16, 17, 37, 64, 100})
+      for (const index_t n : {1, 2, 3, 4, 5, 6, 7, 10, 13})
         for (const index_t count : {0, 1, 3}) {
           const index_t k = 5, lda = m + 3, ldc = m + 2;
           const index_t ldb_k = b_transposed ? n + 1 : 1, ldb_n = b_transposed ? 1 : k + 2;

@@ -118,9 +118,10 @@ class block_circulant_conv2d {
     detail::check_input_rows(*this, x.rows());
     detail::check_output(*this, y, x.cols());
     complex* X = detail::fft_scratch<block_circulant_conv2d, complex, 0>(in_spec_stride());
+    const isa path = active_isa();  // one kernel path for the whole forward
     for (index_t b = 0; b < x.cols(); ++b) {
       transform_input(x.col(b), X);
-      forward_sample(X, y.col(b));
+      forward_sample(X, y.col(b), path);
     }
   }
 
@@ -315,9 +316,10 @@ class block_circulant_conv2d {
   /// Stride 1 without im2col: each channel block's spectrum image is zero-padded to
   /// Hp x Wp, so kernel tap (i, j) of every output position of a "wide" output row
   /// (Wp positions, the last Wp - Wo discarded) reads the padded image shifted by
-  /// i*Wp + j, a plain strided view. Per frequency: K^2 complex GEMMs
-  /// Ywide (Ho*Wp x p) += Xpad[shift] (Ho*Wp x q) S_tap^T, then the valid columns are kept.
-  void shifted_products(const complex* X, complex* Y) const {
+  /// i*Wp + j, a plain strided view. Per frequency: one kernel call sums the K^2 products
+  /// Ywide (Ho*Wp x p) = sum over taps of Xpad[shift] (Ho*Wp x q) S_tap^T in registers,
+  /// then the valid columns are kept.
+  void shifted_products(const complex* X, complex* Y, isa path) const {
     const auto& g = geometry_;
     const index_t K = g.kernel, H = g.in.h, W = g.in.w, Wp = W + 2 * g.padding, Hp = H + 2 * g.padding;
     const index_t Ho = g.out_h(), Wo = g.out_w(), P = g.positions(), wide = Ho * Wp;
@@ -329,7 +331,6 @@ class block_circulant_conv2d {
     auto* panels = detail::scratch_array<block_circulant_conv2d, kernels::complex_panel<T>>(std::size_t(K * K));
     const kernels::complex_gemm_shape shape{
         .m = wide, .n = p_, .k = q_, .lda = plane, .ldb_k = K * K * p_, .ldb_n = 1, .ldc = wide};
-    const isa path = active_isa();
     for (index_t f = 0; f < spectra_.frequencies(); ++f) {
       const complex* Xf = X + f * q_ * H * W;
       for (index_t jb = 0; jb < q_; ++jb)
@@ -346,12 +347,12 @@ class block_circulant_conv2d {
 
   /// y (one sample) from the input spectra X.
   template <class Out>
-  void forward_sample(const complex* X, Out&& y) const {
+  void forward_sample(const complex* X, Out&& y, isa path) const {
     const index_t P = geometry_.positions(), HW = geometry_.in.h * geometry_.in.w, Q = q_ * taps();
     complex* Y = detail::fft_scratch<block_circulant_conv2d, complex, 2>(out_spec_stride());
     T* real = detail::fft_scratch<block_circulant_conv2d, T, 4>(fft_padded<T>(p_ * k_ * P));
     if (geometry_.stride == 1) {
-      shifted_products(X, Y);
+      shifted_products(X, Y, path);
     } else {
       complex* cols_data = detail::fft_scratch<block_circulant_conv2d, complex, 3>(P * Q);
       Eigen::Map<matrix<complex>> cols(cols_data, P, Q);
@@ -359,7 +360,7 @@ class block_circulant_conv2d {
       for (index_t f = 0; f < spectra_.frequencies(); ++f) {
         im2col(X + f * q_ * HW, cols);
         const kernels::complex_panel<T> panel{cols_data, spectra_.at(f).data()};
-        kernels::complex_panel_gemm(active_isa(), shape, &panel, 1, Y + f * p_ * P);
+        kernels::complex_panel_gemm(path, shape, &panel, 1, Y + f * p_ * P);
       }
     }
     out_c2r_.inverse(Y, real);

@@ -173,11 +173,12 @@ class kdconv_conv2d {
     const bool padded = geometry_.stride == 1;
     auto input_rows = slimnn::detail::scratch<kdconv_conv2d, T, 1>(input_rows_rows(), input_rows_cols(rows));
     const T* job_coef = job_coefficients();
+    const isa path = active_isa();  // one kernel path for the whole forward
     for (index_t b = 0; b < x.cols(); ++b) {
       for (index_t first = 0; first < ho; first += rows) {
         const index_t last = std::min(ho, first + rows);
-        basis_stage(x.col(b).data(), first, last, padded, input_rows.data(), responses.data(), stride);
-        combine_stage(responses.data(), stride, first, last, job_coef, y.col(b).data());
+        basis_stage(x.col(b).data(), first, last, padded, input_rows.data(), responses.data(), stride, path);
+        combine_stage(responses.data(), stride, first, last, job_coef, y.col(b).data(), path);
       }
     }
   }
@@ -622,7 +623,7 @@ class kdconv_conv2d {
   /// `padded`: input_rows holds the zero-padded sample (pad_channel, during the first band);
   /// else it has room for the band's loaded rows.
   void basis_stage(const T* x, index_t first, index_t last, bool padded, T* input_rows, T* responses,
-                   index_t stride) const {
+                   index_t stride, isa path) const {
     const auto& g = geometry_;
     const index_t C = g.in.c, M = settings_.bases, kk = g.kernel * g.kernel, s = g.stride, wo = g.out_w();
     const index_t U = row_length(), loaded = (last - first - 1) * s + g.kernel, length = (last - first) * wo;
@@ -630,7 +631,6 @@ class kdconv_conv2d {
     const std::vector<tile_group>& plan = tile_plan(last - first);
     const index_t basis_blocks = (M + 3) / 4;  // block b has (M - m) / (basis_blocks - b) bases, m before it
     const T* basis = basis_used().data();
-    const isa path = active_isa();
     for (index_t c = 0; c < C; ++c) {
       const T* rows = input_rows;  // loaded row r: input row first * s - padding + r
       if (padded) {
@@ -674,9 +674,8 @@ class kdconv_conv2d {
   /// blocks of 2 to 4 by kernels::kdconv_combine_rows, the others by the jobs
   /// (kernels::kdconv_combine_jobs; job_coef: their slots' values).
   void combine_stage(const T* responses, index_t stride, index_t first, index_t last, const T* job_coef,
-                     T* y) const {
+                     T* y, isa path) const {
     const index_t wo = geometry_.out_w(), length = (last - first) * wo, positions = geometry_.positions();
-    const isa path = active_isa();
     for (index_t q = 0; q < length; q += combine_tile) {
       const index_t count = std::min(combine_tile, length - q);
       const int width = int(round_up(count, row_tile));

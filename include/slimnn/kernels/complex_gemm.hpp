@@ -14,15 +14,18 @@
 // and times its imaginary part, both broadcast; at the end the imaginary one is swapped
 // within each pair and added with alternating signs (re = ar*br - ai*bi, im = ai*br +
 // ar*bi), so each complex MAC costs two vector-lane FMAs on two lanes, the full FMA rate.
-// A single column (a batch of one) takes tiles of 4 vectors instead, for enough
-// independent accumulators. Rows past the last full tile are masked. The portable variant is Eigen's product (also
-// the path for double). The variants sum in different orders (they agree to rounding).
+// A single column (a batch of one) takes taller tiles instead (AVX-512: 8 vectors, 64
+// rows; AVX2: 4 vectors, 16 rows), for enough independent accumulators and contiguous
+// reads of A. Rows past the last full tile are masked. The portable variant is Eigen's
+// product (also the path for double). The variants sum in different orders (they agree
+// to rounding).
 // Cost: 4 m n k real MACs per panel; reads each A tile once per column block.
 // Thread safety: pure functions of their arguments.
 //
 // Component: slimnn::core (Eigen only).
 #pragma once
 
+#include <algorithm>
 #include <complex>
 #include <type_traits>
 

@@ -33,7 +33,7 @@ SLIMNN_TARGET_AVX512
 /// register tile around (and spills some) every step.
 inline void dot_bytes_accumulate(__m512i& acc, __m512i w, __m512i x) {
 #if defined(__GNUC__) && !defined(__clang__)
-  __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(w), "v"(x));
+  __asm__("vpdpbusd {%2, %1, %0|%0, %1, %2}" : "+v"(acc) : "v"(w), "v"(x));  // AT&T | Intel syntax
 #else
   acc = _mm512_dpbusd_epi32(acc, w, x);
 #endif

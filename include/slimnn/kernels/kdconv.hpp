@@ -8,13 +8,15 @@
 // Stage 2 (kdconv_combine_rows): RB <= 4 output channels with the same nonzero columns
 // over a tile of W <= 64 positions (a multiple of 16): out[r * positions + t] = bias[r] +
 // sum_e coef[r * nnz + e] * responses[column[e] * stride + t], the first `count`
-// positions stored. kdconv_combine_jobs: each job (a channel's slots in one column chunk,
-// an even number: two accumulators) adds its sum to sums[channel * sums_stride + t].
+// positions stored. kdconv_combine_jobs: each job (a channel's nonzeros in one column
+// chunk: `count` of them, its slots padded to an even number with a zero coefficient)
+// adds its sum to sums[channel * sums_stride + t], two slots per step.
 // One body (kernels/kdconv_stages.inc) is compiled three times on a SIMD vector of 16, 32
 // or 64 bytes (GCC / Clang vector extensions); each tile's accumulators are sized to the
 // path's registers (16 on AVX2: a 4-basis tile runs one 16-position tile per pass, a
-// 4-channel row block 16 positions per pass; 32 on AVX-512: whole tiles). Every path
-// sums in the same order (the paths agree to rounding: FMA contraction may differ).
+// 4-channel row block 16 positions per pass; 32 on AVX-512: whole tiles). A job tile of
+// fewer than 8 vectors adds its two slots per step into two accumulator sets, a wider one
+// into one (so the paths sum the jobs in different orders); the paths agree to rounding.
 // Cost: stage 1 MB * NV * 16 * taps MACs; stage 2 one MAC per slot and position.
 // Thread safety: pure functions of their arguments.
 //
@@ -33,8 +35,8 @@ namespace slimnn::kernels {
 /// Output positions per stage-1 tile (and the granularity of stage-2 tiles).
 inline constexpr index_t kdconv_row_tile = 16;
 
-/// One channel's slots within a column chunk of stage 2: `count` slots (even) from its
-/// place in the job slot arrays on.
+/// One channel's nonzeros within a column chunk of stage 2 (`count` of them; the job slot
+/// arrays hold them padded to an even number).
 struct kdconv_job {
   std::int32_t channel, first, count;  ///< output channel; its nonzeros first .. first + count - 1
 };
