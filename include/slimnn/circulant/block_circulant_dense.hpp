@@ -6,8 +6,8 @@
 // cropped to m. The weights are stored transformed, FREQUENCY-MAJOR: for each frequency
 // f = 0..k/2 one p x q complex matrix S_f (see circulant/projection.hpp). Forward: one
 // batched r2c of the q input blocks per sample, one complex product per frequency,
-// Y_f = S_f X_f (kernels::complex_panel_gemm, dispatched by kernel path), one batched c2r of the p output blocks with
-// 1/k scaling, plus the bias. Shapes: x (n x B) -> y (m x B).
+// Y_f = S_f X_f (kernels::complex_panel_gemm, dispatched by kernel path), one batched
+// c2r of the p output blocks with 1/k scaling, plus the bias. Shapes: x (n x B) -> y (m x B).
 // Cost per sample: (k/2+1) p q complex MACs (4 real MACs each; the DC and Nyquist bins 1)
 // plus q + p real FFTs of length k; k reals stored per block (plus the bias).
 // Backward (G = FFT of the output-gradient blocks, a_f = 1 or 2 the bin's multiplicity):

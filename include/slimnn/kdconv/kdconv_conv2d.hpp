@@ -676,6 +676,11 @@ class kdconv_conv2d {
   void combine_stage(const T* responses, index_t stride, index_t first, index_t last, const T* job_coef,
                      T* y, isa path) const {
     const index_t wo = geometry_.out_w(), length = (last - first) * wo, positions = geometry_.positions();
+    // The job channels' sums wait in a per-thread buffer (one combine_tile column per
+    // channel), from the bias on, while the jobs add their slots chunk by chunk.
+    T* sums = job_channel_.empty() ? nullptr
+                                   : slimnn::detail::scratch<kdconv_conv2d, T, 2>(combine_tile, out_channels_).data();
+    const T* coef = coef_used().data();
     for (index_t q = 0; q < length; q += combine_tile) {
       const index_t count = std::min(combine_tile, length - q);
       const int width = int(round_up(count, row_tile));
@@ -685,17 +690,13 @@ class kdconv_conv2d {
         if (rows == 1) continue;  // a job channel
         const std::int32_t begin = row_start_[n], nnz = row_start_[n + 1] - begin;  // the same for each row
         kernels::kdconv_combine_rows(path, width, int(rows), responses + q, stride, count, column_.data() + begin,
-                                     nnz, coef_used().data() + begin, bias_.data() + n, out + n * positions,
-                                     positions);
+                                     nnz, coef + begin, bias_.data() + n, out + n * positions, positions);
       }
-      if (job_channel_.empty()) continue;
-      // The job channels' sums wait in a per-thread buffer (one combine_tile column per
-      // channel), from the bias on, while the jobs add their slots chunk by chunk.
-      auto sums = slimnn::detail::scratch<kdconv_conv2d, T, 2>(combine_tile, out_channels_);
-      for (const index_t n : job_channel_) sums.col(n).setConstant(bias_[n]);
+      if (sums == nullptr) continue;
+      for (const index_t n : job_channel_) std::fill_n(sums + n * combine_tile, combine_tile, bias_[n]);
       kernels::kdconv_combine_jobs(path, width, responses + q, stride, jobs_.data(), index_t(jobs_.size()),
-                                   job_column_.data(), job_coef, sums.data(), combine_tile);
-      for (const index_t n : job_channel_) std::copy_n(sums.col(n).data(), count, out + n * positions);
+                                   job_column_.data(), job_coef, sums, combine_tile);
+      for (const index_t n : job_channel_) std::copy_n(sums + n * combine_tile, count, out + n * positions);
     }
   }
 
