@@ -6,15 +6,18 @@
 
 #include <gmock/gmock.h>
 
+#include <array>
 #include <cmath>
 #include <complex>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 
 #include "kernel_paths.hpp"
 #include "slimnn/kernels/complex_gemm.hpp"
 #include "slimnn/kernels/crew.hpp"
 #include "slimnn/kernels/kdconv.hpp"
+#include "slimnn/kernels/pool.hpp"
 #include "slimnn/kernels/smartdeal.hpp"
 
 namespace {
@@ -335,6 +338,40 @@ TEST(kernel_paths, kdconv_stages_match_the_double_sums_on_every_path) {
         ASSERT_NEAR(sums[std::size_t(64 + t)], want1, 1e-5) << isa_name(path) << ", width " << width << ", position "
                                                             << t;
       }
+    }
+  }
+}
+
+TEST(kernel_paths, max_pool_2x2_is_bit_identical_to_the_window_rule_on_every_path) {
+  // Small integers (many ties), signed zeros and NaNs, with odd rows and columns (not
+  // read) and rows of 1-33 outputs; outputs beyond the planes stay untouched.
+  std::mt19937 gen(21);
+  std::uniform_int_distribution<int> pick(-3, 12);
+  const float special[3] = {-0.0f, 0.0f, std::nanf("")};
+  for (const auto [channels, h, w] : {std::array<index_t, 3>{3, 28, 28}, {2, 14, 14}, {1, 5, 7}, {2, 2, 2},
+                                      {1, 3, 67}, {2, 9, 33}, {1, 4, 34}, {1, 2, 3}}) {
+    std::vector<float> x(std::size_t(channels * h * w));
+    for (auto& v : x) {
+      const int k = pick(gen);
+      v = k >= 10 ? special[k - 10] : float(k);
+    }
+    const index_t out_h = h / 2, out_w = w / 2, size = channels * out_h * out_w;
+    std::vector<float> want(static_cast<std::size_t>(size));
+    for (index_t c = 0; c < channels; ++c)
+      for (index_t i = 0; i < out_h; ++i)
+        for (index_t j = 0; j < out_w; ++j) {
+          const auto at = [&](index_t di, index_t dj) { return x[std::size_t((c * h + 2 * i + di) * w + 2 * j + dj)]; };
+          float best = at(0, 0);
+          for (const float v : {at(0, 1), at(1, 0), at(1, 1)})
+            if (v > best) best = v;
+          want[std::size_t((c * out_h + i) * out_w + j)] = best;
+        }
+    for (const isa path : supported_isas()) {
+      std::vector<float> y(std::size_t(size + 16), 7.5f);
+      kernels::max_pool_2x2(path, x.data(), channels, h, w, y.data());
+      EXPECT_EQ(std::memcmp(y.data(), want.data(), std::size_t(size) * sizeof(float)), 0)
+          << isa_name(path) << ": " << channels << "x" << h << "x" << w;
+      for (index_t k = size; k < size + 16; ++k) ASSERT_EQ(y[std::size_t(k)], 7.5f) << isa_name(path);
     }
   }
 }

@@ -2,6 +2,7 @@
 #include <gmock/gmock.h>
 
 #include "conformance.hpp"
+#include "kernel_paths.hpp"
 #include "slimnn/layers/flatten.hpp"
 #include "slimnn/layers/pool2d.hpp"
 #include "slimnn/layers/relu.hpp"
@@ -52,6 +53,19 @@ TEST(pool2d, max_and_average_of_windows) {
   EXPECT_EQ(y, (matrix<float>(4, 1) << 5, 7, 13, 15).finished());
   avg_pool2d<float>(shape{1, 4, 4}, 2).forward(x, y);
   EXPECT_EQ(y, (matrix<float>(4, 1) << 2.5, 4.5, 10.5, 12.5).finished());
+}
+
+TEST(pool2d, max_2x2_inference_equals_training_forward_on_every_path) {
+  // forward runs kernels/pool.hpp; forward_train the loop that records positions.
+  max_pool2d<float> pool(shape{3, 10, 9}, 2);
+  const matrix<float> x = slimnn::testing::random_matrix<float>(pool.input_shape().size(), 3);
+  matrix<float> trained;
+  pool.forward_train(x, trained);
+  slimnn::testing::for_each_isa([&](isa) {
+    matrix<float> y;
+    pool.forward(x, y);
+    EXPECT_EQ(y, trained);
+  });
 }
 
 TEST(pool2d, max_2x2_routes_each_gradient_to_the_first_maximum_of_its_window) {

@@ -21,6 +21,7 @@
 #include "slimnn/core/tensor_io.hpp"
 #include "slimnn/detail/bitpack.hpp"
 #include "slimnn/detail/scratch.hpp"
+#include "slimnn/kernels/pool.hpp"
 
 namespace slimnn {
 
@@ -192,13 +193,20 @@ class pool2d {
   }
 
   /// The common 2x2, stride 2 max pool: the four values of each window compared in the
-  /// generic loop's order (first on ties), without its index arithmetic.
+  /// generic loop's order (first on ties), without its index arithmetic; inference runs
+  /// kernels/pool.hpp, training this loop, which also records each maximum's position.
   void run_max_2x2(const_matrix_ref<T> x, matrix_view<T> y, index_t* argmax) const {
     const shape out = output_shape();
+    if (!argmax) {  // inference: the vector kernels (the same comparisons, in the same order)
+      const isa path = active_isa();
+      for (index_t b = 0; b < x.cols(); ++b)
+        kernels::max_pool_2x2(path, x.col(b).data(), in_.c, in_.h, in_.w, y.col(b).data());
+      return;
+    }
     for (index_t b = 0; b < x.cols(); ++b) {
       const T* img = x.col(b).data();
       T* dst = y.col(b).data();
-      index_t* at = argmax ? argmax + b * out.size() : nullptr;
+      index_t* at = argmax + b * out.size();
       for (index_t c = 0; c < in_.c; ++c)
         for (index_t oh = 0; oh < out.h; ++oh) {
           const index_t top = (c * in_.h + 2 * oh) * in_.w;
@@ -212,7 +220,7 @@ class pool2d {
             if (r1[2 * ow] > best) best = r1[2 * ow], where = top + in_.w + 2 * ow;
             if (r1[2 * ow + 1] > best) best = r1[2 * ow + 1], where = top + in_.w + 2 * ow + 1;
             dst[o + ow] = best;
-            if (at) at[o + ow] = where;
+            at[o + ow] = where;
           }
         }
     }
