@@ -11,8 +11,9 @@
 // 2. Cost: each converted layer's exact stored bytes and MACs (cost()), and its forward
 //    time in place, at batch 1 and 64, on the dense network's own activations at that
 //    layer (medians, one thread; batch 1 cycles through latency_samples samples, one per
-//    call, since CREW's time depends on its input's zeros); every other layer is timed
-//    once the same way.
+//    call, since CREW's time depends on its input's zeros, each copied into a buffer
+//    first, untimed, so that it is in cache as in the network); every other layer is
+//    timed once the same way.
 // 3. Choice: a multiple-choice knapsack over the layers, keeping a layer as it is being
 //    one of its options: minimise the predicted loss L0 + sum_i (L(i,c_i) - L0) subject to
 //    sum_i cost(i,c_i) <= the budget (costs rounded up to 1/4096 of the budget, so the
@@ -93,7 +94,7 @@ struct selection_candidates {
     };
     return {parse_all({"block_circulant:k8", "block_circulant:k16", "block_circulant:k64", "smartdeal:s8-seg50",
                        "smartdeal:s8-seg25", "smartdeal:s8-seg10", "crew:u16", "crew:u4"}),
-            parse_all({"kdconv:m6", "kdconv:m4-d30", "kdconv:m6-d15-g4-km4", "smartdeal:s3-seg50",
+            parse_all({"kdconv:m6", "kdconv:m4-d30", "kdconv:m4-d20", "kdconv:m6-d15-g4-km4", "smartdeal:s3-seg50",
                        "smartdeal:s3-seg25", "block_circulant:k4", "block_circulant:k8"})};
   }
 };
@@ -150,13 +151,15 @@ struct selection {
 namespace detail {
 
 /// Median time of f(k) in microseconds: one untimed call, then calls k = 0, 1, 2, ... for
-/// about `seconds`.
-template <class F>
-double median_us(F&& f, double seconds) {
+/// about `seconds`, each after an untimed prepare(k).
+template <class Prepare, class F>
+double median_us(Prepare&& prepare, F&& f, double seconds) {
+  prepare(std::size_t(0));
   f(std::size_t(0));
   std::vector<double> times;
   const auto start = std::chrono::steady_clock::now();
   do {
+    prepare(times.size());
     const auto t0 = std::chrono::steady_clock::now();
     f(times.size());
     times.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
@@ -164,6 +167,10 @@ double median_us(F&& f, double seconds) {
            times.size() < 1000);
   std::nth_element(times.begin(), times.begin() + long(times.size() / 2), times.end());
   return times[times.size() / 2];
+}
+template <class F>
+double median_us(F&& f, double seconds) {
+  return median_us([](std::size_t) {}, f, seconds);
 }
 
 /// Median batch-1 latency of `model` in microseconds, each call on the next column of
@@ -194,10 +201,15 @@ option_table measure_options(const network<T>& net, const dataset<T>& validation
   std::vector<matrix<T>> inputs(net.size() + 1);
   inputs[0] = validation.x.leftCols(std::min<index_t>(std::max<index_t>(64, latency_samples), validation.size()));
   for (std::size_t i = 0; i < net.size(); ++i) net[i].forward(inputs[i], inputs[i + 1]);
+  // At batch 1 each call takes the next sample's activations, copied first (untimed) into
+  // one buffer: in the network a layer's input is in cache, just written by the layer
+  // before it, while the stored activations of 256 samples are not.
   const auto time_layer = [&](const any_layer<T>& layer, std::size_t i, index_t batch) {
     const matrix<T> x = inputs[i].leftCols(std::min<index_t>(batch == 1 ? latency_samples : batch, inputs[i].cols()));
-    if (batch == 1) return detail::median_b1_us(layer, x, options.timing_seconds);
-    matrix<T> y;
+    matrix<T> y, sample(x.rows(), 1);
+    if (batch == 1)
+      return detail::median_us([&](std::size_t k) { sample = x.col(index_t(k % std::size_t(x.cols()))); },
+                               [&](std::size_t) { layer.forward(sample, y); }, options.timing_seconds);
     return detail::median_us([&](std::size_t) { layer.forward(x, y); }, options.timing_seconds);
   };
   const auto measure = [&](std::size_t i, const any_layer<T>& layer, std::optional<scheme_setting> setting,
