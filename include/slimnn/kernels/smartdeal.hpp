@@ -18,11 +18,15 @@
 // Batches (smartdeal_gemm): Yt (n x rows, column-major) from Zc (n x K, column-major: z
 // entry k of every sample contiguous), Yt[t, o] = sum over row o's slots of coef * Zc[t,
 // offset + j]; tiles of 64 samples (AVX-512: 4 x 16 lanes; AVX2: 2 passes of 4 x 8) keep
-// 4 accumulators per row, each coefficient broadcast once per tile (AVX-512 then runs a
-// tile of 32 samples two rows at a time); the samples past the last full tile are masked.
-// Full tiles walk the columns in blocks whose z values stay in L1 (row_block_walk:
-// 24 KiB for AVX-512's 64 samples, 16 KiB for AVX2's 32), keeping each row's partial
-// sums in Yt between blocks. Every sample sums its slots in the same order on every path.
+// 8 accumulators per row (below), each coefficient broadcast once per tile (AVX-512 then
+// runs a tile of 32 samples two rows at a time); the samples past the last full tile are
+// masked.
+// Full tiles walk the columns in blocks (row_block_walk, column_block) of at least 96
+// (AVX-512, 64 samples: 24 KiB of z) or 128 (AVX2, 32 samples: 16 KiB) columns, up to 4x
+// that where the rows are sparse, keeping each row's partial sums in Yt between blocks.
+// Both add a row's slots alternately into two sets of 4 accumulators (8 FMA chains in
+// flight; 4 waited on the FMA latency) and add the sets when the row's block ends, so
+// their sums differ from the portable loop's by rounding.
 // Cost: one MAC per stored coefficient, reads coef, offset and the z values it names.
 // Thread safety: pure functions of their arguments.
 //
@@ -110,8 +114,22 @@ inline std::int8_t exponent_code(float c, int max_exponent) {
   return std::int8_t(std::uint8_t((c < 0 ? 0x80 : 0) | biased));
 }
 
-/// Columns per block of the batched stage's tiles: about `target`, whole slots of `width`.
-inline index_t column_block(index_t width, index_t target) { return std::max(width, target / width * width); }
+/// Columns per block of the batched stage's tiles, whole slots of `width`: at least
+/// `l1_columns` (whose z values fill about half of L1 at the path's tile of samples), more
+/// where the rows are sparse, up to 4 x that (the z values then come from L2): enough for
+/// 8 slots per row on average, since each visit of a row in a block loads and stores its
+/// accumulators. (4096 x 4096 at 10 % of the segments: 1.6 slots per row in 128 columns,
+/// and AVX2's batch of 64 took 6.4 ms, 4.8 in 512.)
+inline index_t column_block(index_t width, index_t l1_columns, index_t rows, const index_t* start,
+                            const std::uint32_t* offset) {
+  index_t span = 0;
+  for (index_t r = 0; r < rows; ++r)
+    if (start[r + 1] > start[r]) span = std::max(span, index_t(offset[start[r + 1] - 1]) + width);
+  const index_t slots = start[rows] - start[0];
+  const index_t wanted = slots > 0 ? (8 * span * rows + slots - 1) / slots : l1_columns;
+  const index_t target = std::clamp(wanted, l1_columns, 4 * l1_columns);
+  return std::max(width, target / width * width);
+}
 
 /// The batched stage's walk over one tile of samples, blocked so that the z values one
 /// block of columns holds stay in L1: for rows in groups of 256 and blocks of `block`
@@ -210,21 +228,38 @@ void smartdeal_gemv_s8(index_t rows, const index_t* start, const std::uint32_t* 
   }
 }
 
-/// The batched stage: per row and tile of 32 samples, 4 x 8-lane accumulators; the
-/// samples past the last full tile in masked 8-lane steps.
+/// The batched stage: per row and tile of 32 samples, 2 sets of 4 x 8-lane accumulators
+/// (even and odd slots); the samples past the last full tile in masked 8-lane steps.
 inline void smartdeal_gemm(index_t rows, index_t width, const index_t* start, const std::uint32_t* offset,
                            const float* coef, z_source<float> zs, index_t n, float* yt) {
   const index_t full = n / 32 * 32;
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const index_t block = column_block(width, 128);  // 128 columns x 32 samples: 16 KiB
+  const index_t block = column_block(width, 128, rows, start, offset);  // 128 x 32 samples: 16 KiB
   index_t o, first, last;
   bool begin;
   for (index_t t = 0; t < full; t += 32)
     for (row_block_walk walk(rows, start, offset, block); walk.next(o, first, last, begin);) {
       float* y = yt + o * n + t;
-      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
       if (!begin) a0 = _mm256_loadu_ps(y), a1 = _mm256_loadu_ps(y + 8), a2 = _mm256_loadu_ps(y + 16), a3 = _mm256_loadu_ps(y + 24);
-      for (index_t u = first; u < last; ++u) {
+      index_t u = first;
+      for (; u + 1 < last; u += 2) {  // two slots at a time, into two sets: 8 FMA chains
+        const float* z = zs.at(u) + t;
+        const float* w = zs.at(u + 1) + t;
+        for (index_t j = 0; j < width; ++j, z += zs.step, w += zs.step) {
+          const __m256 c = _mm256_broadcast_ss(coef + u * width + j);
+          const __m256 d = _mm256_broadcast_ss(coef + (u + 1) * width + j);
+          a0 = _mm256_fmadd_ps(c, _mm256_loadu_ps(z), a0);
+          a1 = _mm256_fmadd_ps(c, _mm256_loadu_ps(z + 8), a1);
+          a2 = _mm256_fmadd_ps(c, _mm256_loadu_ps(z + 16), a2);
+          a3 = _mm256_fmadd_ps(c, _mm256_loadu_ps(z + 24), a3);
+          b0 = _mm256_fmadd_ps(d, _mm256_loadu_ps(w), b0);
+          b1 = _mm256_fmadd_ps(d, _mm256_loadu_ps(w + 8), b1);
+          b2 = _mm256_fmadd_ps(d, _mm256_loadu_ps(w + 16), b2);
+          b3 = _mm256_fmadd_ps(d, _mm256_loadu_ps(w + 24), b3);
+        }
+      }
+      if (u < last) {
         const float* z = zs.at(u) + t;
         for (index_t j = 0; j < width; ++j, z += zs.step) {
           const __m256 c = _mm256_broadcast_ss(coef + u * width + j);
@@ -234,7 +269,8 @@ inline void smartdeal_gemm(index_t rows, index_t width, const index_t* start, co
           a3 = _mm256_fmadd_ps(c, _mm256_loadu_ps(z + 24), a3);
         }
       }
-      _mm256_storeu_ps(y, a0), _mm256_storeu_ps(y + 8, a1), _mm256_storeu_ps(y + 16, a2), _mm256_storeu_ps(y + 24, a3);
+      _mm256_storeu_ps(y, _mm256_add_ps(a0, b0)), _mm256_storeu_ps(y + 8, _mm256_add_ps(a1, b1));
+      _mm256_storeu_ps(y + 16, _mm256_add_ps(a2, b2)), _mm256_storeu_ps(y + 24, _mm256_add_ps(a3, b3));
     }
   for (index_t t = full; t < n; t += 8) {
     const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n - t)), lane);
@@ -325,15 +361,32 @@ inline __m512 element_step(const std::uint32_t* offset, const float* coef, const
 inline void smartdeal_gemm(index_t rows, index_t width, const index_t* start, const std::uint32_t* offset,
                            const float* coef, z_source<float> zs, index_t n, float* yt) {
   const index_t full = n / 64 * 64;
-  const index_t block = column_block(width, 96);  // 96 columns x 64 samples: 24 KiB
+  const index_t block = column_block(width, 96, rows, start, offset);  // 96 x 64 samples: 24 KiB
   index_t o, first, last;
   bool begin;
   for (index_t t = 0; t < full; t += 64)
     for (row_block_walk walk(rows, start, offset, block); walk.next(o, first, last, begin);) {
       float* y = yt + o * n + t;
-      __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
       if (!begin) a0 = _mm512_loadu_ps(y), a1 = _mm512_loadu_ps(y + 16), a2 = _mm512_loadu_ps(y + 32), a3 = _mm512_loadu_ps(y + 48);
-      for (index_t u = first; u < last; ++u) {
+      index_t u = first;
+      for (; u + 1 < last; u += 2) {  // two slots at a time, into two sets: 8 FMA chains
+        const float* z = zs.at(u) + t;
+        const float* w = zs.at(u + 1) + t;
+        for (index_t j = 0; j < width; ++j, z += zs.step, w += zs.step) {
+          const __m512 c = _mm512_set1_ps(coef[u * width + j]);
+          const __m512 d = _mm512_set1_ps(coef[(u + 1) * width + j]);
+          a0 = _mm512_fmadd_ps(c, _mm512_loadu_ps(z), a0);
+          a1 = _mm512_fmadd_ps(c, _mm512_loadu_ps(z + 16), a1);
+          a2 = _mm512_fmadd_ps(c, _mm512_loadu_ps(z + 32), a2);
+          a3 = _mm512_fmadd_ps(c, _mm512_loadu_ps(z + 48), a3);
+          b0 = _mm512_fmadd_ps(d, _mm512_loadu_ps(w), b0);
+          b1 = _mm512_fmadd_ps(d, _mm512_loadu_ps(w + 16), b1);
+          b2 = _mm512_fmadd_ps(d, _mm512_loadu_ps(w + 32), b2);
+          b3 = _mm512_fmadd_ps(d, _mm512_loadu_ps(w + 48), b3);
+        }
+      }
+      if (u < last) {
         const float* z = zs.at(u) + t;
         for (index_t j = 0; j < width; ++j, z += zs.step) {
           const __m512 c = _mm512_set1_ps(coef[u * width + j]);
@@ -343,7 +396,8 @@ inline void smartdeal_gemm(index_t rows, index_t width, const index_t* start, co
           a3 = _mm512_fmadd_ps(c, _mm512_loadu_ps(z + 48), a3);
         }
       }
-      _mm512_storeu_ps(y, a0), _mm512_storeu_ps(y + 16, a1), _mm512_storeu_ps(y + 32, a2), _mm512_storeu_ps(y + 48, a3);
+      _mm512_storeu_ps(y, _mm512_add_ps(a0, b0)), _mm512_storeu_ps(y + 16, _mm512_add_ps(a1, b1));
+      _mm512_storeu_ps(y + 32, _mm512_add_ps(a2, b2)), _mm512_storeu_ps(y + 48, _mm512_add_ps(a3, b3));
     }
   // A tile of 32 samples: two rows at a time, so that 4 accumulators are in flight too.
   index_t t = full;
