@@ -135,7 +135,8 @@ TEST(kernel_paths, smartdeal_sparse_stage_agrees_with_portable_on_every_path) {
 }
 
 TEST(kernel_paths, smartdeal_batched_stage_agrees_with_portable_on_every_path) {
-  // Batches around the 32- and 64-sample tiles, segments of 8, single nonzeros and width 3.
+  // Batches around the 32- and 64-sample tiles (100: one of each, then a masked step),
+  // segments of 8, single nonzeros and width 3.
   const index_t rows = 23, columns = 200;
   std::mt19937_64 rng(9);
   for (const index_t width : {1, 3, 8}) {
@@ -144,7 +145,7 @@ TEST(kernel_paths, smartdeal_batched_stage_agrees_with_portable_on_every_path) {
     std::vector<std::uint32_t> offset(std::size_t(start.back()));
     for (auto& off : offset) off = std::uint32_t(rng() % std::uint64_t(columns - width));
     const auto coef = random_floats(std::size_t(start.back() * width), 4);
-    for (const index_t n : {1, 5, 8, 31, 32, 64, 70, 131}) {
+    for (const index_t n : {1, 5, 8, 31, 32, 64, 70, 100, 131}) {
       const auto zc = random_floats(std::size_t(n * columns), 5);
       std::vector<float> reference(std::size_t(n * rows)), yt(std::size_t(n * rows), -1.0f);
       kernels::smartdeal_gemm(isa::portable, rows, width, start.data(), offset.data(), coef.data(), zc.data(), n,

@@ -228,12 +228,13 @@ void smartdeal_gemv_s8(index_t rows, const index_t* start, const std::uint32_t* 
   }
 }
 
-/// The batched stage: per row and tile of 32 samples, 2 sets of 4 x 8-lane accumulators
-/// (even and odd slots); the samples past the last full tile in masked 8-lane steps.
-inline void smartdeal_gemm(index_t rows, index_t width, const index_t* start, const std::uint32_t* offset,
-                           const float* coef, z_source<float> zs, index_t n, float* yt) {
-  const index_t full = n / 32 * 32;
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+/// The batched stage's full tiles of 32 samples: per row, 2 sets of 4 x 8-lane
+/// accumulators (even and odd slots). Width: the slot width if known at compile time
+/// (the segments of s = 3 and 8 unroll), else 0 and `runtime_width`.
+template <int Width>
+void smartdeal_gemm_tiles(index_t rows, index_t runtime_width, const index_t* start, const std::uint32_t* offset,
+                          const float* coef, z_source<float> zs, index_t n, float* yt) {
+  const index_t width = Width > 0 ? Width : runtime_width, full = n / 32 * 32;
   const index_t block = column_block(width, 128, rows, start, offset);  // 128 x 32 samples: 16 KiB
   index_t o, first, last;
   bool begin;
@@ -272,7 +273,17 @@ inline void smartdeal_gemm(index_t rows, index_t width, const index_t* start, co
       _mm256_storeu_ps(y, _mm256_add_ps(a0, b0)), _mm256_storeu_ps(y + 8, _mm256_add_ps(a1, b1));
       _mm256_storeu_ps(y + 16, _mm256_add_ps(a2, b2)), _mm256_storeu_ps(y + 24, _mm256_add_ps(a3, b3));
     }
-  for (index_t t = full; t < n; t += 8) {
+}
+
+/// The batched stage: full tiles of 32 samples (above), then the rest in masked 8-lane
+/// steps.
+inline void smartdeal_gemm(index_t rows, index_t width, const index_t* start, const std::uint32_t* offset,
+                           const float* coef, z_source<float> zs, index_t n, float* yt) {
+  if (width == 3) smartdeal_gemm_tiles<3>(rows, width, start, offset, coef, zs, n, yt);
+  else if (width == 8) smartdeal_gemm_tiles<8>(rows, width, start, offset, coef, zs, n, yt);
+  else smartdeal_gemm_tiles<0>(rows, width, start, offset, coef, zs, n, yt);
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (index_t t = n / 32 * 32; t < n; t += 8) {
     const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n - t)), lane);
     for (index_t o = 0; o < rows; ++o) {
       __m256 a = _mm256_setzero_ps();
@@ -358,74 +369,64 @@ inline __m512 element_step(const std::uint32_t* offset, const float* coef, const
 
 /// The batched stage: per row and tile of 64 samples, 4 x 16-lane accumulators; the
 /// samples past the last full tile in masked 16-lane steps.
+/// The batched stage's full tiles of 16 V samples (V = 4 or 2 vectors) from sample t0 on:
+/// per row, 8 / V sets of V 16-lane accumulators (slots in turn), 8 FMA chains in all;
+/// Width as for AVX2.
+template <int Width, int V>
+void smartdeal_gemm_tiles(index_t rows, index_t runtime_width, const index_t* start, const std::uint32_t* offset,
+                          const float* coef, z_source<float> zs, index_t n, index_t t0, index_t t1, float* yt) {
+  constexpr int S = 8 / V;
+  const index_t width = Width > 0 ? Width : runtime_width;
+  const index_t block = column_block(width, 384 / V, rows, start, offset);  // 24 KiB of z at least
+  index_t o, first, last;
+  bool begin;
+  for (index_t t = t0; t + 16 * V <= t1; t += 16 * V)
+    for (row_block_walk walk(rows, start, offset, block); walk.next(o, first, last, begin);) {
+      float* y = yt + o * n + t;
+      __m512 acc[S][V];
+      for (int set = 0; set < S; ++set)
+        for (int v = 0; v < V; ++v) acc[set][v] = begin || set > 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(y + 16 * v);
+      index_t u = first;
+      for (; u + S <= last; u += S) {
+        const float* z[S];
+        for (int set = 0; set < S; ++set) z[set] = zs.at(u + set) + t;
+        for (index_t j = 0; j < width; ++j)
+          for (int set = 0; set < S; ++set) {
+            const __m512 c = _mm512_set1_ps(coef[(u + set) * width + j]);
+            for (int v = 0; v < V; ++v)
+              acc[set][v] = _mm512_fmadd_ps(c, _mm512_loadu_ps(z[set] + j * zs.step + 16 * v), acc[set][v]);
+          }
+      }
+      for (; u < last; ++u) {
+        const float* z = zs.at(u) + t;
+        for (index_t j = 0; j < width; ++j) {
+          const __m512 c = _mm512_set1_ps(coef[u * width + j]);
+          for (int v = 0; v < V; ++v) acc[0][v] = _mm512_fmadd_ps(c, _mm512_loadu_ps(z + j * zs.step + 16 * v), acc[0][v]);
+        }
+      }
+      for (int v = 0; v < V; ++v) {
+        __m512 sum = acc[0][v];
+        for (int set = 1; set < S; ++set) sum = _mm512_add_ps(sum, acc[set][v]);
+        _mm512_storeu_ps(y + 16 * v, sum);
+      }
+    }
+}
+
+template <int V>
+void smartdeal_gemm_tiles(index_t rows, index_t width, const index_t* start, const std::uint32_t* offset,
+                          const float* coef, z_source<float> zs, index_t n, index_t t0, index_t t1, float* yt) {
+  if (width == 3) smartdeal_gemm_tiles<3, V>(rows, width, start, offset, coef, zs, n, t0, t1, yt);
+  else if (width == 8) smartdeal_gemm_tiles<8, V>(rows, width, start, offset, coef, zs, n, t0, t1, yt);
+  else smartdeal_gemm_tiles<0, V>(rows, width, start, offset, coef, zs, n, t0, t1, yt);
+}
+
+/// The batched stage: full tiles of 64 samples, a tile of 32, then masked steps.
 inline void smartdeal_gemm(index_t rows, index_t width, const index_t* start, const std::uint32_t* offset,
                            const float* coef, z_source<float> zs, index_t n, float* yt) {
   const index_t full = n / 64 * 64;
-  const index_t block = column_block(width, 96, rows, start, offset);  // 96 x 64 samples: 24 KiB
-  index_t o, first, last;
-  bool begin;
-  for (index_t t = 0; t < full; t += 64)
-    for (row_block_walk walk(rows, start, offset, block); walk.next(o, first, last, begin);) {
-      float* y = yt + o * n + t;
-      __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-      if (!begin) a0 = _mm512_loadu_ps(y), a1 = _mm512_loadu_ps(y + 16), a2 = _mm512_loadu_ps(y + 32), a3 = _mm512_loadu_ps(y + 48);
-      index_t u = first;
-      for (; u + 1 < last; u += 2) {  // two slots at a time, into two sets: 8 FMA chains
-        const float* z = zs.at(u) + t;
-        const float* w = zs.at(u + 1) + t;
-        for (index_t j = 0; j < width; ++j, z += zs.step, w += zs.step) {
-          const __m512 c = _mm512_set1_ps(coef[u * width + j]);
-          const __m512 d = _mm512_set1_ps(coef[(u + 1) * width + j]);
-          a0 = _mm512_fmadd_ps(c, _mm512_loadu_ps(z), a0);
-          a1 = _mm512_fmadd_ps(c, _mm512_loadu_ps(z + 16), a1);
-          a2 = _mm512_fmadd_ps(c, _mm512_loadu_ps(z + 32), a2);
-          a3 = _mm512_fmadd_ps(c, _mm512_loadu_ps(z + 48), a3);
-          b0 = _mm512_fmadd_ps(d, _mm512_loadu_ps(w), b0);
-          b1 = _mm512_fmadd_ps(d, _mm512_loadu_ps(w + 16), b1);
-          b2 = _mm512_fmadd_ps(d, _mm512_loadu_ps(w + 32), b2);
-          b3 = _mm512_fmadd_ps(d, _mm512_loadu_ps(w + 48), b3);
-        }
-      }
-      if (u < last) {
-        const float* z = zs.at(u) + t;
-        for (index_t j = 0; j < width; ++j, z += zs.step) {
-          const __m512 c = _mm512_set1_ps(coef[u * width + j]);
-          a0 = _mm512_fmadd_ps(c, _mm512_loadu_ps(z), a0);
-          a1 = _mm512_fmadd_ps(c, _mm512_loadu_ps(z + 16), a1);
-          a2 = _mm512_fmadd_ps(c, _mm512_loadu_ps(z + 32), a2);
-          a3 = _mm512_fmadd_ps(c, _mm512_loadu_ps(z + 48), a3);
-        }
-      }
-      _mm512_storeu_ps(y, _mm512_add_ps(a0, b0)), _mm512_storeu_ps(y + 16, _mm512_add_ps(a1, b1));
-      _mm512_storeu_ps(y + 32, _mm512_add_ps(a2, b2)), _mm512_storeu_ps(y + 48, _mm512_add_ps(a3, b3));
-    }
-  // A tile of 32 samples: two rows at a time, so that 4 accumulators are in flight too.
-  index_t t = full;
-  for (; t + 32 <= n; t += 32)
-    for (index_t o = 0; o < rows; o += 2) {
-      const index_t p = std::min(o + 1, rows - 1);  // the second row (o again when rows is odd)
-      __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
-      const index_t first_a = start[o], count_a = start[o + 1] - first_a;
-      const index_t first_b = start[p], count_b = start[p + 1] - first_b;
-      for (index_t k = 0; k < std::max(count_a, count_b); ++k) {
-        const float* za = k < count_a ? zs.at(first_a + k) + t : nullptr;
-        const float* zb = k < count_b ? zs.at(first_b + k) + t : nullptr;
-        for (index_t j = 0; j < width; ++j) {
-          if (za) {
-            const __m512 c = _mm512_set1_ps(coef[(first_a + k) * width + j]);
-            a0 = _mm512_fmadd_ps(c, _mm512_loadu_ps(za + j * zs.step), a0);
-            a1 = _mm512_fmadd_ps(c, _mm512_loadu_ps(za + j * zs.step + 16), a1);
-          }
-          if (zb) {
-            const __m512 c = _mm512_set1_ps(coef[(first_b + k) * width + j]);
-            b0 = _mm512_fmadd_ps(c, _mm512_loadu_ps(zb + j * zs.step), b0);
-            b1 = _mm512_fmadd_ps(c, _mm512_loadu_ps(zb + j * zs.step + 16), b1);
-          }
-        }
-      }
-      _mm512_storeu_ps(yt + o * n + t, a0), _mm512_storeu_ps(yt + o * n + t + 16, a1);
-      _mm512_storeu_ps(yt + p * n + t, b0), _mm512_storeu_ps(yt + p * n + t + 16, b1);
-    }
+  smartdeal_gemm_tiles<4>(rows, width, start, offset, coef, zs, n, 0, full, yt);
+  smartdeal_gemm_tiles<2>(rows, width, start, offset, coef, zs, n, full, n, yt);
+  index_t t = full + (n - full) / 32 * 32;
   for (; t < n; t += 16) {
     const __mmask16 m = n - t >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - t)) - 1u);
     for (index_t o = 0; o < rows; ++o) {
