@@ -34,7 +34,8 @@
 // even the smallest choice per layer exceeds (naming both numbers).
 // Cost: (layers x candidates) conversions and validation passes, plus about
 // `timing_seconds` of timing per measured layer and batch.
-// Thread safety: reads `net`; the validation passes run on `options.threads` threads.
+// Thread safety: reads `net`; the validation passes run on `options.threads` threads, and
+// Eigen's products are held to one thread while timing (Eigen::setNbThreads, restored).
 //
 // Component: slimnn::circulant (adds FFTW, which is GPL-licensed), as compress.hpp.
 #pragma once
@@ -198,6 +199,7 @@ option_table measure_options(const network<T>& net, const dataset<T>& validation
   const auto start = std::chrono::steady_clock::now();
   detail::require<config_error>(net.size() > 0 && validation.size() > 0,
                                 "select_plan: needs a network and validation samples");
+  const detail::single_threaded_eigen one_thread;  // the timings are single-thread
   // The dense network's activations at every layer, for timing each layer in place.
   std::vector<matrix<T>> inputs(net.size() + 1);
   inputs[0] = validation.x.leftCols(std::min<index_t>(std::max<index_t>(64, latency_samples), validation.size()));
@@ -374,6 +376,7 @@ template <class T>
 selection select_plan(const network<T>& net, const option_table& table, const budget& limit,
                       const matrix<T>& sample, const selection_options& options = {}) {
   if (limit.of != budget::measure::latency) return choose_plan(table, limit);
+  const detail::single_threaded_eigen one_thread;  // as the table's timings (after a fine-tuning on 2, say)
   const matrix<T> x = sample.leftCols(std::min<index_t>(latency_samples, sample.cols()));
   const double sum_limit = table.dense.latency_b1_us / limit.divisor;
   // (1 % above it: the knapsack rounds each cost up to 1/4096 of the room)
