@@ -143,6 +143,12 @@ class row_block_walk {
   row_block_walk(index_t rows, const index_t* start, const std::uint32_t* offset, index_t block)
       : rows_(rows), block_(block), start_(start), offset_(offset) {}
 
+  /// The first slot that the second row after the one just yielded will take in this
+  /// block (-1 near a group's end): the kernels prefetch its coefficients and offsets,
+  /// which come from L3 or memory (a row's slots in a block are a few hundred cycles of
+  /// work; memory is about as far).
+  index_t upcoming() const { return row_ + 1 < o1_ ? cursor_[row_ + 1 - o0_] : -1; }
+
   bool next(index_t& o, index_t& first, index_t& last, bool& begin) {
     for (;;) {
       if (o0_ >= rows_) return false;
@@ -240,6 +246,11 @@ void smartdeal_gemm_tiles(index_t rows, index_t runtime_width, const index_t* st
   bool begin;
   for (index_t t = 0; t < full; t += 32)
     for (row_block_walk walk(rows, start, offset, block); walk.next(o, first, last, begin);) {
+      if (const index_t ahead = walk.upcoming(); ahead >= 0) {  // a row ahead: see upcoming()
+        _mm_prefetch(reinterpret_cast<const char*>(coef + ahead * width), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(coef + ahead * width + 16), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(offset + ahead), _MM_HINT_T0);
+      }
       float* y = yt + o * n + t;
       __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
       if (!begin) a0 = _mm256_loadu_ps(y), a1 = _mm256_loadu_ps(y + 8), a2 = _mm256_loadu_ps(y + 16), a3 = _mm256_loadu_ps(y + 24);
@@ -382,6 +393,11 @@ void smartdeal_gemm_tiles(index_t rows, index_t runtime_width, const index_t* st
   bool begin;
   for (index_t t = t0; t + 16 * V <= t1; t += 16 * V)
     for (row_block_walk walk(rows, start, offset, block); walk.next(o, first, last, begin);) {
+      if (const index_t ahead = walk.upcoming(); ahead >= 0) {  // a row ahead: see upcoming()
+        _mm_prefetch(reinterpret_cast<const char*>(coef + ahead * width), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(coef + ahead * width + 16), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(offset + ahead), _MM_HINT_T0);
+      }
       float* y = yt + o * n + t;
       __m512 acc[S][V];
       for (int set = 0; set < S; ++set)
