@@ -363,8 +363,8 @@ inline selection choose_plan(const option_table& table, const budget& limit, dou
 /// measured batch-1 latency (over the first latency_samples columns of `sample`, one at a
 /// time) must meet the limit, less options.latency_headroom. The network as given is
 /// timed again with each choice, in turn with it (3 rounds each), and the limit is that
-/// time / the divisor: both then see the same machine (the VM's speed drifted by up to
-/// 13 % between the table's timing and a later one). The knapsack's share of the dense
+/// time / the divisor: both then see the same machine state (on a shared VM a timing
+/// taken once need not hold minutes later). The knapsack's share of the dense
 /// network's summed layer times is then adjusted by the measured ratio (target /
 /// measured, times 0.97), down when the network missed the target, up when it had room,
 /// and the knapsack chooses again (a choice already timed is not timed again: its time
