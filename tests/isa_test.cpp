@@ -349,8 +349,9 @@ TEST(kernel_paths, max_pool_2x2_is_bit_identical_to_the_window_rule_on_every_pat
   std::mt19937 gen(21);
   std::uniform_int_distribution<int> pick(-3, 12);
   const float special[3] = {-0.0f, 0.0f, std::nanf("")};
-  for (const auto [channels, h, w] : {std::array<index_t, 3>{3, 28, 28}, {2, 14, 14}, {1, 5, 7}, {2, 2, 2},
-                                      {1, 3, 67}, {2, 9, 33}, {1, 4, 34}, {1, 2, 3}}) {
+  for (const auto& dims : {std::array<index_t, 3>{3, 28, 28}, {2, 14, 14}, {1, 5, 7}, {2, 2, 2}, {1, 3, 67},
+                           {2, 9, 33}, {1, 4, 34}, {1, 2, 3}}) {
+    const index_t channels = dims[0], h = dims[1], w = dims[2];  // (lambdas below capture them)
     std::vector<float> x(std::size_t(channels * h * w));
     for (auto& v : x) {
       const int k = pick(gen);
