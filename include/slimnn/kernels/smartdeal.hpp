@@ -19,14 +19,15 @@
 // entry k of every sample contiguous), Yt[t, o] = sum over row o's slots of coef * Zc[t,
 // offset + j]; tiles of 64 samples (AVX-512: 4 x 16 lanes; AVX2: 2 passes of 4 x 8) keep
 // 8 accumulators per row (below), each coefficient broadcast once per tile (AVX-512 then
-// runs a tile of 32 samples two rows at a time); the samples past the last full tile are
-// masked.
+// runs a tile of 32 samples, as 4 sets of 2 vectors); the samples past the last full tile
+// are masked.
 // Full tiles walk the columns in blocks (row_block_walk, column_block) of at least 96
 // (AVX-512, 64 samples: 24 KiB of z) or 128 (AVX2, 32 samples: 16 KiB) columns, up to 4x
 // that where the rows are sparse, keeping each row's partial sums in Yt between blocks.
-// Both add a row's slots alternately into two sets of 4 accumulators (8 FMA chains in
-// flight; 4 waited on the FMA latency) and add the sets when the row's block ends, so
-// their sums differ from the portable loop's by rounding.
+// Both add a row's slots in turn into sets of accumulators (AVX2: 2 sets of 4; AVX-512:
+// 2 of 4 or 4 of 2; 8 FMA chains in flight, where 4 waited on the FMA latency) and add the
+// sets when the row's block ends, so their sums differ from the portable loop's by
+// rounding. Each row's coefficients are prefetched two rows ahead in the walk.
 // Cost: one MAC per stored coefficient, reads coef, offset and the z values it names.
 // Thread safety: pure functions of their arguments.
 //
@@ -387,6 +388,7 @@ template <int Width, int V>
 void smartdeal_gemm_tiles(index_t rows, index_t runtime_width, const index_t* start, const std::uint32_t* offset,
                           const float* coef, z_source<float> zs, index_t n, index_t t0, index_t t1, float* yt) {
   constexpr int S = 8 / V;
+  if (t1 - t0 < 16 * V) return;  // no full tile (and no column_block scan of the rows)
   const index_t width = Width > 0 ? Width : runtime_width;
   const index_t block = column_block(width, 384 / V, rows, start, offset);  // 24 KiB of z at least
   index_t o, first, last;
