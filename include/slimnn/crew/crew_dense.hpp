@@ -37,9 +37,9 @@
 // GEMM: the decode costs one lookup per weight, about a tenth of the GEMM at batch 64,
 // and the indices read are an eighth of the float weights. forward_int8 from batch 4, on
 // the AVX-512 path, decodes the codes of 32 outputs at a time (16 outputs x 4 inputs per
-// vpermb) once for the whole batch and multiplies them by 12 samples' activations at a
-// time with vpdpbusd (kernels::crew_gemm_int8, exact); on the other paths it runs per
-// sample.
+// vpermb) once for the whole batch, while it multiplies the previous 32 outputs' codes,
+// and multiplies them by 8 samples' activations at a time with vpdpbusd
+// (kernels::crew_gemm_int8, exact); on the other paths it runs per sample.
 // Inside a parallel_scope (core/parallel.hpp), a layer of at least 2^19 weights cuts
 // each sample's outputs (or the decoded tiles) over the threads; forward_int8's batched
 // path cuts the outputs in units of 32, and its per-sample path cuts a batch of 16 or
@@ -517,9 +517,11 @@ class crew_dense {
     auto* x = buffer<std::int8_t, 0>(std::size_t(stride * batch));
     auto* sums = buffer<std::int32_t, 3>(std::size_t(batch));
     for (index_t b = 0; b < batch; ++b) {
-      std::int32_t sum = 0;
-      for (index_t i = 0; i < inputs_; ++i) sum += (x[b * stride + i] = xq(i, b));
+      const std::int8_t* column = xq.col(b).data();
+      std::copy_n(column, inputs_, x + b * stride);
       std::fill(x + b * stride + inputs_, x + (b + 1) * stride, std::int8_t(0));
+      std::int32_t sum = 0;
+      for (index_t i = 0; i < inputs_; ++i) sum += column[i];
       sums[b] = sum;
     }
     auto* tables = buffer<std::uint8_t, 0>(kernels::crew_code_table_bytes(lanes_));

@@ -136,9 +136,9 @@ inline void crew_code_tables(isa path, const crew_lanes& lanes, const std::uint3
   throw error("crew_code_tables: no batched int8 kernel on this path");
 }
 
-/// Bytes of the per-thread workspace crew_gemm_int8 decodes 32 outputs' codes into.
+/// Bytes of the per-thread workspace crew_gemm_int8 decodes two units' codes into.
 inline std::size_t crew_gemm_int8_workspace_bytes(const crew_lanes& lanes) {
-  return std::size_t(lanes.groups()) * 128;
+  return std::size_t(lanes.groups()) * 256;
 }
 
 /// Outputs per unit of crew_gemm_int8's range.
