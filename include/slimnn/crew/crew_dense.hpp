@@ -36,10 +36,11 @@
 // to V_i[idx(j, i)] by crew_decode (vpermps on both SIMD paths) and multiplied by Eigen's
 // GEMM: the decode costs one lookup per weight, about a tenth of the GEMM at batch 64,
 // and the indices read are an eighth of the float weights. forward_int8 from batch 4, on
-// the AVX-512 path, decodes the codes of 32 outputs at a time (16 outputs x 4 inputs per
-// vpermb) once for the whole batch, while it multiplies the previous 32 outputs' codes,
-// and multiplies them by 8 samples' activations at a time with vpdpbusd
-// (kernels::crew_gemm_int8, exact); on the other paths it runs per sample.
+// the SIMD paths, decodes the codes of 32 outputs at a time once for the whole batch and
+// multiplies them by the samples' activations (kernels::crew_gemm_int8, exact): on
+// AVX-512 with vpermb (16 outputs x 4 inputs) and vpdpbusd, 8 samples at a time, each
+// 32 outputs decoded while the previous 32 are multiplied; on AVX2 with vpshufb and
+// vpsignb + vpmaddubsw + vpmaddwd, 2 samples at a time. The portable path runs per sample.
 // Inside a parallel_scope (core/parallel.hpp), a layer of at least 2^19 weights cuts
 // each sample's outputs (or the decoded tiles) over the threads; forward_int8's batched
 // path cuts the outputs in units of 32, and its per-sample path cuts a batch of 16 or
@@ -513,7 +514,7 @@ class crew_dense {
   /// of 4 inputs, their sums, and the code tables; inside a parallel_scope the outputs
   /// are cut into ranges of 32-output units, one per thread.
   void accumulate_int8_batched(const Eigen::Ref<const int8_matrix>& xq, std::int32_t* acc, isa path) const {
-    const index_t stride = lanes_.groups() * 4, batch = xq.cols();
+    const index_t stride = kernels::crew_int8_groups(lanes_) * 4, batch = xq.cols();
     auto* x = buffer<std::int8_t, 0>(std::size_t(stride * batch));
     auto* sums = buffer<std::int32_t, 3>(std::size_t(batch));
     for (index_t b = 0; b < batch; ++b) {
@@ -530,8 +531,8 @@ class crew_dense {
     // (128 outputs) each.
     const index_t units = (outputs_ + kernels::crew_gemm_int8_unit - 1) / kernels::crew_gemm_int8_unit;
     detail::split_range(units, 1, 4, [&](index_t first, index_t last) {
-      auto* decoded = buffer<std::uint8_t, 1>(kernels::crew_gemm_int8_workspace_bytes(lanes_));  // this thread's
-      kernels::crew_gemm_int8(path, lanes_, tables, x, stride, sums, batch, acc, outputs_, first, last, decoded);
+      auto* workspace = buffer<std::uint8_t, 1>(kernels::crew_gemm_int8_workspace_bytes(lanes_, batch));  // this thread's
+      kernels::crew_gemm_int8(path, lanes_, tables, x, stride, sums, batch, acc, outputs_, first, last, workspace);
     });
   }
 

@@ -9,7 +9,8 @@
 // portable kernel, which reads both. Every path gives the same results (see the variants).
 // Cost: sum_i u_i table entries, then one lookup and one add per active input and output.
 // crew_decode expands the indices of some outputs and inputs into float weights (one
-// lookup per weight), for the batched forward's GEMM.
+// lookup per weight), for the batched forward's GEMM; crew_gemm_int8 decodes int8 codes
+// and multiplies them by a batch of int8 activations exactly (AVX-512 and AVX2 kernels).
 // Thread safety: pure functions of their arguments (the workspace is the caller's).
 //
 // Component: slimnn::core (Eigen only).
@@ -112,52 +113,65 @@ inline void crew_gather_int8(isa path, const crew_lanes& lanes, const std::int8_
 }
 
 /// Whether `path` has a batched int8 kernel (crew_gemm_int8) for this interleave: AVX-512
-/// (VBMI + VNNI) with the group-4 layout.
+/// (VBMI + VNNI) with the group-4 layout, AVX2 with the group-1 layout.
 inline bool crew_has_int8_gemm(isa path, const crew_lanes& lanes) {
 #if defined(SLIMNN_X86_KERNELS)
-  return path == isa::avx512 && lanes.group == 4;
+  return (path == isa::avx512 && lanes.group == 4) || (path >= isa::avx2 && lanes.group == 1);
 #else
   (void)path, (void)lanes;
   return false;
 #endif
 }
 
-/// Bytes of the code tables crew_gemm_int8 reads (64 per group of 4 inputs).
-inline std::size_t crew_code_table_bytes(const crew_lanes& lanes) { return std::size_t(lanes.groups()) * 64; }
+/// Groups of 4 inputs (the batched int8 kernels' step).
+inline index_t crew_int8_groups(const crew_lanes& lanes) { return (lanes.inputs + 3) / 4; }
+
+/// Bytes of the code tables crew_gemm_int8 reads (16 per input, padded to groups of 4).
+inline std::size_t crew_code_table_bytes(const crew_lanes& lanes) { return std::size_t(crew_int8_groups(lanes)) * 64; }
 
 /// The code tables crew_gemm_int8 reads (crew_code_table_bytes), built once per forward
 /// and shared by every thread: only where crew_has_int8_gemm(path, lanes).
 inline void crew_code_tables(isa path, const crew_lanes& lanes, const std::uint32_t* offsets,
                              const std::uint32_t* unique, const std::int8_t* codes, std::uint8_t* tables) {
 #if defined(SLIMNN_X86_KERNELS)
-  if (crew_has_int8_gemm(path, lanes)) return avx512::crew_code_tables(lanes.inputs, offsets, unique, codes, tables);
+  if (crew_has_int8_gemm(path, lanes)) {
+    if (lanes.group == 4) return avx512::crew_code_tables(lanes.inputs, offsets, unique, codes, tables);
+    return avx2::crew_code_tables(lanes.inputs, offsets, unique, codes, tables);
+  }
 #endif
   (void)path, (void)lanes, (void)offsets, (void)unique, (void)codes, (void)tables;
   throw error("crew_code_tables: no batched int8 kernel on this path");
 }
 
-/// Bytes of the per-thread workspace crew_gemm_int8 decodes two units' codes into.
-inline std::size_t crew_gemm_int8_workspace_bytes(const crew_lanes& lanes) {
-  return std::size_t(lanes.groups()) * 256;
+/// Bytes of the per-thread workspace of crew_gemm_int8 for `batch` samples: two units'
+/// decoded codes on AVX-512 (one is decoded while the other is multiplied); on AVX2 one
+/// unit's and the activations' magnitudes.
+inline std::size_t crew_gemm_int8_workspace_bytes(const crew_lanes& lanes, index_t batch) {
+  return std::size_t(crew_int8_groups(lanes)) * std::size_t(256 + 4 * batch);
 }
 
 /// Outputs per unit of crew_gemm_int8's range.
 inline constexpr index_t crew_gemm_int8_unit = 32;
 
-/// acc = codes x x for `batch` samples at once, exactly (see avx512::crew_gemm_int8), for
-/// the outputs of units [first_unit, last_unit) (crew_gemm_int8_unit outputs each), from
-/// the tables of crew_code_tables, with `decoded` (crew_gemm_int8_workspace_bytes) the
+/// acc = codes x x for `batch` samples at once, exactly (see avx512::crew_gemm_int8 and
+/// avx2::crew_gemm_int8), for the outputs of units [first_unit, last_unit)
+/// (crew_gemm_int8_unit outputs each), from the tables of crew_code_tables; x_stride >= 4
+/// crew_int8_groups(lanes), the bytes past the inputs zero; x_sums[s] = the sum of sample
+/// s's activations (read on AVX-512); `workspace` (crew_gemm_int8_workspace_bytes) the
 /// calling thread's own: only where crew_has_int8_gemm(path, lanes).
 inline void crew_gemm_int8(isa path, const crew_lanes& lanes, const std::uint8_t* tables, const std::int8_t* x,
                            index_t x_stride, const std::int32_t* x_sums, index_t batch, std::int32_t* acc,
-                           index_t acc_stride, index_t first_unit, index_t last_unit, std::uint8_t* decoded) {
+                           index_t acc_stride, index_t first_unit, index_t last_unit, std::uint8_t* workspace) {
 #if defined(SLIMNN_X86_KERNELS)
-  if (crew_has_int8_gemm(path, lanes))
-    return avx512::crew_gemm_int8(lanes, tables, x, x_stride, x_sums, batch, acc, acc_stride, first_unit, last_unit,
-                                  decoded);
+  if (crew_has_int8_gemm(path, lanes)) {
+    if (lanes.group == 4)
+      return avx512::crew_gemm_int8(lanes, tables, x, x_stride, x_sums, batch, acc, acc_stride, first_unit, last_unit,
+                                    workspace);
+    return avx2::crew_gemm_int8(lanes, tables, x, x_stride, batch, acc, acc_stride, first_unit, last_unit, workspace);
+  }
 #endif
   (void)path, (void)tables, (void)x, (void)x_stride, (void)x_sums, (void)batch, (void)acc, (void)acc_stride,
-      (void)first_unit, (void)last_unit, (void)decoded;
+      (void)first_unit, (void)last_unit, (void)workspace;
   throw error("crew_gemm_int8: no batched int8 kernel on this path");
 }
 
