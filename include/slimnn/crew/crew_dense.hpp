@@ -36,11 +36,11 @@
 // to V_i[idx(j, i)] by crew_decode (vpermps on both SIMD paths) and multiplied by Eigen's
 // GEMM: the decode costs one lookup per weight, about a tenth of the GEMM at batch 64,
 // and the indices read are an eighth of the float weights. forward_int8 from batch 4, on
-// the SIMD paths, decodes the codes of 32 outputs at a time once for the whole batch and
-// multiplies them by the samples' activations (kernels::crew_gemm_int8, exact): on
-// AVX-512 with vpermb (16 outputs x 4 inputs) and vpdpbusd, 8 samples at a time, each
-// 32 outputs decoded while the previous 32 are multiplied; on AVX2 with vpshufb and
-// vpsignb + vpmaddubsw + vpmaddwd, 2 samples at a time. The portable path runs per sample.
+// the SIMD paths, decodes the codes of 32 outputs at a time once for the whole batch,
+// while it multiplies the previous 32 outputs' codes by the samples' activations
+// (kernels::crew_gemm_int8, exact): on AVX-512 with vpermb (16 outputs x 4 inputs) and
+// vpdpbusd, 8 samples at a time; on AVX2 with vpshufb and vpsignb + vpmaddubsw +
+// vpmaddwd, a sample at a time. The portable path runs per sample.
 // Inside a parallel_scope (core/parallel.hpp), a layer of at least 2^19 weights cuts
 // each sample's outputs (or the decoded tiles) over the threads; forward_int8's batched
 // path cuts the outputs in units of 32, and its per-sample path cuts a batch of 16 or

@@ -144,8 +144,8 @@ inline void crew_code_tables(isa path, const crew_lanes& lanes, const std::uint3
 }
 
 /// Bytes of the per-thread workspace of crew_gemm_int8 for `batch` samples: two units'
-/// decoded codes on AVX-512 (one is decoded while the other is multiplied); on AVX2 one
-/// unit's and the activations' magnitudes.
+/// decoded codes (one is decoded while the other is multiplied) and, on AVX2, the
+/// activations' magnitudes.
 inline std::size_t crew_gemm_int8_workspace_bytes(const crew_lanes& lanes, index_t batch) {
   return std::size_t(crew_int8_groups(lanes)) * std::size_t(256 + 4 * batch);
 }

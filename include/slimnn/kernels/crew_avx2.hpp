@@ -13,8 +13,9 @@
 // count. One pass handles two fields (64 outputs) in two 256-bit vectors. The index stream
 // is prefetched 2 KiB ahead. Integer sums are exact: bit-identical to the portable kernel.
 // Int8 batches (crew_gemm_int8): each 32 outputs' codes decoded once for the batch
-// (vpshufb, then unpacks to 4 inputs per output), multiplied with vpsignb + vpmaddubsw +
-// vpmaddwd, exact (see that section): 4 instructions per 32 products.
+// (vpshufb, then unpacks to 4 inputs per output) while the previous 32 are multiplied,
+// with vpsignb + vpmaddubsw + vpmaddwd, exactly (see that section): 4 instructions per 32
+// products, against 3 for a vpmaddubsw kernel that may saturate.
 // Thread safety: pure functions of their arguments.
 //
 // Component: slimnn::core (Eigen only).
@@ -219,102 +220,112 @@ inline void crew_code_tables(index_t inputs, const std::uint32_t* offsets, const
   }
 }
 
-/// The codes of one unit of 32 outputs (field f of a block) for every group of 4 inputs,
-/// 128 bytes per group: per input one vpshufb of its index row in its codes, then byte and
-/// word unpacks put each output's 4 codes side by side. Vector v of a group holds outputs
-/// 4 v .. 4 v + 3 in its low lane and 16 + 4 v .. 16 + 4 v + 3 in its high lane.
-inline void crew_int8_decode_unit(const crew_lanes& lanes, const std::uint8_t* tables, index_t unit,
-                                  std::uint8_t* decoded) {
-  const std::uint8_t* block = lanes.bytes.data() + unit * 32 / lanes.block_outputs() * lanes.inputs * 32;
-  const __m128i shift = _mm_cvtsi32_si128(int(unit * 32 % lanes.block_outputs() / 32) * lanes.width);
-  const __m256i mask = _mm256_set1_epi8(std::int8_t((1 << lanes.width) - 1));
-  for (index_t q = 0; q < (lanes.inputs + 3) / 4; ++q) {
+/// Decodes the codes of one unit of 32 outputs (field f of a block), a group of 4 inputs
+/// at a time, 128 bytes per group at out + 128 q: per input one vpshufb of its index row
+/// in its codes, then byte and word unpacks put each output's 4 codes side by side.
+/// Vector v of a group holds outputs 4 v .. 4 v + 3 in its low lane and 16 + 4 v ..
+/// 16 + 4 v + 3 in its high lane.
+struct crew_int8_decoder {
+  const std::uint8_t* block;   ///< the unit's block of index rows
+  const std::uint8_t* tables;  ///< crew_code_tables
+  std::uint8_t* out;
+  index_t inputs;
+  int shift, width;
+
+  crew_int8_decoder(const crew_lanes& lanes, const std::uint8_t* tables_, index_t unit, std::uint8_t* out_)
+      : block(lanes.bytes.data() + unit * 32 / lanes.block_outputs() * lanes.inputs * 32),
+        tables(tables_),
+        out(out_),
+        inputs(lanes.inputs),
+        shift(int(unit * 32 % lanes.block_outputs() / 32) * lanes.width),
+        width(lanes.width) {}
+
+  void group(index_t q) const {
+    const __m128i count = _mm_cvtsi32_si128(shift);
+    const __m256i mask = _mm256_set1_epi8(std::int8_t((1 << width) - 1));
     __m256i c[4];
     for (index_t r = 0; r < 4; ++r) {
       const index_t i = 4 * q + r;
       c[r] = _mm256_setzero_si256();
-      if (i >= lanes.inputs) continue;
+      if (i >= inputs) continue;
       const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + i * 32));
       const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tables + i * 16)));
-      c[r] = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srl_epi16(v, shift), mask));
+      c[r] = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srl_epi16(v, count), mask));
     }
     const __m256i low01 = _mm256_unpacklo_epi8(c[0], c[1]), high01 = _mm256_unpackhi_epi8(c[0], c[1]);
     const __m256i low23 = _mm256_unpacklo_epi8(c[2], c[3]), high23 = _mm256_unpackhi_epi8(c[2], c[3]);
-    auto* out = reinterpret_cast<__m256i*>(decoded + q * 128);
-    _mm256_storeu_si256(out, _mm256_unpacklo_epi16(low01, low23));
-    _mm256_storeu_si256(out + 1, _mm256_unpackhi_epi16(low01, low23));
-    _mm256_storeu_si256(out + 2, _mm256_unpacklo_epi16(high01, high23));
-    _mm256_storeu_si256(out + 3, _mm256_unpackhi_epi16(high01, high23));
+    auto* o = reinterpret_cast<__m256i*>(out + q * 128);
+    _mm256_storeu_si256(o, _mm256_unpacklo_epi16(low01, low23));
+    _mm256_storeu_si256(o + 1, _mm256_unpackhi_epi16(low01, low23));
+    _mm256_storeu_si256(o + 2, _mm256_unpacklo_epi16(high01, high23));
+    _mm256_storeu_si256(o + 3, _mm256_unpackhi_epi16(high01, high23));
   }
-}
+};
 
-/// NB samples x one unit's 32 decoded outputs: per group of 4 inputs and sample, one
-/// broadcast of the 4 activations and one of their magnitudes and, per vector of 8
-/// outputs, vpsignb, vpmaddubsw, vpmaddwd and vpaddd; stored for the first `valid`
-/// outputs, in order. `magnitudes` holds |x| in x's layout.
-template <int NB>
-void crew_int8_gemm_tile(const std::uint8_t* decoded, index_t groups, const std::int8_t* x,
-                         const std::uint8_t* magnitudes, index_t x_stride, index_t valid, std::int32_t* acc,
-                         index_t acc_stride) {
+/// One sample x one unit's 32 decoded outputs: per group of 4 inputs, one broadcast of
+/// the 4 activations and one of their magnitudes and, per vector of 8 outputs, vpsignb,
+/// vpmaddubsw, vpmaddwd and vpaddd; stored for the first `valid` outputs, in order.
+/// `magnitude` holds |x|. Meanwhile it decodes the next unit's groups [d, d_end) with
+/// `next`, one every 16 groups of its own and the rest at the end, so that the decoding
+/// runs beside the multiplies. (A sample at a time keeps every value in a register; tiles
+/// of 2 to 4 samples sharing the code loads ran no faster.)
+inline void crew_int8_gemm_sample(const std::uint8_t* decoded, index_t groups, const std::int8_t* x,
+                                  const std::uint8_t* magnitude, index_t valid, std::int32_t* acc,
+                                  const crew_int8_decoder& next, index_t d, index_t d_end) {
   const __m256i ones = _mm256_set1_epi16(1);
-  __m256i a[NB][4];
-  for (int k = 0; k < NB; ++k)
-    for (int v = 0; v < 4; ++v) a[k][v] = _mm256_setzero_si256();
+  __m256i a[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
   for (index_t q = 0; q < groups; ++q) {
-    const std::uint8_t* w = decoded + q * 128;
-#pragma GCC unroll 2
-    for (int k = 0; k < NB; ++k) {
-      std::int32_t four, four_magnitudes;
-      std::memcpy(&four, x + k * x_stride + q * 4, 4);
-      std::memcpy(&four_magnitudes, magnitudes + k * x_stride + q * 4, 4);
-      const __m256i xb = _mm256_set1_epi32(four), magnitude = _mm256_set1_epi32(four_magnitudes);
-#pragma GCC unroll 4
-      for (int v = 0; v < 4; ++v) {
-        const __m256i codes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32 * v));
-        const __m256i pairs = _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(codes, xb));
-        a[k][v] = _mm256_add_epi32(a[k][v], _mm256_madd_epi16(pairs, ones));
-      }
+    if (q % 16 == 0 && d < d_end) next.group(d++);
+    std::int32_t four, four_magnitudes;
+    std::memcpy(&four, x + q * 4, 4);
+    std::memcpy(&four_magnitudes, magnitude + q * 4, 4);
+    const __m256i xb = _mm256_set1_epi32(four), mb = _mm256_set1_epi32(four_magnitudes);
+    const auto* codes = reinterpret_cast<const __m256i*>(decoded + q * 128);
+    for (int v = 0; v < 4; ++v) {
+      const __m256i pairs = _mm256_maddubs_epi16(mb, _mm256_sign_epi8(_mm256_loadu_si256(codes + v), xb));
+      a[v] = _mm256_add_epi32(a[v], _mm256_madd_epi16(pairs, ones));
     }
   }
-  for (int k = 0; k < NB; ++k) {
-    alignas(32) std::int32_t out[32];  // vector v: outputs 4 v.. in its low lane, 16 + 4 v.. in its high one
-    auto* o = reinterpret_cast<__m256i*>(out);
-    _mm256_store_si256(o, _mm256_permute2x128_si256(a[k][0], a[k][1], 0x20));
-    _mm256_store_si256(o + 1, _mm256_permute2x128_si256(a[k][2], a[k][3], 0x20));
-    _mm256_store_si256(o + 2, _mm256_permute2x128_si256(a[k][0], a[k][1], 0x31));
-    _mm256_store_si256(o + 3, _mm256_permute2x128_si256(a[k][2], a[k][3], 0x31));
-    std::copy_n(out, std::min<index_t>(valid, 32), acc + k * acc_stride);
-  }
+  while (d < d_end) next.group(d++);
+  alignas(32) std::int32_t out[32];  // vector v: outputs 4 v.. in its low lane, 16 + 4 v.. in its high one
+  auto* o = reinterpret_cast<__m256i*>(out);
+  _mm256_store_si256(o, _mm256_permute2x128_si256(a[0], a[1], 0x20));
+  _mm256_store_si256(o + 1, _mm256_permute2x128_si256(a[2], a[3], 0x20));
+  _mm256_store_si256(o + 2, _mm256_permute2x128_si256(a[0], a[1], 0x31));
+  _mm256_store_si256(o + 3, _mm256_permute2x128_si256(a[2], a[3], 0x31));
+  std::copy_n(out, std::min<index_t>(valid, 32), acc);
 }
 
 /// acc[s * acc_stride + j] = sum_i x[s * x_stride + i] code(j, i), exactly, for the
 /// `batch` samples and the outputs 32 first_unit .. 32 last_unit - 1 (group-1 layout),
 /// from the tables of crew_code_tables; x_stride >= inputs rounded up to 4, the bytes past
-/// the inputs zero; `workspace` holds 128 bytes per group of 4 inputs and batch x_stride
-/// more (|x|, computed first). Each unit's codes are decoded once for the batch, then
-/// multiplied 2 samples at a time (8 accumulators and 4 code vectors: with the
-/// broadcasts, the 16 registers).
+/// the inputs zero; `workspace` holds 256 bytes per group of 4 inputs (two units' codes)
+/// and batch x_stride more (|x|, computed first). Each unit's codes are decoded once for
+/// the batch, by its predecessor's samples, and multiplied by each sample's activations.
 inline void crew_gemm_int8(const crew_lanes& lanes, const std::uint8_t* tables, const std::int8_t* x,
                            index_t x_stride, index_t batch, std::int32_t* acc, index_t acc_stride, index_t first_unit,
                            index_t last_unit, std::uint8_t* workspace) {
   const index_t groups = (lanes.inputs + 3) / 4, units = std::min((lanes.outputs + 31) / 32, last_unit);
-  std::uint8_t *decoded = workspace, *magnitudes = workspace + groups * 128;
+  if (first_unit >= units) return;
+  std::uint8_t* magnitudes = workspace + groups * 256;
   const index_t bytes = batch * x_stride;
   index_t k = 0;
   for (; k + 32 <= bytes; k += 32)
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(magnitudes + k),
                         _mm256_abs_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + k))));
   for (; k < bytes; ++k) magnitudes[k] = std::uint8_t(std::abs(int(x[k])));
+  const auto buffer = [&](index_t unit) { return workspace + unit % 2 * groups * 128; };
+  const crew_int8_decoder first(lanes, tables, first_unit, buffer(first_unit));
+  for (index_t q = 0; q < groups; ++q) first.group(q);
+  const index_t slice = (groups + batch - 1) / batch;  // groups of the next unit per sample
   for (index_t unit = first_unit; unit < units; ++unit) {
-    crew_int8_decode_unit(lanes, tables, unit, decoded);
-    const index_t valid = lanes.outputs - unit * 32;
-    index_t s = 0;
-    for (; batch - s >= 2; s += 2)
-      crew_int8_gemm_tile<2>(decoded, groups, x + s * x_stride, magnitudes + s * x_stride, x_stride, valid,
-                             acc + s * acc_stride + unit * 32, acc_stride);
-    if (s < batch)
-      crew_int8_gemm_tile<1>(decoded, groups, x + s * x_stride, magnitudes + s * x_stride, x_stride, valid,
-                             acc + s * acc_stride + unit * 32, acc_stride);
+    const bool last = unit + 1 == units;
+    const crew_int8_decoder next(lanes, tables, last ? unit : unit + 1, buffer(unit + 1));
+    for (index_t s = 0; s < batch; ++s) {
+      const index_t d = last ? 0 : std::min(groups, s * slice), d_end = last ? 0 : std::min(groups, d + slice);
+      crew_int8_gemm_sample(buffer(unit), groups, x + s * x_stride, magnitudes + s * x_stride,
+                            lanes.outputs - unit * 32, acc + s * acc_stride + unit * 32, next, d, d_end);
+    }
   }
 }
 
