@@ -6,8 +6,8 @@
 // coefficients (segment layout) or one nonzero (width 1, element layout), z the basis
 // transform of the input. Vector variants for float: segments of s = 8 (AVX2: one 8-wide
 // FMA per segment, 4 chains; AVX-512: two segments per 16-wide FMA) and single nonzeros
-// (AVX2: 8-lane gathers, AVX-512: 16-lane gathers, each with 2 chains); everything else
-// runs the portable loop. The vector variants sum in another order than the portable one
+// (both paths: 8-lane gathers beside scalar FMAs); everything else runs the portable
+// loop. The vector variants sum in another order than the portable one
 // (they agree to rounding).
 // Exponent codes (smartdeal_gemv_s8_codes): power-of-two coefficients c = +-2^e with
 // e <= e_max stored as one int8 each, v = sign << 7 | (e - e_max + 127) (0 for a pruned
@@ -309,27 +309,30 @@ inline void smartdeal_gemm(index_t rows, index_t width, const index_t* start, co
   }
 }
 
-/// Element layout: 8 nonzeros per gather + FMA, two chains; the last < 8 masked.
+/// Element layout: per 16 nonzeros, one 8-lane gather + FMA and 8 scalar FMAs (4 chains),
+/// so that the gather unit and the scalar loads work side by side; the last < 16 scalar.
+/// (Gathers alone took 1.5x as long on Zen 5, and 16-lane AVX-512 gathers 1.1x: AMD's
+/// gathers are microcoded; scalar loads alone 1.1x.)
 inline void smartdeal_gemv_e1(index_t rows, const index_t* start, const std::uint32_t* offset, const float* coef,
                               const float* z, float* y) {
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   for (index_t o = 0; o < rows; ++o) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    __m256 v = _mm256_setzero_ps();
+    __m128 a[4] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
     index_t u = start[o];
     const index_t end = start[o + 1];
     for (; u + 16 <= end; u += 16) {
-      const __m256i i0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(offset + u));
-      const __m256i i1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(offset + u + 8));
-      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(coef + u), _mm256_i32gather_ps(z, i0, 4), a0);
-      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(coef + u + 8), _mm256_i32gather_ps(z, i1, 4), a1);
+      const __m256i idx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(offset + u));
+      v = _mm256_fmadd_ps(_mm256_loadu_ps(coef + u), _mm256_i32gather_ps(z, idx, 4), v);
+#pragma GCC unroll 8
+      for (int k = 8; k < 16; ++k)
+        a[k % 4] = _mm_fmadd_ss(_mm_load_ss(coef + u + k), _mm_load_ss(z + offset[u + k]), a[k % 4]);
     }
-    for (; u < end; u += 8) {
-      const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(end - u)), lane);
-      const __m256i idx = _mm256_maskload_epi32(reinterpret_cast<const int*>(offset + u), m);
-      const __m256 zv = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), z, idx, _mm256_castsi256_ps(m), 4);
-      a1 = _mm256_fmadd_ps(_mm256_maskload_ps(coef + u, m), zv, a1);
-    }
-    y[o] = horizontal_sum(_mm256_add_ps(a0, a1));
+    for (; u + 4 <= end; u += 4)
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) a[k] = _mm_fmadd_ss(_mm_load_ss(coef + u + k), _mm_load_ss(z + offset[u + k]), a[k]);
+    for (; u < end; ++u) a[0] = _mm_fmadd_ss(_mm_load_ss(coef + u), _mm_load_ss(z + offset[u]), a[0]);
+    const __m128 scalar = _mm_add_ss(_mm_add_ss(a[0], a[1]), _mm_add_ss(a[2], a[3]));
+    y[o] = _mm_cvtss_f32(scalar) + horizontal_sum(v);
   }
 }
 
@@ -372,11 +375,6 @@ void smartdeal_gemv_s8(index_t rows, const index_t* start, const std::uint32_t* 
                                      _mm256_mul_ps(avx2::load8(coef, u * 8), _mm256_loadu_ps(z + offset[u]))));
     y[o] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) * scale;
   }
-}
-
-inline __m512 element_step(const std::uint32_t* offset, const float* coef, const float* z, index_t u, __m512 acc) {
-  const __m512i idx = _mm512_loadu_si512(offset + u);
-  return _mm512_fmadd_ps(_mm512_loadu_ps(coef + u), _mm512_i32gather_ps(idx, z, 4), acc);
 }
 
 /// The batched stage: per row and tile of 64 samples, 4 x 16-lane accumulators; the
@@ -459,31 +457,6 @@ inline void smartdeal_gemm(index_t rows, index_t width, const index_t* start, co
   }
 }
 
-/// Element layout: 16 nonzeros per gather + FMA.
-inline void smartdeal_gemv_e1(index_t rows, const index_t* start, const std::uint32_t* offset, const float* coef,
-                              const float* z, float* y) {
-  for (index_t o = 0; o < rows; ++o) {
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    index_t u = start[o];
-    const index_t end = start[o + 1];
-    for (; u + 32 <= end; u += 32) {
-      acc0 = element_step(offset, coef, z, u, acc0);
-      acc1 = element_step(offset, coef, z, u + 16, acc1);
-    }
-    if (u + 16 <= end) {
-      acc0 = element_step(offset, coef, z, u, acc0);
-      u += 16;
-    }
-    if (u < end) {
-      const __mmask16 m = __mmask16((1u << (end - u)) - 1u);
-      const __m512i idx = _mm512_maskz_loadu_epi32(m, offset + u);
-      const __m512 zv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, z, 4);
-      acc1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, coef + u), zv, acc1);
-    }
-    y[o] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-  }
-}
-
 SLIMNN_TARGET_END
 }  // namespace avx512
 
@@ -497,9 +470,8 @@ void smartdeal_gemv(isa path, index_t rows, index_t width, const index_t* start,
   if constexpr (std::is_same_v<T, float>) {
     const float_coefficients<float> c{coef};
     if (path == isa::avx512 && width == 8) return avx512::smartdeal_gemv_s8(rows, start, offset, c, z, 1.0f, y);
-    if (path == isa::avx512 && width == 1) return avx512::smartdeal_gemv_e1(rows, start, offset, coef, z, y);
     if (path == isa::avx2 && width == 8) return avx2::smartdeal_gemv_s8(rows, start, offset, c, z, 1.0f, y);
-    if (path == isa::avx2 && width == 1) return avx2::smartdeal_gemv_e1(rows, start, offset, coef, z, y);
+    if (path >= isa::avx2 && width == 1) return avx2::smartdeal_gemv_e1(rows, start, offset, coef, z, y);  // both paths
   }
 #endif
   (void)path;
