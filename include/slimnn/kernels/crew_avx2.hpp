@@ -274,6 +274,7 @@ inline void crew_int8_gemm_sample(const std::uint8_t* decoded, index_t groups, c
                                   const crew_int8_decoder& next, index_t d, index_t d_end) {
   const __m256i ones = _mm256_set1_epi16(1);
   __m256i a[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+#pragma GCC unroll 2
   for (index_t q = 0; q < groups; ++q) {
     if (q % 16 == 0 && d < d_end) next.group(d++);
     std::int32_t four, four_magnitudes;
