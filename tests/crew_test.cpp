@@ -92,8 +92,9 @@ TEST(crew_dense, int8_path_equals_dense_integer_gemv_bit_for_bit) {
       {17, 300, 255, crew_index_layout::automatic}};
   for (const auto& c : cases) {
     const int8_matrix codes = random_codes(c.inputs, c.outputs, std::min(c.unique, int(c.outputs)), 7 + c.inputs);
-    // Per sample below batch 4; from it, on the AVX-512 path, in tiles of 8, 4 and 1 samples
-    // that share the decoding of the next 32 outputs (all of it within the loop from 8 tiles).
+    // Per sample below batch 4; from it, on the SIMD paths, batched: tiles of 8, 4 and 1
+    // samples on AVX-512, single samples on AVX2, which share the decoding of the next 32
+    // outputs (all of it inside their loops at batch 64).
     for (const index_t batch : {3, 4, 6, 29, 64}) {
       const int8_matrix x = random_int8(c.inputs, batch, 9);
       Eigen::Matrix<std::int64_t, Eigen::Dynamic, Eigen::Dynamic> expected =

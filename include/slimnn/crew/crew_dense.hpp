@@ -511,10 +511,10 @@ class crew_dense {
   }
 
   /// The batched int8 path (kernels::crew_gemm_int8): the samples padded to whole groups
-  /// of 4 inputs, their sums, and the code tables; inside a parallel_scope the outputs
-  /// are cut into ranges of 32-output units, one per thread.
+  /// of 4 inputs, their sums (read by the AVX-512 kernel), and the code tables; inside a
+  /// parallel_scope the outputs are cut into ranges of 32-output units, one per thread.
   void accumulate_int8_batched(const Eigen::Ref<const int8_matrix>& xq, std::int32_t* acc, isa path) const {
-    const index_t stride = kernels::crew_int8_groups(lanes_) * 4, batch = xq.cols();
+    const index_t stride = lanes_.groups_of_4() * 4, batch = xq.cols();
     auto* x = buffer<std::int8_t, 0>(std::size_t(stride * batch));
     auto* sums = buffer<std::int32_t, 3>(std::size_t(batch));
     for (index_t b = 0; b < batch; ++b) {

@@ -83,7 +83,7 @@ inline void crew_int8_table(const std::int8_t* x, const std::uint32_t* offsets, 
 /// Bytes of workspace crew_gather_int8 needs for a layer with `table_entries` = sum u_i.
 inline std::size_t crew_int8_workspace_bytes(const crew_lanes& lanes, std::size_t table_entries) {
   const std::size_t inputs = std::size_t(lanes.inputs);
-  return std::max({inputs * 32, (inputs + 3) / 4 * 128, (table_entries + 16) * sizeof(std::int32_t)});
+  return std::max({inputs * 32, std::size_t(lanes.groups_of_4()) * 128, (table_entries + 16) * sizeof(std::int32_t)});
 }
 
 /// acc[j] += sum over the active inputs of x_i * codes[offsets[i] + idx(j, i)], exactly,
@@ -113,7 +113,7 @@ inline void crew_gather_int8(isa path, const crew_lanes& lanes, const std::int8_
 }
 
 /// Whether `path` has a batched int8 kernel (crew_gemm_int8) for this interleave: AVX-512
-/// (VBMI + VNNI) with the group-4 layout, AVX2 with the group-1 layout.
+/// (VBMI + VNNI) with the group-4 layout, AVX2 or AVX-512 with the group-1 layout.
 inline bool crew_has_int8_gemm(isa path, const crew_lanes& lanes) {
 #if defined(SLIMNN_X86_KERNELS)
   return (path == isa::avx512 && lanes.group == 4) || (path >= isa::avx2 && lanes.group == 1);
@@ -123,11 +123,8 @@ inline bool crew_has_int8_gemm(isa path, const crew_lanes& lanes) {
 #endif
 }
 
-/// Groups of 4 inputs (the batched int8 kernels' step).
-inline index_t crew_int8_groups(const crew_lanes& lanes) { return (lanes.inputs + 3) / 4; }
-
 /// Bytes of the code tables crew_gemm_int8 reads (16 per input, padded to groups of 4).
-inline std::size_t crew_code_table_bytes(const crew_lanes& lanes) { return std::size_t(crew_int8_groups(lanes)) * 64; }
+inline std::size_t crew_code_table_bytes(const crew_lanes& lanes) { return std::size_t(lanes.groups_of_4()) * 64; }
 
 /// The code tables crew_gemm_int8 reads (crew_code_table_bytes), built once per forward
 /// and shared by every thread: only where crew_has_int8_gemm(path, lanes).
@@ -135,8 +132,8 @@ inline void crew_code_tables(isa path, const crew_lanes& lanes, const std::uint3
                              const std::uint32_t* unique, const std::int8_t* codes, std::uint8_t* tables) {
 #if defined(SLIMNN_X86_KERNELS)
   if (crew_has_int8_gemm(path, lanes)) {
-    if (lanes.group == 4) return avx512::crew_code_tables(lanes.inputs, offsets, unique, codes, tables);
-    return avx2::crew_code_tables(lanes.inputs, offsets, unique, codes, tables);
+    if (lanes.group == 4) return avx512::crew_code_tables(lanes, offsets, unique, codes, tables);
+    return avx2::crew_code_tables(lanes, offsets, unique, codes, tables);
   }
 #endif
   (void)path, (void)lanes, (void)offsets, (void)unique, (void)codes, (void)tables;
@@ -145,9 +142,9 @@ inline void crew_code_tables(isa path, const crew_lanes& lanes, const std::uint3
 
 /// Bytes of the per-thread workspace of crew_gemm_int8 for `batch` samples: two units'
 /// decoded codes (one is decoded while the other is multiplied) and, on AVX2, the
-/// activations' magnitudes.
+/// activations' magnitudes (4 groups_of_4() bytes per sample, whatever x's stride).
 inline std::size_t crew_gemm_int8_workspace_bytes(const crew_lanes& lanes, index_t batch) {
-  return std::size_t(crew_int8_groups(lanes)) * std::size_t(256 + 4 * batch);
+  return std::size_t(lanes.groups_of_4()) * std::size_t(256 + 4 * batch);
 }
 
 /// Outputs per unit of crew_gemm_int8's range.
@@ -156,9 +153,10 @@ inline constexpr index_t crew_gemm_int8_unit = 32;
 /// acc = codes x x for `batch` samples at once, exactly (see avx512::crew_gemm_int8 and
 /// avx2::crew_gemm_int8), for the outputs of units [first_unit, last_unit)
 /// (crew_gemm_int8_unit outputs each), from the tables of crew_code_tables; x_stride >= 4
-/// crew_int8_groups(lanes), the bytes past the inputs zero; x_sums[s] = the sum of sample
-/// s's activations (read on AVX-512); `workspace` (crew_gemm_int8_workspace_bytes) the
-/// calling thread's own: only where crew_has_int8_gemm(path, lanes).
+/// lanes.groups_of_4(), the bytes past the inputs zero; x_sums[s] = the sum of sample s's
+/// activations (read by the group-4 kernel only); `workspace`
+/// (crew_gemm_int8_workspace_bytes) the calling thread's own: only where
+/// crew_has_int8_gemm(path, lanes). A batch of 0 does nothing.
 inline void crew_gemm_int8(isa path, const crew_lanes& lanes, const std::uint8_t* tables, const std::int8_t* x,
                            index_t x_stride, const std::int32_t* x_sums, index_t batch, std::int32_t* acc,
                            index_t acc_stride, index_t first_unit, index_t last_unit, std::uint8_t* workspace) {

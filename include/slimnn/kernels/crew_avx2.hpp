@@ -211,9 +211,10 @@ inline void crew_gather_int8(const crew_lanes& lanes, const std::uint8_t* tables
 // never overflows; x may be -128). vpmaddwd by ones then adds the pairs into int32.
 
 /// Per input, 16 bytes: its codes, then zeros (padding inputs to a multiple of 4: zeros).
-inline void crew_code_tables(index_t inputs, const std::uint32_t* offsets, const std::uint32_t* unique,
+inline void crew_code_tables(const crew_lanes& lanes, const std::uint32_t* offsets, const std::uint32_t* unique,
                              const std::int8_t* codes, std::uint8_t* tables) {
-  for (index_t i = 0; i < (inputs + 3) / 4 * 4; ++i) {
+  const index_t inputs = lanes.inputs;
+  for (index_t i = 0; i < lanes.groups_of_4() * 4; ++i) {
     alignas(16) std::int8_t t[16] = {};
     if (i < inputs) std::copy_n(codes + offsets[i], std::min<std::uint32_t>(unique[i], 16), t);
     std::memcpy(tables + i * 16, t, 16);
@@ -233,11 +234,11 @@ struct crew_int8_decoder {
   int shift, width;
 
   crew_int8_decoder(const crew_lanes& lanes, const std::uint8_t* tables_, index_t unit, std::uint8_t* out_)
-      : block(lanes.bytes.data() + unit * 32 / lanes.block_outputs() * lanes.inputs * 32),
+      : block(lanes.row(unit * 32 / lanes.block_outputs(), 0)),
         tables(tables_),
         out(out_),
         inputs(lanes.inputs),
-        shift(int(unit * 32 % lanes.block_outputs() / 32) * lanes.width),
+        shift(lanes.shift(unit * 32)),
         width(lanes.width) {}
 
   void group(index_t q) const {
@@ -301,20 +302,24 @@ inline void crew_int8_gemm_sample(const std::uint8_t* decoded, index_t groups, c
 /// `batch` samples and the outputs 32 first_unit .. 32 last_unit - 1 (group-1 layout),
 /// from the tables of crew_code_tables; x_stride >= inputs rounded up to 4, the bytes past
 /// the inputs zero; `workspace` holds 256 bytes per group of 4 inputs (two units' codes)
-/// and batch x_stride more (|x|, computed first). Each unit's codes are decoded once for
-/// the batch, by its predecessor's samples, and multiplied by each sample's activations.
+/// and 4 bytes per group and sample more (|x|, computed first, 4 groups bytes apart).
+/// Each unit's codes are decoded once for the batch, by its predecessor's samples, and
+/// multiplied by each sample's activations.
 inline void crew_gemm_int8(const crew_lanes& lanes, const std::uint8_t* tables, const std::int8_t* x,
                            index_t x_stride, index_t batch, std::int32_t* acc, index_t acc_stride, index_t first_unit,
                            index_t last_unit, std::uint8_t* workspace) {
-  const index_t groups = (lanes.inputs + 3) / 4, units = std::min((lanes.outputs + 31) / 32, last_unit);
-  if (first_unit >= units) return;
+  const index_t groups = lanes.groups_of_4(), units = std::min((lanes.outputs + 31) / 32, last_unit);
+  if (batch <= 0 || first_unit >= units) return;
   std::uint8_t* magnitudes = workspace + groups * 256;
-  const index_t bytes = batch * x_stride;
-  index_t k = 0;
-  for (; k + 32 <= bytes; k += 32)
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(magnitudes + k),
-                        _mm256_abs_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + k))));
-  for (; k < bytes; ++k) magnitudes[k] = std::uint8_t(std::abs(int(x[k])));
+  for (index_t s = 0; s < batch; ++s) {
+    const std::int8_t* from = x + s * x_stride;
+    std::uint8_t* to = magnitudes + s * groups * 4;
+    index_t i = 0;
+    for (; i + 32 <= groups * 4; i += 32)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(to + i),
+                          _mm256_abs_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(from + i))));
+    for (; i < groups * 4; ++i) to[i] = std::uint8_t(std::abs(int(from[i])));
+  }
   const auto buffer = [&](index_t unit) { return workspace + unit % 2 * groups * 128; };
   const crew_int8_decoder first(lanes, tables, first_unit, buffer(first_unit));
   for (index_t q = 0; q < groups; ++q) first.group(q);
@@ -324,7 +329,7 @@ inline void crew_gemm_int8(const crew_lanes& lanes, const std::uint8_t* tables, 
     const crew_int8_decoder next(lanes, tables, last ? unit : unit + 1, buffer(unit + 1));
     for (index_t s = 0; s < batch; ++s) {
       const index_t d = last ? 0 : std::min(groups, s * slice), d_end = last ? 0 : std::min(groups, d + slice);
-      crew_int8_gemm_sample(buffer(unit), groups, x + s * x_stride, magnitudes + s * x_stride,
+      crew_int8_gemm_sample(buffer(unit), groups, x + s * x_stride, magnitudes + s * groups * 4,
                             lanes.outputs - unit * 32, acc + s * acc_stride + unit * 32, next, d, d_end);
     }
   }

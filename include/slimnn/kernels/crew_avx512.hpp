@@ -12,6 +12,9 @@
 // once: w concurrent index streams (one sequential stream cannot be fetched fast enough
 // from L3) sharing each table load. Integer sums are exact: bit-identical to the portable
 // kernel.
+// Int8 batches (crew_gemm_int8): each 32 outputs' codes decoded once for the batch
+// (vpermb, 16 outputs x 4 inputs) while the previous 32 are multiplied by 8 samples at a
+// time with vpdpbusd (codes + 128 unsigned, activations signed; exact, see that section).
 // Thread safety: pure functions of their arguments.
 //
 // Component: slimnn::core (Eigen only).
@@ -200,10 +203,11 @@ inline void crew_gather_int8(const crew_lanes& lanes, const std::uint8_t* tables
 
 /// Per group of 4 inputs, a 64-byte table of their codes + 128 (unsigned): input 4 q + r
 /// at bytes 16 r; entries past u_i and padding inputs hold 128 (code 0).
-inline void crew_code_tables(index_t inputs, const std::uint32_t* offsets, const std::uint32_t* unique,
+inline void crew_code_tables(const crew_lanes& lanes, const std::uint32_t* offsets, const std::uint32_t* unique,
                              const std::int8_t* codes, std::uint8_t* tables) {
+  const index_t inputs = lanes.inputs;
   const __m128i bias = _mm_set1_epi8(std::int8_t(-128));
-  for (index_t i = 0; i < (inputs + 3) / 4 * 4; ++i) {
+  for (index_t i = 0; i < lanes.groups_of_4() * 4; ++i) {
     __m128i t = bias;
     if (i < inputs) {
       const __mmask16 present = __mmask16((1u << std::min<std::uint32_t>(unique[i], 16)) - 1u);
@@ -224,14 +228,13 @@ struct crew_int8_decoder {
   __m128i shift0, shift1;
 
   crew_int8_decoder(const crew_lanes& lanes, const std::uint8_t* tables_, index_t unit, std::uint8_t* out_)
-      : rows(lanes.bytes.data() + unit * 32 / lanes.block_outputs() * lanes.groups() * 64),
+      : rows(lanes.row(unit * 32 / lanes.block_outputs(), 0)),
         tables(tables_),
         out(out_),
         mask(_mm512_set1_epi8(std::int8_t((1 << lanes.width) - 1))),
-        table_of_input(_mm512_set1_epi32(0x30201000)) {
-    const int f = int(unit * 32 % lanes.block_outputs() / 16);
-    shift0 = _mm_cvtsi32_si128(f * lanes.width), shift1 = _mm_cvtsi32_si128((f + 1) * lanes.width);
-  }
+        table_of_input(_mm512_set1_epi32(0x30201000)),
+        shift0(_mm_cvtsi32_si128(lanes.shift(unit * 32))),
+        shift1(_mm_cvtsi32_si128(lanes.shift(unit * 32 + 16))) {}
   void group(index_t q) const { decode_group(rows, tables, out, mask, table_of_input, shift0, shift1, q); }
 
   static void decode_group(const std::uint8_t* rows, const std::uint8_t* tables, std::uint8_t* out, __m512i mask,
@@ -302,7 +305,7 @@ inline void crew_gemm_int8(const crew_lanes& lanes, const std::uint8_t* tables, 
                            index_t x_stride, const std::int32_t* x_sums, index_t batch, std::int32_t* acc,
                            index_t acc_stride, index_t first_unit, index_t last_unit, std::uint8_t* decoded) {
   const index_t groups = lanes.groups(), units = std::min((lanes.outputs + 31) / 32, last_unit);
-  if (first_unit >= units) return;
+  if (batch <= 0 || first_unit >= units) return;
   const auto buffer = [&](index_t unit) { return decoded + unit % 2 * groups * 128; };
   const crew_int8_decoder first(lanes, tables, first_unit, buffer(first_unit));
   for (index_t q = 0; q < groups; ++q) first.group(q);

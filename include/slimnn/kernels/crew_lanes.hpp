@@ -51,6 +51,7 @@ struct crew_lanes {
   index_t positions() const { return group == 1 ? 32 : 16; }  ///< outputs per field
   index_t row_bytes() const { return positions() * group; }    ///< 32 or 64
   index_t groups() const { return (inputs + group - 1) / group; }
+  index_t groups_of_4() const { return (inputs + 3) / 4; }  ///< the batched int8 kernels' step
   index_t block_outputs() const { return positions() * fields(); }
   index_t blocks() const { return (outputs + block_outputs() - 1) / block_outputs(); }
   /// The row of block b holding input i; position p of input i is at row(b, i)[p * group].
