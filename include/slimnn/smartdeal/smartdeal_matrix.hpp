@@ -16,7 +16,7 @@
 //     coefficient values (zeros where the element is pruned) — whole-segment sparsity,
 //     vectorized over segments;
 //   element layout (otherwise): per row a list of nonzeros, each with its z offset
-//     g*cols_pad + r*s + j and its value (vector gathers).
+//     g*cols_pad + r*s + j and its value (vector gathers beside scalar loads).
 // The batch-1 sparse stage runs kernels/smartdeal.hpp on the active_isa() path. Float
 // segments of 8 also keep their coefficients as int8 exponent codes (kernels/smartdeal.hpp;
 // a quarter of the bytes to stream, the same results): rebuilt by after_update(), and
