@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "slimnn/kernels/crew_avx2.hpp"
@@ -127,17 +128,20 @@ inline bool crew_has_int8_gemm(isa path, const crew_lanes& lanes) {
 inline std::size_t crew_code_table_bytes(const crew_lanes& lanes) { return std::size_t(lanes.groups_of_4()) * 64; }
 
 /// The code tables crew_gemm_int8 reads (crew_code_table_bytes), built once per forward
-/// and shared by every thread: only where crew_has_int8_gemm(path, lanes).
+/// and shared by every thread: per input 16 bytes, its codes then zeros (padding inputs to
+/// a multiple of 4: zeros), plus 128 for the group-4 (AVX-512) kernel, which multiplies
+/// them as unsigned bytes. `codes` must be readable 16 bytes past every offset. Only
+/// where crew_has_int8_gemm(path, lanes).
 inline void crew_code_tables(isa path, const crew_lanes& lanes, const std::uint32_t* offsets,
                              const std::uint32_t* unique, const std::int8_t* codes, std::uint8_t* tables) {
-#if defined(SLIMNN_X86_KERNELS)
-  if (crew_has_int8_gemm(path, lanes)) {
-    if (lanes.group == 4) return avx512::crew_code_tables(lanes, offsets, unique, codes, tables);
-    return avx2::crew_code_tables(lanes, offsets, unique, codes, tables);
+  if (!crew_has_int8_gemm(path, lanes)) throw error("crew_code_tables: no batched int8 kernel on this path");
+  const std::uint8_t bias = lanes.group == 4 ? 128 : 0;
+  for (index_t i = 0; i < lanes.groups_of_4() * 4; ++i) {
+    std::uint8_t t[16];
+    std::memcpy(t, codes + offsets[std::min(i, lanes.inputs - 1)], 16);
+    const std::uint32_t present = i < lanes.inputs ? unique[i] : 0;
+    for (std::uint32_t u = 0; u < 16; ++u) tables[i * 16 + u] = std::uint8_t((u < present ? t[u] : 0) + bias);
   }
-#endif
-  (void)path, (void)lanes, (void)offsets, (void)unique, (void)codes, (void)tables;
-  throw error("crew_code_tables: no batched int8 kernel on this path");
 }
 
 /// Bytes of the per-thread workspace of crew_gemm_int8 for `batch` samples: two units'

@@ -210,17 +210,6 @@ inline void crew_gather_int8(const crew_lanes& lanes, const std::uint8_t* tables
 // pair is at most 2 * 128 * 127 = 32512 in magnitude: exact (|code| <= 127, so vpsignb
 // never overflows; x may be -128). vpmaddwd by ones then adds the pairs into int32.
 
-/// Per input, 16 bytes: its codes, then zeros (padding inputs to a multiple of 4: zeros).
-inline void crew_code_tables(const crew_lanes& lanes, const std::uint32_t* offsets, const std::uint32_t* unique,
-                             const std::int8_t* codes, std::uint8_t* tables) {
-  const index_t inputs = lanes.inputs;
-  for (index_t i = 0; i < lanes.groups_of_4() * 4; ++i) {
-    alignas(16) std::int8_t t[16] = {};
-    if (i < inputs) std::copy_n(codes + offsets[i], std::min<std::uint32_t>(unique[i], 16), t);
-    std::memcpy(tables + i * 16, t, 16);
-  }
-}
-
 /// Decodes the codes of one unit of 32 outputs (field f of a block), a group of 4 inputs
 /// at a time, 128 bytes per group at out + 128 q: per input one vpshufb of its index row
 /// in its codes, then byte and word unpacks put each output's 4 codes side by side.

@@ -201,22 +201,6 @@ inline void crew_gather_int8(const crew_lanes& lanes, const std::uint8_t* tables
 
 // --- int8 batches: codes decoded by vpermb, multiplied by vpdpbusd ---------------------
 
-/// Per group of 4 inputs, a 64-byte table of their codes + 128 (unsigned): input 4 q + r
-/// at bytes 16 r; entries past u_i and padding inputs hold 128 (code 0).
-inline void crew_code_tables(const crew_lanes& lanes, const std::uint32_t* offsets, const std::uint32_t* unique,
-                             const std::int8_t* codes, std::uint8_t* tables) {
-  const index_t inputs = lanes.inputs;
-  const __m128i bias = _mm_set1_epi8(std::int8_t(-128));
-  for (index_t i = 0; i < lanes.groups_of_4() * 4; ++i) {
-    __m128i t = bias;
-    if (i < inputs) {
-      const __mmask16 present = __mmask16((1u << std::min<std::uint32_t>(unique[i], 16)) - 1u);
-      t = _mm_xor_si128(_mm_maskz_loadu_epi8(present, codes + offsets[i]), bias);
-    }
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(tables + i * 16), t);
-  }
-}
-
 /// Decodes the codes + 128 of one unit of 32 outputs (fields f, f + 1 of a block), a group
 /// of 4 inputs at a time: the group's index row, two vpermb lookups (16 outputs x 4 inputs
 /// each) in its code table, 128 bytes stored at out + 128 q.
