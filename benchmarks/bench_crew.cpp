@@ -8,6 +8,10 @@
 //   crew_int8/<n>x<n>/u16/b<B>         crew_dense::forward_int8 on the same codes, at most
 //                                      16 unique codes per input (4-bit lanes; vpermb +
 //                                      vpdpbusd with AVX-512 VBMI + VNNI, else vpshufb)
+//                                      batches above 1 get the activations oneDNN gets
+//                                      (magnitudes 1..127, as after a ReLU), b1 signed ones
+//   crew_int8/4096x4096/u16/b64/signed the same batch with random signs (AVX2: one vpsignb
+//                                      more per 32 products)
 //   crew_int8/<n>x<n>/u4/b1            at most 4 unique codes per input (2-bit lanes)
 //   dense_gemm/<n>x<n>/b64             Eigen float GEMM (dense_baselines.hpp)
 //   crew_float/<n>x<n>/u16/b<B>        crew_dense::forward: at b1 float tables and vpermps
@@ -56,11 +60,16 @@ int8_matrix random_codes(index_t inputs, index_t outputs, int unique, std::uint6
   return codes;
 }
 
-int8_matrix random_activations(index_t inputs, index_t batch) {
+/// Activations of magnitude 1..127, of random signs or (`nonnegative`, as after a ReLU)
+/// their magnitudes: the values oneDNN's u8 source gets.
+int8_matrix random_activations(index_t inputs, index_t batch, bool nonnegative = false) {
   rng_t rng(5);
   std::uniform_int_distribution<int> v(1, 127), sign(0, 1);
   int8_matrix x(inputs, batch);
-  for (index_t k = 0; k < x.size(); ++k) x.data()[k] = std::int8_t(sign(rng) ? v(rng) : -v(rng));
+  for (index_t k = 0; k < x.size(); ++k) {
+    const int magnitude = v(rng), negative = sign(rng);
+    x.data()[k] = std::int8_t(negative && !nonnegative ? -magnitude : magnitude);
+  }
   return x;
 }
 
@@ -137,16 +146,20 @@ void register_int8_gemv(const int8_matrix& codes) {
       ->Unit(benchmark::kMicrosecond);
 }
 
-void register_crew_int8(const int8_matrix& codes, const std::string& unique, index_t batch, int threads = 1) {
+/// Activations for crew_int8: `signed_` ones (a /signed suffix at batches above 1) or
+/// those oneDNN gets, their magnitudes.
+void register_crew_int8(const int8_matrix& codes, const std::string& unique, index_t batch, int threads = 1,
+                        bool signed_ = false) {
   auto layer = std::make_shared<crew_dense<float>>(
       quantized_weights{codes, std::vector<double>(std::size_t(codes.rows()), 1.0), 127}, vector<float>::Zero(codes.rows()));
   // The int8 path must agree with the dense integer GEMV before it is timed.
-  const int8_matrix x = random_activations(codes.cols(), batch);
+  const int8_matrix x = random_activations(codes.cols(), batch, batch > 1 && !signed_);
   int32_matrix acc;
   layer->forward_int8(x, acc);
   const int32_matrix expected = codes.cast<std::int32_t>() * x.cast<std::int32_t>();
   detail::require<error>(acc == expected, "bench_crew: crew_int8 disagrees with the dense integer product");
-  const auto name = detail::cat("crew_int8/", codes.cols(), 'x', codes.rows(), '/', unique, "/b", batch);
+  const auto name =
+      detail::cat("crew_int8/", codes.cols(), 'x', codes.rows(), '/', unique, "/b", batch, signed_ ? "/signed" : "");
   benchmark::RegisterBenchmark(bench::threaded_name(name, threads).c_str(),
                                [layer, x, threads](benchmark::State& state) {
                                  thread_pool pool(threads);
@@ -235,6 +248,7 @@ int main(int argc, char** argv) {
     register_int8_gemm(codes, 64);
 #endif
     register_crew_int8(codes, "u16", 64);
+    register_crew_int8(codes, "u16", 64, 1, /*signed_=*/true);
     register_crew_int8(codes, "u16", 64, 2);
     register_crew_float(codes, "u16");
     bench::register_dense_gemm(4096, 4096, 64);

@@ -112,6 +112,9 @@ inline int run(int argc, char** argv) {
   if (!given("--benchmark_repetitions")) args.push_back(repetitions);
   if (!given("--benchmark_report_aggregates_only")) args.push_back(aggregates);
   int count = int(args.size());
+  // One thread for Eigen's own products too, whatever the order or filter: a program
+  // built with OpenMP (bench_crew, for oneDNN) would otherwise run them on every core.
+  Eigen::setNbThreads(1);
   benchmark::AddCustomContext("slimnn_isa", isa_name(active_isa()));
   benchmark::AddCustomContext("eigen_simd", Eigen::SimdInstructionSetsInUse());
   benchmark::Initialize(&count, args.data());

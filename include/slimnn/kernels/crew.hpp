@@ -146,9 +146,10 @@ inline void crew_code_tables(isa path, const crew_lanes& lanes, const std::uint3
 
 /// Bytes of the per-thread workspace of crew_gemm_int8 for `batch` samples: two units'
 /// decoded codes (one is decoded while the other is multiplied) and, on AVX2, the
-/// activations' magnitudes (4 groups_of_4() bytes per sample, whatever x's stride).
+/// activations' magnitudes (4 groups_of_4() bytes per sample, whatever x's stride) and
+/// whether each sample has a negative one (a byte per sample).
 inline std::size_t crew_gemm_int8_workspace_bytes(const crew_lanes& lanes, index_t batch) {
-  return std::size_t(lanes.groups_of_4()) * std::size_t(256 + 4 * batch);
+  return std::size_t(lanes.groups_of_4()) * std::size_t(256 + 4 * batch) + std::size_t(batch);
 }
 
 /// Outputs per unit of crew_gemm_int8's range.
