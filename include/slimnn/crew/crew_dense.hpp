@@ -481,7 +481,11 @@ class crew_dense {
     for (index_t i = 0; i < inputs_; ++i)
       if ((x.row(i).array() != T(0)).any()) active[count++] = std::int32_t(i);
     auto xa = detail::scratch<crew_dense, T, 3>(count, batch);
-    for (index_t k = 0; k < count; ++k) xa.row(k) = x.row(active[k]);
+    for (index_t b = 0; b < batch; ++b) {  // by columns: a row at a time strides over every sample
+      const T* from = x.col(b).data();
+      T* to = xa.col(b).data();
+      for (index_t k = 0; k < count; ++k) to[k] = from[active[k]];
+    }
     T* values = buffer<T, 0>(values_.size() + 16);
     std::copy(values_.begin(), values_.end(), values);
     std::fill(values + values_.size(), values + values_.size() + 16, T(0));
