@@ -196,6 +196,7 @@ TEST(kernel_paths, crew_gathers_and_decodes_are_bit_identical_on_every_path) {
         for (index_t j = 0; j < outputs; ++j)
           for (index_t i = 0; i < inputs; ++i) lanes.set(j, i, index[std::size_t(j)][std::size_t(i)]);
         std::vector<std::uint8_t> workspace(kernels::crew_int8_workspace_bytes(lanes, offsets.back()) + 64);
+        std::vector<std::uint8_t> planes(kernels::crew_gather_workspace_bytes(lanes));
         // All blocks at once, and in two ranges of blocks (as threads cut a layer's outputs).
         const index_t blocks = lanes.blocks();
         for (const index_t cut : {blocks, blocks / 2}) {
@@ -208,7 +209,7 @@ TEST(kernel_paths, crew_gathers_and_decodes_are_bit_identical_on_every_path) {
                                       scratch_active.data(), index_t(active.size()), workspace.data(), acc.data(),
                                       first, last);
             kernels::crew_gather(path, lanes, offsets.data(), table.data(), active.data(), index_t(active.size()),
-                                 sums.data(), first, last);
+                                 planes.data(), sums.data(), first, last);
           }
           EXPECT_EQ(acc, expected);
           EXPECT_EQ(sums, float_reference);  // the same additions in the same order

@@ -149,7 +149,8 @@ class crew_dense {
         }
         const auto [first, last] = unit_outputs(first_unit, last_unit);
         std::fill(acc + first, acc + last, T(0));
-        gather(path, table, active, count, acc, first_unit, last_unit);
+        gather(path, table, active, count, buffer<std::uint8_t, 2>(kernels::crew_gather_workspace_bytes(lanes_)), acc,
+               first_unit, last_unit);
         for (index_t j = first; j < last; ++j) y(j, b) = row_scale_[j] * acc[j] + bias_[j];
       });
   }
@@ -157,12 +158,14 @@ class crew_dense {
   /// The smallest batch forward() runs as decoded tiles and GEMMs.
   static constexpr index_t decoded_min_batch = 4;
 
-  /// Per thread: below decoded_min_batch, the product table, the accumulators and the list
-  /// of nonzero inputs; from it, the padded values, the list of inputs, their rows of x
-  /// and one decoded tile.
+  /// Per thread: below decoded_min_batch, the product table, the accumulators, the list
+  /// of nonzero inputs and (AVX2) their tables' byte planes; from it, the padded values,
+  /// the list of inputs, their rows of x and one decoded tile.
   std::uint64_t workspace_bytes(index_t batch) const {
     const std::uint64_t inputs = std::uint64_t(inputs_) * sizeof(std::int32_t);
-    if (batch < decoded_min_batch) return (values_.size() + 16 + std::uint64_t(outputs_)) * sizeof(T) + inputs;
+    if (batch < decoded_min_batch)
+      return (values_.size() + 16 + std::uint64_t(outputs_)) * sizeof(T) + inputs +
+             kernels::crew_gather_workspace_bytes(lanes_);
     return (values_.size() + 16 + std::uint64_t(tile_rows() * tile_inputs) + std::uint64_t(inputs_ * batch)) *
                sizeof(T) + inputs;
   }
@@ -453,7 +456,7 @@ class crew_dense {
                                          count, workspace, out, first_unit, last_unit);
       auto* table = static_cast<std::int32_t*>(workspace);
       kernels::crew_int8_table(xb, offsets_.data(), unique_.data(), codes_.data(), active, count, table);
-      gather(path, table, active, count, out, first_unit, last_unit);
+      gather(path, table, active, count, nullptr, out, first_unit, last_unit);  // an int32 table: no planes
     };
     // Inside a parallel_scope a batch is cut into blocks of samples, a small batch's
     // outputs into ranges (core/parallel.hpp); results are exact either way.
@@ -633,12 +636,13 @@ class crew_dense {
     detail::split_range(output_units(), align, min_units, task);
   }
 
-  /// acc += the gathers of the active inputs, for the outputs of units [first_unit, last_unit).
+  /// acc += the gathers of the active inputs, for the outputs of units [first_unit, last_unit);
+  /// `workspace`: kernels::crew_gather_workspace_bytes for float tables.
   template <class Acc>
-  void gather(isa path, const Acc* table, const std::int32_t* active, index_t count, Acc* acc, index_t first_unit,
-              index_t last_unit) const {
+  void gather(isa path, const Acc* table, const std::int32_t* active, index_t count, void* workspace, Acc* acc,
+              index_t first_unit, index_t last_unit) const {
     if (layout_ == crew_index_layout::lanes) {
-      kernels::crew_gather(path, lanes_, offsets_.data(), table, active, count, acc, first_unit, last_unit);
+      kernels::crew_gather(path, lanes_, offsets_.data(), table, active, count, workspace, acc, first_unit, last_unit);
     } else {
       const auto [first, last] = unit_outputs(first_unit, last_unit);
       kernels::crew_gather_packed(packed_, offsets_.data(), table, active, count, acc, first, last);

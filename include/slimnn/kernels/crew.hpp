@@ -32,21 +32,30 @@ namespace slimnn::kernels {
 /// The lanes interleave the path's SIMD kernels read: 4 inputs per word for AVX-512, 1 else.
 inline int crew_lanes_group(isa path) { return path == isa::avx512 ? 4 : 1; }
 
+/// Bytes of workspace crew_gather needs: the AVX2 float kernel's byte planes of the
+/// active inputs' tables (64 bytes per input).
+inline std::size_t crew_gather_workspace_bytes(const crew_lanes& lanes) { return std::size_t(lanes.inputs) * 64; }
+
 /// acc[j] += P[offsets[i] + idx(j, i)] over the `count` active inputs, in order, for the
 /// outputs j of lanes blocks [first_block, last_block). `P` must be readable 16 entries
-/// past every offset (the SIMD kernels load whole tables).
+/// past every offset (the SIMD kernels load whole tables); `workspace` holds
+/// crew_gather_workspace_bytes bytes.
 template <class T>
 void crew_gather(isa path, const crew_lanes& lanes, const std::uint32_t* offsets, const T* P,
-                 const std::int32_t* active, index_t count, T* acc, index_t first_block, index_t last_block) {
+                 const std::int32_t* active, index_t count, void* workspace, T* acc, index_t first_block,
+                 index_t last_block) {
 #if defined(SLIMNN_X86_KERNELS)
   if constexpr (std::is_same_v<T, float>) {
     if (path == isa::avx512 && lanes.group == 4)
       return avx512::crew_gather_lanes(lanes, offsets, P, active, count, acc, first_block, last_block);
-    if (path >= isa::avx2 && lanes.group == 1)
-      return avx2::crew_gather_lanes(lanes, offsets, P, active, count, acc, first_block, last_block);
+    if (path >= isa::avx2 && lanes.group == 1) {
+      auto* planes = static_cast<std::uint8_t*>(workspace);
+      avx2::crew_float_planes(offsets, P, active, count, planes);
+      return avx2::crew_gather_planes(lanes, planes, active, count, acc, first_block, last_block);
+    }
   }
 #endif
-  (void)path;
+  (void)path, (void)workspace;
   crew_gather_lanes(lanes, offsets, P, active, count, acc, first_block, last_block);
 }
 
