@@ -59,6 +59,7 @@ class smartdeal_conv2d {
     detail::require<shape_error>(bias_.size() == factors_.rows(), who, ": bias has ", bias_.size(), " values for ",
                                  factors_.rows(), " output channels");
     bias_grad_ = vector<T>::Zero(bias_.size());
+    if (geometry_.stride == 1) plane_starts_ = plane_starts();
   }
 
   shape input_shape() const { return geometry_.in; }
@@ -92,8 +93,7 @@ class smartdeal_conv2d {
   /// transforms and sparse-stage outputs for one chunk.
   std::uint64_t workspace_bytes(index_t batch) const {
     if (geometry_.stride == 1)
-      return (plane_values() + image_values() + std::uint64_t(stage_positions() * factors_.rows()) + 32) * sizeof(T) +
-             factors_.slot_columns().size() * sizeof(std::uint32_t);
+      return (plane_values() + image_values() + std::uint64_t(stage_positions() * factors_.rows()) + 32) * sizeof(T);
     const index_t rows = geometry_.positions() * detail::im2col_chunk(geometry_, batch);
     return std::uint64_t(rows * (geometry_.patch() + factors_.groups() * factors_.padded_cols() + factors_.rows())) *
            sizeof(T);
@@ -213,26 +213,35 @@ class smartdeal_conv2d {
   }
 
   void forward_rows(const_matrix_ref<T> x, matrix_view<T> y) const {
-    const index_t k = geometry_.kernel, C = geometry_.in.c, P = geometry_.positions(), n = stage_positions();
-    const index_t wo = geometry_.out_w(), wp = padded_width(), padded = factors_.padded_cols();
-    const auto& columns = factors_.slot_columns();
-    auto* starts = detail::scratch_array<smartdeal_conv2d, std::uint32_t>(columns.size());
-    for (std::size_t u = 0; u < columns.size(); ++u) {
-      const index_t column = columns[u], g = column / padded, segment = column % padded / k, a = column % k;
-      starts[u] = std::uint32_t(((g * C + segment / k) * k + a) * plane_size() + segment % k * wp);
-    }
+    const index_t P = geometry_.positions(), n = stage_positions();
+    const index_t wo = geometry_.out_w(), wp = padded_width();
     T* planes = aligned_scratch<4>(plane_values());
     std::fill(planes + plane_count() * plane_size(), planes + plane_values(), T(0));  // read past the last plane
     T* image = detail::scratch_array<smartdeal_conv2d, T, 5>(image_values());
     T* out = aligned_scratch<6>(std::size_t(n * factors_.rows()));
     for (index_t b = 0; b < x.cols(); ++b) {
       transform_rows(x.col(b).data(), image, planes);
-      factors_.apply(kernels::z_source<T>{planes, starts, 1, plane_size()}, n, out);  // n x N, column-major
+      factors_.apply(kernels::z_source<T>{planes, plane_starts_.data(), 1, plane_size()}, n, out);  // n x N, column-major
       for (index_t o = 0; o < factors_.rows(); ++o)
         for (index_t h = 0; h < geometry_.out_h(); ++h)
           y.col(b).segment(o * P + h * wo, wo) =
               Eigen::Map<const vector<T>>(out + o * n + h * wp, wo).array() + bias_[o];
     }
+  }
+
+  /// Where each slot of the sparse stage starts reading the planes: its column of Zc is
+  /// (group g, segment (c, i), basis row a), which reads plane (g, c, a) from row i on.
+  /// The slots are fixed when the layer is built (training keeps the mask), so forward
+  /// reads them from plane_starts_.
+  std::vector<std::uint32_t> plane_starts() const {
+    const index_t k = geometry_.kernel, C = geometry_.in.c, padded = factors_.padded_cols();
+    const auto& columns = factors_.slot_columns();
+    std::vector<std::uint32_t> starts(columns.size());
+    for (std::size_t u = 0; u < columns.size(); ++u) {
+      const index_t column = columns[u], g = column / padded, segment = column % padded / k, a = column % k;
+      starts[u] = std::uint32_t(((g * C + segment / k) * k + a) * plane_size() + segment % k * padded_width());
+    }
+    return starts;
   }
 
   /// planes[((g C + c) k + a) plane_size() + f] = sum_j B_g[a][j] xp_c[f + j] for one image
@@ -267,7 +276,8 @@ class smartdeal_conv2d {
   detail::conv_geometry geometry_;
   smartdeal_matrix<T> factors_;
   vector<T> bias_, bias_grad_;
-  kept_tensor<T> input_;  // kept by forward_train
+  kept_tensor<T> input_;                    // kept by forward_train
+  std::vector<std::uint32_t> plane_starts_;  // stride 1: plane_starts()
 };
 
 static_assert(TrainableLayer<smartdeal_conv2d<float>>);
