@@ -25,8 +25,8 @@
 // product is 0) plus one scale per output; adds = outputs * inputs gathers-adds;
 // macs = mults.
 // Kernels (kernels/crew.hpp), chosen at run time by active_isa(): lanes layout (all u_i
-// <= 16) with AVX-512 (vpermps for float, vpermb + vpdpbusd for int8), AVX2 (vpermps,
-// vpshufb) or portable loops; packed layouts portable. In memory the lanes layout keeps the
+// <= 16) with AVX-512 (vpermps for float, vpermb + vpdpbusd for int8), AVX2 (vpshufb on
+// byte planes for float, vpshufb byte tables for int8) or portable loops; packed layouts portable. In memory the lanes layout keeps the
 // interleave of the path active when the layer was built or loaded (4 inputs per word for
 // AVX-512, else 1); results, cost() and files are the same on every path.
 // Batches: forward() runs the products and gathers per sample below decoded_min_batch (4)
@@ -39,8 +39,9 @@
 // the SIMD paths, decodes the codes of 32 outputs at a time once for the whole batch,
 // while it multiplies the previous 32 outputs' codes by the samples' activations
 // (kernels::crew_gemm_int8, exact): on AVX-512 with vpermb (16 outputs x 4 inputs) and
-// vpdpbusd, 8 samples at a time; on AVX2 with vpshufb and vpsignb + vpmaddubsw +
-// vpmaddwd, a sample at a time. The portable path runs per sample.
+// vpdpbusd, 8 samples at a time; on AVX2 with vpshufb and vpmaddubsw + vpmaddwd (and
+// vpsignb first for a sample with a negative activation), a sample at a time. The
+// portable path runs per sample.
 // Inside a parallel_scope (core/parallel.hpp), a layer of at least 2^19 weights cuts
 // each sample's outputs (or the decoded tiles) over the threads; forward_int8's batched
 // path cuts the outputs in units of 32, and its per-sample path cuts a batch of 16 or
