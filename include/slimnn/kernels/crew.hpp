@@ -112,6 +112,11 @@ inline void crew_gather_int8(isa path, const crew_lanes& lanes, const std::int8_
     return avx512::crew_gather_int8(lanes, bytes, groups, group_count, acc, first_block, last_block);
   }
   if (path >= isa::avx2 && lanes.group == 1) {
+    if (5 * count >= 4 * lanes.inputs) {  // few zeros: decode every input (crew_avx2.hpp)
+      std::uint8_t* magnitude = bytes + lanes.groups_of_4() * 64;
+      avx2::crew_int8_signed_tables(x, lanes.inputs, offsets, codes, bytes, magnitude);
+      return avx2::crew_int8_decoded(lanes, bytes, magnitude, acc, first_block, last_block);
+    }
     avx2::crew_int8_tables(x, offsets, codes, active, count, bytes);
     return avx2::crew_gather_int8(lanes, bytes, active, count, acc, first_block, last_block);
   }

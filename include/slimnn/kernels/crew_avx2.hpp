@@ -15,6 +15,9 @@
 // to 256 inputs; every 256 inputs they are flushed to int32 as low + 256 * high - 32768 *
 // count. One pass handles two fields (64 outputs) in two 256-bit vectors. The index stream
 // is prefetched 2 KiB ahead. Integer sums are exact: bit-identical to the portable kernel.
+// Int8, a sample with few zeros (crew_int8_decoded): every input's codes decoded by
+// vpshufb from a table of sign(x_i) * codes and multiplied by |x| with vpmaddubsw, about
+// 7.5 instructions per input and 32 outputs against 9.5 for the gathers, which skip zeros.
 // Int8 batches (crew_gemm_int8): each 32 outputs' codes decoded once for the batch
 // (vpshufb, then unpacks to 4 inputs per output) while the previous 32 are multiplied,
 // with vpsignb + vpmaddubsw + vpmaddwd, exactly (see that section): 4 instructions per 32
@@ -207,20 +210,27 @@ void crew_int8_field_pair(const std::uint8_t* block, const std::uint8_t* tables,
   }
 }
 
-using field_pair_kernel = void (*)(const std::uint8_t*, const std::uint8_t*, const std::int32_t*, index_t,
-                                  std::int32_t*);
+/// instance(W, F) for index width w and first field f of a pair (W, F as
+/// std::integral_constant): the int8 kernels' templates on both, chosen at run time.
+template <class Instance>
+auto for_field_pair(int width, int f, Instance instance) {
+  using std::integral_constant;
+  switch (width * 8 + f) {
+    case 32: return instance(integral_constant<int, 4>{}, integral_constant<int, 0>{});
+    case 16: return instance(integral_constant<int, 2>{}, integral_constant<int, 0>{});
+    case 18: return instance(integral_constant<int, 2>{}, integral_constant<int, 2>{});
+    case 8: return instance(integral_constant<int, 1>{}, integral_constant<int, 0>{});
+    case 10: return instance(integral_constant<int, 1>{}, integral_constant<int, 2>{});
+    case 12: return instance(integral_constant<int, 1>{}, integral_constant<int, 4>{});
+    default: return instance(integral_constant<int, 1>{}, integral_constant<int, 6>{});
+  }
+}
 
 /// The field-pair kernel of width w starting at field f.
-inline field_pair_kernel field_pair_for(int width, int f) {
-  switch (width * 8 + f) {
-    case 32: return crew_int8_field_pair<4, 0>;
-    case 16: return crew_int8_field_pair<2, 0>;
-    case 18: return crew_int8_field_pair<2, 2>;
-    case 8: return crew_int8_field_pair<1, 0>;
-    case 10: return crew_int8_field_pair<1, 2>;
-    case 12: return crew_int8_field_pair<1, 4>;
-    default: return crew_int8_field_pair<1, 6>;
-  }
+inline auto field_pair_for(int width, int f) {
+  return for_field_pair(width, f, [](auto w, auto first) {
+    return &crew_int8_field_pair<decltype(w)::value, decltype(first)::value>;
+  });
 }
 
 /// acc[j] += sum over active inputs of x_i * U_i[idx(j, i)], exactly, from the tables above.
@@ -232,7 +242,7 @@ inline void crew_gather_int8(const crew_lanes& lanes, const std::uint8_t* tables
     for (int f = 0; f < lanes.fields(); f += 2) {
       const index_t first = b * lanes.block_outputs() + f * 32;
       if (first >= lanes.outputs) break;
-      const field_pair_kernel kernel = field_pair_for(lanes.width, f);
+      const auto kernel = field_pair_for(lanes.width, f);
       std::int32_t total[64] = {};
       for (index_t k0 = 0; k0 < active_count; k0 += chunk)
         kernel(block, tables + k0 * 32, active + k0, std::min(chunk, active_count - k0), total);
@@ -248,6 +258,27 @@ inline void crew_gather_int8(const crew_lanes& lanes, const std::uint8_t* tables
 // saturation. With |x| as the unsigned operand and sign(x) * code as the signed one, a
 // pair is at most 2 * 128 * 127 = 32512 in magnitude: exact (|code| <= 127, so vpsignb
 // never overflows; x may be -128). vpmaddwd by ones then adds the pairs into int32.
+
+/// The codes of 32 outputs x 4 inputs (c[r]: input r's codes of the 32 outputs, in
+/// order) as 4 inputs per output: vector v holds outputs 4 v .. 4 v + 3 in its low lane and
+/// 16 + 4 v .. 16 + 4 v + 3 in its high lane, each output's 4 codes side by side.
+inline void four_inputs_per_output(const __m256i c[4], __m256i w[4]) {
+  const __m256i low01 = _mm256_unpacklo_epi8(c[0], c[1]), high01 = _mm256_unpackhi_epi8(c[0], c[1]);
+  const __m256i low23 = _mm256_unpacklo_epi8(c[2], c[3]), high23 = _mm256_unpackhi_epi8(c[2], c[3]);
+  w[0] = _mm256_unpacklo_epi16(low01, low23);
+  w[1] = _mm256_unpackhi_epi16(low01, low23);
+  w[2] = _mm256_unpacklo_epi16(high01, high23);
+  w[3] = _mm256_unpackhi_epi16(high01, high23);
+}
+
+/// The int32 sums of 32 outputs in order, from accumulators in that layout.
+inline void store_in_order(const __m256i a[4], std::int32_t* out) {
+  auto* o = reinterpret_cast<__m256i*>(out);
+  _mm256_storeu_si256(o, _mm256_permute2x128_si256(a[0], a[1], 0x20));
+  _mm256_storeu_si256(o + 1, _mm256_permute2x128_si256(a[2], a[3], 0x20));
+  _mm256_storeu_si256(o + 2, _mm256_permute2x128_si256(a[0], a[1], 0x31));
+  _mm256_storeu_si256(o + 3, _mm256_permute2x128_si256(a[2], a[3], 0x31));
+}
 
 /// Decodes the codes of one unit of 32 outputs (field f of a block), a group of 4 inputs
 /// at a time, 128 bytes per group at out + 128 q: per input one vpshufb of its index row
@@ -281,13 +312,10 @@ struct crew_int8_decoder {
       const __m256i table = broadcast16(tables + i * 16);
       c[r] = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srl_epi16(v, count), mask));
     }
-    const __m256i low01 = _mm256_unpacklo_epi8(c[0], c[1]), high01 = _mm256_unpackhi_epi8(c[0], c[1]);
-    const __m256i low23 = _mm256_unpacklo_epi8(c[2], c[3]), high23 = _mm256_unpackhi_epi8(c[2], c[3]);
+    __m256i w[4];
+    four_inputs_per_output(c, w);
     auto* o = reinterpret_cast<__m256i*>(out + q * 128);
-    _mm256_storeu_si256(o, _mm256_unpacklo_epi16(low01, low23));
-    _mm256_storeu_si256(o + 1, _mm256_unpackhi_epi16(low01, low23));
-    _mm256_storeu_si256(o + 2, _mm256_unpacklo_epi16(high01, high23));
-    _mm256_storeu_si256(o + 3, _mm256_unpackhi_epi16(high01, high23));
+    for (int v = 0; v < 4; ++v) _mm256_storeu_si256(o + v, w[v]);
   }
 };
 
@@ -321,12 +349,8 @@ void crew_int8_gemm_sample(const std::uint8_t* decoded, index_t groups, const st
     }
   }
   while (d < d_end) next.group(d++);
-  alignas(32) std::int32_t out[32];  // vector v: outputs 4 v.. in its low lane, 16 + 4 v.. in its high one
-  auto* o = reinterpret_cast<__m256i*>(out);
-  _mm256_store_si256(o, _mm256_permute2x128_si256(a[0], a[1], 0x20));
-  _mm256_store_si256(o + 1, _mm256_permute2x128_si256(a[2], a[3], 0x20));
-  _mm256_store_si256(o + 2, _mm256_permute2x128_si256(a[0], a[1], 0x31));
-  _mm256_store_si256(o + 3, _mm256_permute2x128_si256(a[2], a[3], 0x31));
+  alignas(32) std::int32_t out[32];
+  store_in_order(a, out);
   std::copy_n(out, std::min<index_t>(valid, 32), acc);
 }
 
@@ -376,6 +400,86 @@ inline void crew_gemm_int8(const crew_lanes& lanes, const std::uint8_t* tables, 
              acc + s * acc_stride + unit * 32, next, d, d_end);
     }
   }
+}
+
+// --- AVX2 int8, one sample with few zeros: codes decoded and multiplied -----------------
+//
+// The gathers above cost about 9.5 instructions per input and 32 outputs but skip the
+// inputs whose activation is 0. Decoding instead costs about 7.5 whatever the zeros: per
+// input, a vpshufb of its index row in its codes times sign(x_i) (a table built per
+// sample); per group of 4 inputs, the unpacks to 4 inputs per output, then vpmaddubsw by
+// |x| (a pair is at most 2 * 128 * 127: exact), vpmaddwd and vpaddd. crew.hpp takes it
+// when at least 4 in 5 inputs are active.
+
+/// The per-sample tables of crew_int8_decoded: signed[16 i + u] = sign(x_i) codes[offsets[i]
+/// + u] and magnitude[i] = |x_i| for the inputs padded to groups of 4 (the padding zeros).
+/// `codes` must be readable 16 bytes past every offset.
+inline void crew_int8_signed_tables(const std::int8_t* x, index_t inputs, const std::uint32_t* offsets,
+                                    const std::int8_t* codes, std::uint8_t* signed_codes, std::uint8_t* magnitude) {
+  const index_t padded = (inputs + 3) / 4 * 4;
+  for (index_t i = 0; i < inputs; ++i) {
+    const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + offsets[i]));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(signed_codes + 16 * i), _mm_sign_epi8(c, _mm_set1_epi8(x[i])));
+    magnitude[i] = std::uint8_t(std::abs(int(x[i])));
+  }
+  std::fill(signed_codes + 16 * inputs, signed_codes + 16 * padded, std::uint8_t(0));
+  std::fill(magnitude + inputs, magnitude + padded, std::uint8_t(0));
+}
+
+/// Fields F and F + 1 (64 outputs) of one block: out[0..63] = their sums, from the tables
+/// above. Rows past the last input are not read (zero codes).
+template <int W, int F>
+void crew_int8_decoded_pair(const std::uint8_t* block, index_t inputs, const std::uint8_t* signed_codes,
+                            const std::uint8_t* magnitude, std::int32_t* out) {
+  const __m256i mask = _mm256_set1_epi8(std::int8_t((1 << W) - 1)), ones = _mm256_set1_epi16(1);
+  __m256i a[2][4];
+  for (auto& field : a)
+    for (auto& v : field) v = _mm256_setzero_si256();
+  for (index_t q = 0; q < (inputs + 3) / 4; ++q) {
+    __m256i c[2][4];
+    for (int r = 0; r < 4; ++r) {
+      const index_t i = 4 * q + r;
+      c[0][r] = c[1][r] = _mm256_setzero_si256();
+      if (i >= inputs) continue;
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + i * 32));
+      const __m256i table = broadcast16(signed_codes + 16 * i);
+      c[0][r] = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(v, F * W), mask));
+      c[1][r] = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(v, (F + 1) * W), mask));
+    }
+    std::int32_t four;
+    std::memcpy(&four, magnitude + 4 * q, 4);
+    const __m256i mb = _mm256_set1_epi32(four);
+    for (int f = 0; f < 2; ++f) {
+      __m256i w[4];
+      four_inputs_per_output(c[f], w);
+      for (int v = 0; v < 4; ++v)
+        a[f][v] = _mm256_add_epi32(a[f][v], _mm256_madd_epi16(_mm256_maddubs_epi16(mb, w[v]), ones));
+    }
+  }
+  store_in_order(a[0], out);
+  store_in_order(a[1], out + 32);
+}
+
+/// The decoded-pair kernel of width w starting at field f.
+inline auto decoded_pair_for(int width, int f) {
+  return for_field_pair(width, f, [](auto w, auto first) {
+    return &crew_int8_decoded_pair<decltype(w)::value, decltype(first)::value>;
+  });
+}
+
+/// acc[j] += sum over all inputs of x_i * code(j, i), exactly, for the outputs of blocks
+/// [first_block, last_block), from the tables of crew_int8_signed_tables.
+inline void crew_int8_decoded(const crew_lanes& lanes, const std::uint8_t* signed_codes, const std::uint8_t* magnitude,
+                              std::int32_t* acc, index_t first_block, index_t last_block) {
+  for (index_t b = first_block; b < last_block; ++b)
+    for (int f = 0; f < lanes.fields(); f += 2) {
+      const index_t first = b * lanes.block_outputs() + f * 32;
+      if (first >= lanes.outputs) break;
+      alignas(32) std::int32_t total[64];
+      decoded_pair_for(lanes.width, f)(lanes.row(b, 0), lanes.inputs, signed_codes, magnitude, total);
+      const index_t count = std::min<index_t>(64, lanes.outputs - first);
+      for (index_t p = 0; p < count; ++p) acc[first + p] += total[p];
+    }
 }
 
 SLIMNN_TARGET_END
