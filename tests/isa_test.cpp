@@ -162,72 +162,76 @@ TEST(kernel_paths, smartdeal_batched_stage_agrees_with_portable_on_every_path) {
 
 TEST(kernel_paths, crew_gathers_and_decodes_are_bit_identical_on_every_path) {
   std::mt19937_64 rng(11);
-  for (const int width : {1, 2, 4})
-    for (const index_t outputs : {1, 64, 203, 300}) {
-      const index_t inputs = 301;  // > 256 active inputs: the AVX2 int8 kernel flushes its sums
-      const std::uint32_t unique = 1u << width;
-      std::vector<std::uint32_t> offsets(std::size_t(inputs) + 1), counts(std::size_t(inputs), unique);
-      for (index_t i = 0; i < inputs; ++i) offsets[std::size_t(i) + 1] = offsets[std::size_t(i)] + unique;
-      std::vector<std::int8_t> codes(offsets.back() + 16, 0);
-      for (std::uint32_t k = 0; k < offsets.back(); ++k) codes[k] = std::int8_t(int(rng() % 255) - 127);
-      std::vector<std::int8_t> x(static_cast<std::size_t>(inputs));
-      std::vector<std::int32_t> active;
-      for (index_t i = 0; i < inputs; ++i) {
-        x[std::size_t(i)] = i % 9 == 4 ? 0 : std::int8_t(int(rng() % 256) - 128);
-        if (x[std::size_t(i)] != 0) active.push_back(std::int32_t(i));
-      }
-      std::vector<std::vector<std::uint32_t>> index(static_cast<std::size_t>(outputs),
-                                                    std::vector<std::uint32_t>(static_cast<std::size_t>(inputs)));
-      for (auto& row : index)
-        for (auto& v : row) v = std::uint32_t(rng() % unique);
-      std::vector<std::int32_t> expected(std::size_t(outputs), 0);
-      for (index_t j = 0; j < outputs; ++j)
-        for (const std::int32_t i : active)
-          expected[std::size_t(j)] += std::int32_t(x[std::size_t(i)]) *
-                                      codes[offsets[std::size_t(i)] + index[std::size_t(j)][std::size_t(i)]];
-      const auto table = random_floats(offsets.back() + 16, 3);  // SIMD lookups read 16 entries past an offset
-      std::vector<float> float_reference(std::size_t(outputs), 0.0f);
-      for (index_t j = 0; j < outputs; ++j)
-        for (const std::int32_t i : active)
-          float_reference[std::size_t(j)] += table[offsets[std::size_t(i)] + index[std::size_t(j)][std::size_t(i)]];
-      for (const isa path : supported_isas()) {
-        SCOPED_TRACE(::testing::Message() << isa_name(path) << ", width " << width << ", outputs " << outputs);
-        kernels::crew_lanes lanes(inputs, outputs, width, kernels::crew_lanes_group(path));
-        for (index_t j = 0; j < outputs; ++j)
-          for (index_t i = 0; i < inputs; ++i) lanes.set(j, i, index[std::size_t(j)][std::size_t(i)]);
-        std::vector<std::uint8_t> workspace(kernels::crew_int8_workspace_bytes(lanes, offsets.back()) + 64);
-        std::vector<std::uint8_t> planes(kernels::crew_gather_workspace_bytes(lanes));
-        // All blocks at once, and in two ranges of blocks (as threads cut a layer's outputs).
-        const index_t blocks = lanes.blocks();
-        for (const index_t cut : {blocks, blocks / 2}) {
-          SCOPED_TRACE(::testing::Message() << "blocks cut at " << cut << " of " << blocks);
-          std::vector<std::int32_t> acc(std::size_t(outputs), 0);
-          std::vector<float> sums(std::size_t(outputs), 0.0f);
-          for (const auto& [first, last] : {std::pair{index_t(0), cut}, std::pair{cut, blocks}}) {
-            std::vector<std::int32_t> scratch_active = active;
-            kernels::crew_gather_int8(path, lanes, x.data(), offsets.data(), counts.data(), codes.data(),
-                                      scratch_active.data(), index_t(active.size()), workspace.data(), acc.data(),
-                                      first, last);
-            kernels::crew_gather(path, lanes, offsets.data(), table.data(), active.data(), index_t(active.size()),
-                                 planes.data(), sums.data(), first, last);
-          }
-          EXPECT_EQ(acc, expected);
-          EXPECT_EQ(sums, float_reference);  // the same additions in the same order
+  // One input in 9 inactive: AVX2's int8 path decodes every input; one in 3: it gathers the
+  // 401 active ones (> 256: it flushes its 16-bit sums).
+  for (const index_t zero_every : {9, 3}) {
+    for (const int width : {1, 2, 4})
+      for (const index_t outputs : {1, 64, 203, 300}) {
+        const index_t inputs = zero_every == 9 ? 301 : 601;
+        const std::uint32_t unique = 1u << width;
+        std::vector<std::uint32_t> offsets(std::size_t(inputs) + 1), counts(std::size_t(inputs), unique);
+        for (index_t i = 0; i < inputs; ++i) offsets[std::size_t(i) + 1] = offsets[std::size_t(i)] + unique;
+        std::vector<std::int8_t> codes(offsets.back() + 16, 0);
+        for (std::uint32_t k = 0; k < offsets.back(); ++k) codes[k] = std::int8_t(int(rng() % 255) - 127);
+        std::vector<std::int8_t> x(static_cast<std::size_t>(inputs));
+        std::vector<std::int32_t> active;
+        for (index_t i = 0; i < inputs; ++i) {
+          x[std::size_t(i)] = i % zero_every == 1 ? 0 : std::int8_t(int(rng() % 256) - 128);
+          if (x[std::size_t(i)] != 0) active.push_back(std::int32_t(i));
         }
-        // The decoded weights of the active inputs, for the blocks [1, blocks) or all.
-        const index_t first_block = blocks > 1 ? 1 : 0, rows = (blocks - first_block) * lanes.block_outputs();
-        std::vector<float> tile(std::size_t(rows) * active.size(), -1.0f);
-        kernels::crew_decode(path, lanes, offsets.data(), table.data(), active.data(), index_t(active.size()),
-                             first_block, blocks, tile.data(), rows);
-        for (std::size_t k = 0; k < active.size(); ++k)
-          for (index_t r = 0; r < rows; ++r) {
-            const index_t j = first_block * lanes.block_outputs() + r, i = active[k];
-            const std::uint32_t u = j < outputs ? index[std::size_t(j)][std::size_t(i)] : 0;  // padding: index 0
-            ASSERT_EQ(tile[k * std::size_t(rows) + std::size_t(r)], table[offsets[std::size_t(i)] + u])
-                << "input " << i << ", output " << j;
+        std::vector<std::vector<std::uint32_t>> index(static_cast<std::size_t>(outputs),
+                                                      std::vector<std::uint32_t>(static_cast<std::size_t>(inputs)));
+        for (auto& row : index)
+          for (auto& v : row) v = std::uint32_t(rng() % unique);
+        std::vector<std::int32_t> expected(std::size_t(outputs), 0);
+        for (index_t j = 0; j < outputs; ++j)
+          for (const std::int32_t i : active)
+            expected[std::size_t(j)] += std::int32_t(x[std::size_t(i)]) *
+                                        codes[offsets[std::size_t(i)] + index[std::size_t(j)][std::size_t(i)]];
+        const auto table = random_floats(offsets.back() + 16, 3);  // SIMD lookups read 16 entries past an offset
+        std::vector<float> float_reference(std::size_t(outputs), 0.0f);
+        for (index_t j = 0; j < outputs; ++j)
+          for (const std::int32_t i : active)
+            float_reference[std::size_t(j)] += table[offsets[std::size_t(i)] + index[std::size_t(j)][std::size_t(i)]];
+        for (const isa path : supported_isas()) {
+          SCOPED_TRACE(::testing::Message() << isa_name(path) << ", width " << width << ", outputs " << outputs);
+          kernels::crew_lanes lanes(inputs, outputs, width, kernels::crew_lanes_group(path));
+          for (index_t j = 0; j < outputs; ++j)
+            for (index_t i = 0; i < inputs; ++i) lanes.set(j, i, index[std::size_t(j)][std::size_t(i)]);
+          std::vector<std::uint8_t> workspace(kernels::crew_int8_workspace_bytes(lanes, offsets.back()) + 64);
+          std::vector<std::uint8_t> planes(kernels::crew_gather_workspace_bytes(lanes));
+          // All blocks at once, and in two ranges of blocks (as threads cut a layer's outputs).
+          const index_t blocks = lanes.blocks();
+          for (const index_t cut : {blocks, blocks / 2}) {
+            SCOPED_TRACE(::testing::Message() << "blocks cut at " << cut << " of " << blocks);
+            std::vector<std::int32_t> acc(std::size_t(outputs), 0);
+            std::vector<float> sums(std::size_t(outputs), 0.0f);
+            for (const auto& [first, last] : {std::pair{index_t(0), cut}, std::pair{cut, blocks}}) {
+              std::vector<std::int32_t> scratch_active = active;
+              kernels::crew_gather_int8(path, lanes, x.data(), offsets.data(), counts.data(), codes.data(),
+                                        scratch_active.data(), index_t(active.size()), workspace.data(), acc.data(),
+                                        first, last);
+              kernels::crew_gather(path, lanes, offsets.data(), table.data(), active.data(), index_t(active.size()),
+                                   planes.data(), sums.data(), first, last);
+            }
+            EXPECT_EQ(acc, expected);
+            EXPECT_EQ(sums, float_reference);  // the same additions in the same order
           }
+          // The decoded weights of the active inputs, for the blocks [1, blocks) or all.
+          const index_t first_block = blocks > 1 ? 1 : 0, rows = (blocks - first_block) * lanes.block_outputs();
+          std::vector<float> tile(std::size_t(rows) * active.size(), -1.0f);
+          kernels::crew_decode(path, lanes, offsets.data(), table.data(), active.data(), index_t(active.size()),
+                               first_block, blocks, tile.data(), rows);
+          for (std::size_t k = 0; k < active.size(); ++k)
+            for (index_t r = 0; r < rows; ++r) {
+              const index_t j = first_block * lanes.block_outputs() + r, i = active[k];
+              const std::uint32_t u = j < outputs ? index[std::size_t(j)][std::size_t(i)] : 0;  // padding: index 0
+              ASSERT_EQ(tile[k * std::size_t(rows) + std::size_t(r)], table[offsets[std::size_t(i)] + u])
+                  << "input " << i << ", output " << j;
+            }
+        }
       }
-    }
+  }
 }
 
 TEST(kernel_paths, circulant_complex_products_match_the_double_sum_on_every_path) {
