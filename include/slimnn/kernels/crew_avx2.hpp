@@ -259,20 +259,21 @@ inline void crew_gather_int8(const crew_lanes& lanes, const std::uint8_t* tables
 // pair is at most 2 * 128 * 127 = 32512 in magnitude: exact (|code| <= 127, so vpsignb
 // never overflows; x may be -128). vpmaddwd by ones then adds the pairs into int32.
 
-/// The codes of 32 outputs x 4 inputs (c[r]: input r's codes of the 32 outputs, in
-/// order) as 4 inputs per output: vector v holds outputs 4 v .. 4 v + 3 in its low lane and
+/// The codes of 32 outputs x 4 inputs (c0..c3: each input's codes of the 32 outputs, in
+/// order) as 4 inputs per output: w_v holds outputs 4 v .. 4 v + 3 in its low lane and
 /// 16 + 4 v .. 16 + 4 v + 3 in its high lane, each output's 4 codes side by side.
-inline void four_inputs_per_output(const __m256i c[4], __m256i w[4]) {
-  const __m256i low01 = _mm256_unpacklo_epi8(c[0], c[1]), high01 = _mm256_unpackhi_epi8(c[0], c[1]);
-  const __m256i low23 = _mm256_unpacklo_epi8(c[2], c[3]), high23 = _mm256_unpackhi_epi8(c[2], c[3]);
-  w[0] = _mm256_unpacklo_epi16(low01, low23);
-  w[1] = _mm256_unpackhi_epi16(low01, low23);
-  w[2] = _mm256_unpacklo_epi16(high01, high23);
-  w[3] = _mm256_unpackhi_epi16(high01, high23);
+[[gnu::always_inline]] inline void four_inputs_per_output(__m256i c0, __m256i c1, __m256i c2, __m256i c3, __m256i& w0,
+                                                          __m256i& w1, __m256i& w2, __m256i& w3) {
+  const __m256i low01 = _mm256_unpacklo_epi8(c0, c1), high01 = _mm256_unpackhi_epi8(c0, c1);
+  const __m256i low23 = _mm256_unpacklo_epi8(c2, c3), high23 = _mm256_unpackhi_epi8(c2, c3);
+  w0 = _mm256_unpacklo_epi16(low01, low23);
+  w1 = _mm256_unpackhi_epi16(low01, low23);
+  w2 = _mm256_unpacklo_epi16(high01, high23);
+  w3 = _mm256_unpackhi_epi16(high01, high23);
 }
 
 /// The int32 sums of 32 outputs in order, from accumulators in that layout.
-inline void store_in_order(const __m256i a[4], std::int32_t* out) {
+[[gnu::always_inline]] inline void store_in_order(const __m256i a[4], std::int32_t* out) {
   auto* o = reinterpret_cast<__m256i*>(out);
   _mm256_storeu_si256(o, _mm256_permute2x128_si256(a[0], a[1], 0x20));
   _mm256_storeu_si256(o + 1, _mm256_permute2x128_si256(a[2], a[3], 0x20));
@@ -312,10 +313,13 @@ struct crew_int8_decoder {
       const __m256i table = broadcast16(tables + i * 16);
       c[r] = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srl_epi16(v, count), mask));
     }
-    __m256i w[4];
-    four_inputs_per_output(c, w);
+    __m256i w0, w1, w2, w3;
+    four_inputs_per_output(c[0], c[1], c[2], c[3], w0, w1, w2, w3);
     auto* o = reinterpret_cast<__m256i*>(out + q * 128);
-    for (int v = 0; v < 4; ++v) _mm256_storeu_si256(o + v, w[v]);
+    _mm256_storeu_si256(o, w0);
+    _mm256_storeu_si256(o + 1, w1);
+    _mm256_storeu_si256(o + 2, w2);
+    _mm256_storeu_si256(o + 3, w3);
   }
 };
 
@@ -451,7 +455,7 @@ void crew_int8_decoded_pair(const std::uint8_t* block, index_t inputs, const std
     const __m256i mb = _mm256_set1_epi32(four);
     for (int f = 0; f < 2; ++f) {
       __m256i w[4];
-      four_inputs_per_output(c[f], w);
+      four_inputs_per_output(c[f][0], c[f][1], c[f][2], c[f][3], w[0], w[1], w[2], w[3]);
       for (int v = 0; v < 4; ++v)
         a[f][v] = _mm256_add_epi32(a[f][v], _mm256_madd_epi16(_mm256_maddubs_epi16(mb, w[v]), ones));
     }
