@@ -74,6 +74,16 @@ inline void crew_float_planes(const std::uint32_t* offsets, const float* P, cons
   }
 }
 
+/// The 32 sums (int32 or float) of 32 outputs in order, from accumulators a[v] holding
+/// outputs 4 v .. 4 v + 3 in their low lane and 16 + 4 v .. in their high one.
+[[gnu::always_inline]] inline void store_in_order(const __m256i a[4], void* out) {
+  auto* o = static_cast<__m256i*>(out);
+  _mm256_storeu_si256(o, _mm256_permute2x128_si256(a[0], a[1], 0x20));
+  _mm256_storeu_si256(o + 1, _mm256_permute2x128_si256(a[2], a[3], 0x20));
+  _mm256_storeu_si256(o + 2, _mm256_permute2x128_si256(a[0], a[1], 0x31));
+  _mm256_storeu_si256(o + 3, _mm256_permute2x128_si256(a[2], a[3], 0x31));
+}
+
 /// 16 bytes at p in both lanes.
 inline __m256i broadcast16(const std::uint8_t* p) {
   return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
@@ -81,7 +91,7 @@ inline __m256i broadcast16(const std::uint8_t* p) {
 
 /// acc[j] += P[offsets[i] + idx(j, i)] over the active inputs, in order, from the byte
 /// planes of crew_float_planes. Vector v of a pass holds outputs 4 v .. 4 v + 3 in its low
-/// lane and 16 + 4 v .. in its high one.
+/// lane and 16 + 4 v .. in its high one (store_in_order).
 inline void crew_gather_planes(const crew_lanes& lanes, const std::uint8_t* planes, const std::int32_t* active,
                                index_t active_count, float* acc, index_t first_block, index_t last_block) {
   const __m256i mask = _mm256_set1_epi8(std::int8_t((1 << lanes.width) - 1));
@@ -107,10 +117,9 @@ inline void crew_gather_planes(const crew_lanes& lanes, const std::uint8_t* plan
         a3 = _mm256_add_ps(a3, _mm256_castsi256_ps(_mm256_unpackhi_epi16(high01, high23)));
       }
       alignas(32) float out[32];
-      _mm256_store_ps(out, _mm256_permute2f128_ps(a0, a1, 0x20));
-      _mm256_store_ps(out + 8, _mm256_permute2f128_ps(a2, a3, 0x20));
-      _mm256_store_ps(out + 16, _mm256_permute2f128_ps(a0, a1, 0x31));
-      _mm256_store_ps(out + 24, _mm256_permute2f128_ps(a2, a3, 0x31));
+      const __m256i sums[4] = {_mm256_castps_si256(a0), _mm256_castps_si256(a1), _mm256_castps_si256(a2),
+                               _mm256_castps_si256(a3)};
+      store_in_order(sums, out);
       const index_t count = std::min<index_t>(32, lanes.outputs - first);
       for (index_t p = 0; p < count; ++p) acc[first + p] += out[p];
     }
@@ -233,23 +242,31 @@ inline auto field_pair_for(int width, int f) {
   });
 }
 
+/// acc[j] += the sums that pair(block_rows, f, total) adds into total[0..63] (zeroed first)
+/// for fields f and f + 1 (64 outputs) of each block in [first_block, last_block), for
+/// the outputs that exist: the int8 kernels' walk over the lanes layout.
+template <class Pair>
+void add_field_pairs(const crew_lanes& lanes, index_t first_block, index_t last_block, std::int32_t* acc, Pair pair) {
+  for (index_t b = first_block; b < last_block; ++b)
+    for (int f = 0; f < lanes.fields(); f += 2) {
+      const index_t first = b * lanes.block_outputs() + f * 32;
+      if (first >= lanes.outputs) break;
+      alignas(32) std::int32_t total[64] = {};
+      pair(lanes.row(b, 0), f, total);
+      const index_t count = std::min<index_t>(64, lanes.outputs - first);
+      for (index_t p = 0; p < count; ++p) acc[first + p] += total[p];
+    }
+}
+
 /// acc[j] += sum over active inputs of x_i * U_i[idx(j, i)], exactly, from the tables above.
 inline void crew_gather_int8(const crew_lanes& lanes, const std::uint8_t* tables, const std::int32_t* active,
                                   index_t active_count, std::int32_t* acc, index_t first_block, index_t last_block) {
   constexpr index_t chunk = 256;  // byte sums stay below 2^16
-  for (index_t b = first_block; b < last_block; ++b) {
-    const std::uint8_t* block = lanes.bytes.data() + b * lanes.inputs * 32;
-    for (int f = 0; f < lanes.fields(); f += 2) {
-      const index_t first = b * lanes.block_outputs() + f * 32;
-      if (first >= lanes.outputs) break;
-      const auto kernel = field_pair_for(lanes.width, f);
-      std::int32_t total[64] = {};
-      for (index_t k0 = 0; k0 < active_count; k0 += chunk)
-        kernel(block, tables + k0 * 32, active + k0, std::min(chunk, active_count - k0), total);
-      const index_t count = std::min<index_t>(64, lanes.outputs - first);  // fields f and f + 1
-      for (index_t p = 0; p < count; ++p) acc[first + p] += total[p];
-    }
-  }
+  add_field_pairs(lanes, first_block, last_block, acc, [&](const std::uint8_t* block, int f, std::int32_t* total) {
+    const auto kernel = field_pair_for(lanes.width, f);
+    for (index_t k0 = 0; k0 < active_count; k0 += chunk)
+      kernel(block, tables + k0 * 32, active + k0, std::min(chunk, active_count - k0), total);
+  });
 }
 
 // --- AVX2 int8 batches: codes decoded by vpshufb, multiplied by vpmaddubsw ------------
@@ -258,6 +275,23 @@ inline void crew_gather_int8(const crew_lanes& lanes, const std::uint8_t* tables
 // saturation. With |x| as the unsigned operand and sign(x) * code as the signed one, a
 // pair is at most 2 * 128 * 127 = 32512 in magnitude: exact (|code| <= 127, so vpsignb
 // never overflows; x may be -128). vpmaddwd by ones then adds the pairs into int32.
+
+/// out[i] = |x[i]| for i < n; whether some x[i] is negative.
+inline bool magnitudes_of(const std::int8_t* x, index_t n, std::uint8_t* out) {
+  index_t i = 0;
+  __m256i any = _mm256_setzero_si256();
+  for (; i + 32 <= n; i += 32) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i));
+    any = _mm256_or_si256(any, v);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm256_abs_epi8(v));
+  }
+  bool negative = _mm256_movemask_epi8(any) != 0;
+  for (; i < n; ++i) {
+    negative = negative || x[i] < 0;
+    out[i] = std::uint8_t(std::abs(int(x[i])));
+  }
+  return negative;
+}
 
 /// The codes of 32 outputs x 4 inputs (c0..c3: each input's codes of the 32 outputs, in
 /// order) as 4 inputs per output: w_v holds outputs 4 v .. 4 v + 3 in its low lane and
@@ -270,15 +304,6 @@ inline void crew_gather_int8(const crew_lanes& lanes, const std::uint8_t* tables
   w1 = _mm256_unpackhi_epi16(low01, low23);
   w2 = _mm256_unpacklo_epi16(high01, high23);
   w3 = _mm256_unpackhi_epi16(high01, high23);
-}
-
-/// The int32 sums of 32 outputs in order, from accumulators in that layout.
-[[gnu::always_inline]] inline void store_in_order(const __m256i a[4], std::int32_t* out) {
-  auto* o = reinterpret_cast<__m256i*>(out);
-  _mm256_storeu_si256(o, _mm256_permute2x128_si256(a[0], a[1], 0x20));
-  _mm256_storeu_si256(o + 1, _mm256_permute2x128_si256(a[2], a[3], 0x20));
-  _mm256_storeu_si256(o + 2, _mm256_permute2x128_si256(a[0], a[1], 0x31));
-  _mm256_storeu_si256(o + 3, _mm256_permute2x128_si256(a[2], a[3], 0x31));
 }
 
 /// Decodes the codes of one unit of 32 outputs (field f of a block), a group of 4 inputs
@@ -373,23 +398,8 @@ inline void crew_gemm_int8(const crew_lanes& lanes, const std::uint8_t* tables, 
   if (batch <= 0 || first_unit >= units) return;
   std::uint8_t* magnitudes = workspace + groups * 256;
   std::uint8_t* has_negative = magnitudes + batch * groups * 4;  // per sample
-  for (index_t s = 0; s < batch; ++s) {
-    const std::int8_t* from = x + s * x_stride;
-    std::uint8_t* to = magnitudes + s * groups * 4;
-    index_t i = 0;
-    __m256i any = _mm256_setzero_si256();
-    for (; i + 32 <= groups * 4; i += 32) {
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(from + i));
-      any = _mm256_or_si256(any, v);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(to + i), _mm256_abs_epi8(v));
-    }
-    bool negative = _mm256_movemask_epi8(any) != 0;
-    for (; i < groups * 4; ++i) {
-      negative = negative || from[i] < 0;
-      to[i] = std::uint8_t(std::abs(int(from[i])));
-    }
-    has_negative[s] = negative;
-  }
+  for (index_t s = 0; s < batch; ++s)
+    has_negative[s] = magnitudes_of(x + s * x_stride, groups * 4, magnitudes + s * groups * 4);
   const auto buffer = [&](index_t unit) { return workspace + unit % 2 * groups * 128; };
   const crew_int8_decoder first(lanes, tables, first_unit, buffer(first_unit));
   for (index_t q = 0; q < groups; ++q) first.group(q);
@@ -424,8 +434,8 @@ inline void crew_int8_signed_tables(const std::int8_t* x, index_t inputs, const 
   for (index_t i = 0; i < inputs; ++i) {
     const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + offsets[i]));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(signed_codes + 16 * i), _mm_sign_epi8(c, _mm_set1_epi8(x[i])));
-    magnitude[i] = std::uint8_t(std::abs(int(x[i])));
   }
+  magnitudes_of(x, inputs, magnitude);
   std::fill(signed_codes + 16 * inputs, signed_codes + 16 * padded, std::uint8_t(0));
   std::fill(magnitude + inputs, magnitude + padded, std::uint8_t(0));
 }
@@ -475,15 +485,9 @@ inline auto decoded_pair_for(int width, int f) {
 /// [first_block, last_block), from the tables of crew_int8_signed_tables.
 inline void crew_int8_decoded(const crew_lanes& lanes, const std::uint8_t* signed_codes, const std::uint8_t* magnitude,
                               std::int32_t* acc, index_t first_block, index_t last_block) {
-  for (index_t b = first_block; b < last_block; ++b)
-    for (int f = 0; f < lanes.fields(); f += 2) {
-      const index_t first = b * lanes.block_outputs() + f * 32;
-      if (first >= lanes.outputs) break;
-      alignas(32) std::int32_t total[64];
-      decoded_pair_for(lanes.width, f)(lanes.row(b, 0), lanes.inputs, signed_codes, magnitude, total);
-      const index_t count = std::min<index_t>(64, lanes.outputs - first);
-      for (index_t p = 0; p < count; ++p) acc[first + p] += total[p];
-    }
+  add_field_pairs(lanes, first_block, last_block, acc, [&](const std::uint8_t* block, int f, std::int32_t* total) {
+    decoded_pair_for(lanes.width, f)(block, lanes.inputs, signed_codes, magnitude, total);
+  });
 }
 
 SLIMNN_TARGET_END
