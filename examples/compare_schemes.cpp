@@ -2,7 +2,8 @@
 // Fashion-MNIST, convert them with every registered compression scheme and setting,
 // optionally fine-tune, then report accuracy, stored bytes, MACs and single-thread
 // latency at batch 1 and batch 64, and batch-64 latency on 2 inference threads, side by
-// side. Writes <out>/compare_schemes.csv.
+// side, with each variant's speed-up over the dense network timed in turn with it.
+// Writes <out>/compare_schemes.csv.
 //
 //   compare_schemes [--data DIR] [--out DIR] [--seed N] [--threads N] [--quick] [--retrain]
 //                   [--schemes a,b,...]
@@ -45,32 +46,38 @@ std::vector<scheme> selected_schemes(const std::vector<std::string>& names) {
   return out;
 }
 
-/// Median times of net.forward on `x` (batch 1: each call on the next column of x in turn,
-/// as select_plan times it; else the first `batch` columns), in microseconds, once per
-/// entry of `pools`: on the calling thread (nullptr) or on that pool's threads. The runs take turns in 6 rounds,
-/// each run back to back for 1/6 of its time after one untimed call, so that every median
-/// sees the same machine (a shared host's speed drifts within a second) while each call
-/// still finds warm caches and pool threads, as repeated inference does.
-std::vector<double> median_latencies_us(const network<float>& net, const matrix<float>& x, index_t batch, bool quick,
-                                        const std::vector<thread_pool*>& pools) {
+/// One timed run: `net` on the calling thread (pool nullptr) or on that pool's threads.
+struct timed_run {
+  const network<float>* net;
+  thread_pool* pool;
+};
+
+/// Median times of each run's net.forward on `x` (batch 1: each call on the next column of
+/// x in turn, as select_plan times it; else the first `batch` columns), in microseconds.
+/// The runs take turns in 6 rounds, each run back to back for 1/6 of its time after one
+/// untimed call, so that every median sees the same machine (a shared host's speed drifts
+/// within a second, and more between minutes) while each call still finds warm caches and
+/// pool threads, as repeated inference does.
+std::vector<double> median_latencies_us(const std::vector<timed_run>& runs, const matrix<float>& x, index_t batch,
+                                        bool quick) {
   constexpr int rounds = 6;
   matrix<float> y;
   std::size_t call = 0;  // batch 1 cycles through the columns of x, one per call
-  const auto forward = [&](thread_pool* pool) {
+  const auto forward = [&](const timed_run& run) {
     const const_matrix_ref<float> in =
         batch == 1 ? const_matrix_ref<float>(x.col(index_t(call++ % std::size_t(x.cols())))) : x.leftCols(batch);
-    if (pool) net.forward(in, y, *pool);
-    else net.forward(in, y);
+    if (run.pool) run.net->forward(in, y, *run.pool);
+    else run.net->forward(in, y);
   };
   const auto slice = std::chrono::microseconds(quick ? 20000 / rounds : 300000 / rounds);
-  std::vector<std::vector<double>> times(pools.size());
+  std::vector<std::vector<double>> times(runs.size());
   for (int round = 0; round < rounds; ++round)
-    for (std::size_t i = 0; i < pools.size(); ++i) {
-      forward(pools[i]);  // warm up buffers, caches and the pool's threads
+    for (std::size_t i = 0; i < runs.size(); ++i) {
+      forward(runs[i]);  // warm up buffers, caches and the pool's threads
       const auto start = std::chrono::steady_clock::now();
       do {
         const auto t0 = std::chrono::steady_clock::now();
-        forward(pools[i]);
+        forward(runs[i]);
         times[i].push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
       } while (std::chrono::steady_clock::now() - start < slice && times[i].size() < 2000);
     }
@@ -89,6 +96,7 @@ struct row {
   double compression_ratio;
   std::uint64_t macs;
   double latency_b1_us, latency_b64_us, latency_b64_t2_us;
+  double speedup_b1, speedup_b64;  ///< the dense network's latency over this one's, timed in turn
 };
 
 network<float> baseline(const std::string& kind, const context& ctx) {
@@ -110,24 +118,24 @@ network<float> baseline(const std::string& kind, const context& ctx) {
 }
 
 void print_table(const std::vector<row>& rows) {
-  std::printf("\n%-4s %-16s %-16s %9s %12s %8s %12s %12s %13s %13s\n", "net", "scheme", "setting", "accuracy",
-              "param bytes", "ratio", "MACs/sample", "b1 us", "b64 us", "b64 2t us");
+  std::printf("\n%-4s %-16s %-16s %9s %12s %8s %12s %12s %13s %13s %8s %8s\n", "net", "scheme", "setting",
+              "accuracy", "param bytes", "ratio", "MACs/sample", "b1 us", "b64 us", "b64 2t us", "b1 x", "b64 x");
   for (const auto& r : rows)
-    std::printf("%-4s %-16s %-16s %8.2f%% %12llu %7.1fx %12llu %12.1f %13.1f %13.1f\n", r.network.c_str(),
-                r.scheme.c_str(), r.setting.c_str(), 100 * r.accuracy, (unsigned long long)r.param_bytes,
-                r.compression_ratio, (unsigned long long)r.macs, r.latency_b1_us, r.latency_b64_us,
-                r.latency_b64_t2_us);
+    std::printf("%-4s %-16s %-16s %8.2f%% %12llu %7.1fx %12llu %12.1f %13.1f %13.1f %7.2fx %7.2fx\n",
+                r.network.c_str(), r.scheme.c_str(), r.setting.c_str(), 100 * r.accuracy,
+                (unsigned long long)r.param_bytes, r.compression_ratio, (unsigned long long)r.macs, r.latency_b1_us,
+                r.latency_b64_us, r.latency_b64_t2_us, r.speedup_b1, r.speedup_b64);
 }
 
 void write_csv(const std::vector<row>& rows, const std::filesystem::path& path) {
   std::ofstream out(path);
   detail::require<format_error>(bool(out), path.string(), ": cannot open for writing");
   out << "network,scheme,setting,accuracy,param_bytes,compression_ratio,macs_per_sample,latency_b1_us,"
-         "latency_b64_us,latency_b64_t2_us\n";
+         "latency_b64_us,latency_b64_t2_us,speedup_b1,speedup_b64\n";
   for (const auto& r : rows)
     out << r.network << ',' << r.scheme << ',' << r.setting << ',' << r.accuracy << ',' << r.param_bytes << ','
         << r.compression_ratio << ',' << r.macs << ',' << r.latency_b1_us << ',' << r.latency_b64_us << ','
-        << r.latency_b64_t2_us << '\n';
+        << r.latency_b64_t2_us << ',' << r.speedup_b1 << ',' << r.speedup_b64 << '\n';
   detail::require<format_error>(bool(out), path.string(), ": write failed");
 }
 
@@ -163,13 +171,16 @@ int run(int argc, char** argv) {
       for (auto& v : s.convert(kind, base, ctx)) {
         set_threads(1);  // Eigen's GEMMs on one thread: latency is single-thread, or on our 2
         const auto c = v.net.cost();
-        const auto b1 = median_latencies_us(v.net, data.test.x.leftCols(latency_samples), 1, opt.quick, {nullptr});
-        const auto b64 = median_latencies_us(v.net, data.test.x.leftCols(64), 64, opt.quick, {nullptr, &two_threads});
+        // The dense network takes turns with the variant, so that both see the same host.
+        const timed_run one{&v.net, nullptr}, two{&v.net, &two_threads}, dense{&base, nullptr};
+        const auto b1 = median_latencies_us({one, dense}, data.test.x.leftCols(latency_samples), 1, opt.quick);
+        const auto b64 = median_latencies_us({one, two, dense}, data.test.x.leftCols(64), 64, opt.quick);
         row r{kind, s.name, v.setting, evaluate(v.net, data.test, 500, 0, opt.threads).accuracy, c.param_bytes,
-              dense_bytes / double(c.param_bytes), c.macs, b1[0], b64[0], b64[1]};
-        std::printf("  %-10s accuracy %.2f %%, %.1fx smaller, b1 %.1f us, b64 %.1f us (2 threads %.1f us)\n",
-                    r.setting.c_str(), 100 * r.accuracy, r.compression_ratio, r.latency_b1_us, r.latency_b64_us,
-                    r.latency_b64_t2_us);
+              dense_bytes / double(c.param_bytes), c.macs, b1[0], b64[0], b64[1], b1[1] / b1[0], b64[2] / b64[0]};
+        std::printf("  %-10s accuracy %.2f %%, %.1fx smaller, b1 %.1f us (%.2fx dense), b64 %.1f us (%.2fx dense; "
+                    "2 threads %.1f us)\n",
+                    r.setting.c_str(), 100 * r.accuracy, r.compression_ratio, r.latency_b1_us, r.speedup_b1,
+                    r.latency_b64_us, r.speedup_b64, r.latency_b64_t2_us);
         std::fflush(stdout);
         rows.push_back(std::move(r));
       }
