@@ -110,6 +110,8 @@ TEST(allocation, compressed_layers_allocate_nothing_once_warm) {
   expect_no_allocation(compress(d, crew_settings{}).layer, "crew_dense lanes");
   expect_no_allocation(compress(d, crew_settings{.method = crew_settings::quantizer::uniform, .bits = 8}).layer, "crew_dense packed");
   expect_no_allocation(compress(dense<float>(900, 1100, rng), crew_settings{}).layer, "crew_dense large enough to cut its outputs");
+  expect_no_allocation(compress(d, crew_settings::parse("u16-a8")).layer, "crew_dense int8 activations");
+  expect_no_allocation(compress(d, crew_settings::parse("q8-a8")).layer, "crew_dense packed, int8 activations");
   for (const auto format : {kdconv_coefficient_format::float32, kdconv_coefficient_format::pow2})
     expect_no_allocation(compress(c, kdconv_settings{.bases = 4, .density = 0.5, .coefficients = format}).layer,
                          "kdconv_conv2d");

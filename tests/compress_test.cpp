@@ -33,6 +33,11 @@ TEST(SchemeSetting, ParsesEachSchemesTokens) {
   const auto q = *scheme_setting::parse("crew", "q6").get<crew_settings>();
   EXPECT_EQ(q.method, crew_settings::quantizer::uniform);
   EXPECT_EQ(q.bits, 6);
+  EXPECT_EQ(q.activations, crew_activations::as_is);
+  const auto a8 = *scheme_setting::parse("crew", "a8-q6").get<crew_settings>();  // tokens in any order
+  EXPECT_EQ(a8.bits, 6);
+  EXPECT_EQ(a8.activations, crew_activations::int8);
+  EXPECT_EQ(a8.str(), "q6-a8");
 
   const auto kd = *scheme_setting::parse("kdconv", "m6-d15-g4-km4").get<kdconv_settings>();
   EXPECT_EQ(kd.bases, 6);
@@ -51,7 +56,7 @@ TEST(SchemeSetting, ParsesEachSchemesTokens) {
 TEST(SchemeSetting, PrintsTheCanonicalStringThatParsesBack) {
   const std::pair<const char*, const char*> cases[] = {
       {"block_circulant", "k64"},    {"smartdeal", "s8-seg25"}, {"smartdeal", "s3"},
-      {"smartdeal", "s8-seg2.5-p4-r16"}, {"crew", "u16"},       {"crew", "q8"},
+      {"smartdeal", "s8-seg2.5-p4-r16"}, {"crew", "u16"},       {"crew", "q8"}, {"crew", "u4-a8"},
       {"kdconv", "m4-d30"},          {"kdconv", "m6-d15-g4-km4"}, {"kdconv", "m9-f32-b0"},
       {"kdconv", "m2-p6-b12"}};
   for (const auto& [scheme, text] : cases) {
@@ -102,7 +107,13 @@ TEST(SchemeSetting, BadStringsNameWhatIsWrong) {
   expect_throw_message<config_error>([] { scheme_setting::parse("smartdeal", "s8--seg25"); },
                                      "slimnn: smartdeal setting 's8--seg25': '' is not a letter prefix and a number");
   expect_throw_message<config_error>([] { scheme_setting::parse("crew", "u16-q8"); },
-                                     "slimnn: crew setting 'u16-q8': needs exactly one of u<values> or q<bits> (e.g. u16)");
+                                     "slimnn: crew setting 'u16-q8': needs exactly one of u<values> or q<bits>, then "
+                                     "optionally a8 (e.g. u16-a8)");
+  expect_throw_message<config_error>([] { scheme_setting::parse("crew", "a8"); },
+                                     "slimnn: crew setting 'a8': needs exactly one of u<values> or q<bits>, then "
+                                     "optionally a8 (e.g. u16-a8)");
+  expect_throw_message<config_error>([] { scheme_setting::parse("crew", "u16-a4"); },
+                                     "slimnn: crew setting 'u16-a4': a4: the activations can only be int8 (a8)");
   expect_throw_message<config_error>([] { scheme_setting::parse("crew", "q9"); },
                                      "slimnn: crew setting 'q9': uniform bits must be in 2..8, got 9");
   expect_throw_message<config_error>([] { scheme_setting::parse("kdconv", "m4-p4-km4"); },

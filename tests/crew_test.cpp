@@ -149,6 +149,92 @@ TEST(crew_dense, int8_with_activation_scale_dequantizes) {
   EXPECT_LT(slimnn::testing::relative_error(y, yf), 0.05);
 }
 
+// --- int8 activations (settings "a8") -----------------------------------------------------
+
+/// What forward() with int8 activations computes, written out: each sample's scale
+/// max |x| / 127 and its rounding in float as documented, the integer sums in double.
+matrix<double> int8_activations_reference(const crew_dense<float>& layer, const matrix<float>& x) {
+  const matrix<double> codes = layer.codes().cast<double>();
+  matrix<double> y(layer.outputs(), x.cols());
+  for (index_t b = 0; b < x.cols(); ++b) {
+    const float largest = x.col(b).cwiseAbs().maxCoeff();
+    const float scale = largest > 0 ? largest / 127 : 1.0f, inverse = 1 / scale;
+    vector<double> q(x.rows());
+    for (index_t i = 0; i < x.rows(); ++i) q[i] = std::nearbyint(x(i, b) * inverse);
+    EXPECT_LE(q.cwiseAbs().maxCoeff(), 127);
+    const vector<double> sums = codes * q;
+    for (index_t j = 0; j < layer.outputs(); ++j)
+      y(j, b) = double(scale) * double(layer.row_scale()[j]) * sums[j] + double(layer.bias()[j]);
+  }
+  return y;
+}
+
+TEST(crew_dense, int8_activations_quantize_each_sample_with_its_own_scale) {
+  // Batches below and from decoded_min_batch (the per-sample and batched int8 kernels),
+  // the lanes layout (u <= 16) and the packed one (u = 40), on every kernel path.
+  for (const int unique : {4, 16, 40})
+    for (const index_t batch : {1, 3, 4, 37}) {
+      SCOPED_TRACE(detail::cat("u", unique, ", batch ", batch));
+      auto layer = layer_from<float>(random_codes(300, 77, unique, 21));
+      layer.set_activations(crew_activations::int8);
+      matrix<float> x = random_matrix<float>(300, batch, 8);
+      x.middleRows(100, 50).col(0).setZero();  // inactive inputs
+      x.col(batch - 1) *= 40.0f;              // samples of different ranges
+      if (batch > 2) x.col(1).setZero();      // an all-zero sample: y = b
+      const matrix<double> expected = int8_activations_reference(layer, x);
+      matrix<float> portable;
+      layer.forward(x, portable, crew_kernel::portable);
+      EXPECT_LT(slimnn::testing::relative_error(portable.cast<double>(), expected), 1e-6);
+      if (batch > 2) {
+        EXPECT_EQ(portable.col(1), layer.bias());
+      }
+      slimnn::testing::for_each_isa([&](isa) {
+        matrix<float> y;
+        layer.forward(x, y);
+        EXPECT_EQ(y, portable);  // exact integer sums, the same float epilogue
+      });
+      // Only the activations' rounding differs from the float path.
+      layer.set_activations(crew_activations::as_is);
+      matrix<float> as_is;
+      layer.forward(x, as_is);
+      EXPECT_LT(slimnn::testing::relative_error(portable.cast<double>(), as_is.cast<double>()), 0.02);
+      EXPECT_GT(slimnn::testing::relative_error(portable.cast<double>(), as_is.cast<double>()), 0.0);
+    }
+}
+
+TEST(crew_dense, int8_activations_come_from_the_settings_and_round_trip) {
+  rng_t rng(7);
+  const dense<float> d(40, 30, rng);
+  const auto layer = compress(d, crew_settings::parse("u8-a8")).layer;
+  EXPECT_EQ(layer.activations(), crew_activations::int8);
+  EXPECT_EQ(layer.settings(), "40->30, u<=8, 4-bit lanes, int8 activations");
+  EXPECT_EQ(compress(d, crew_settings::parse("u8")).layer.activations(), crew_activations::as_is);
+  slimnn::testing::expect_round_trip(layer);
+  auto file = slimnn::testing::saved(layer);
+  EXPECT_EQ(file.settings.at("activations"), "int8");
+  const matrix<float> x = random_matrix<float>(40, 5, 2);
+  matrix<float> y, back;
+  layer.forward(x, y);
+  slimnn::testing::load_saved<crew_dense<float>>(file).forward(x, back);
+  EXPECT_EQ(y, back);
+  file.settings.erase("activations");  // files written before the setting existed: float
+  EXPECT_EQ(slimnn::testing::load_saved<crew_dense<float>>(file).activations(), crew_activations::as_is);
+  file.settings["activations"] = "int4";
+  EXPECT_THAT([&] { slimnn::testing::load_saved<crew_dense<float>>(file); },
+              ThrowsMessage<format_error>(StrEq("slimnn: edited: setting 'activations': 'int4' is not float or int8")));
+}
+
+TEST(crew_errors, int8_activations_need_finite_inputs) {
+  auto layer = layer_from<float>(random_codes(3, 2, 2, 1));
+  layer.set_activations(crew_activations::int8);
+  matrix<float> x(3, 2), y;
+  x << 0.5f, 1.0f, -1.0f, std::numeric_limits<float>::quiet_NaN(), 2.0f, 0.0f;
+  EXPECT_THAT([&] { layer.forward(x, y); },
+              ThrowsMessage<config_error>(StrEq("slimnn: crew_dense<float>, 3->2, u<=2, 1-bit lanes, int8 activations: "
+                                                "activation nan (input 1, sample 1) is not finite; int8 activations "
+                                                "need finite inputs")));
+}
+
 // --- float path ------------------------------------------------------------------------
 
 TEST(crew_dense, float_path_matches_dequantized_product_in_double) {

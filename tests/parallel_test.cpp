@@ -49,6 +49,8 @@ TEST(parallel_inference, large_crew_layer_cuts_its_outputs_bit_identically) {
   for (const auto layout : {crew_index_layout::lanes, crew_index_layout::per_input}) {
     const auto layer = compress(source, crew_settings{.layout = layout}).layer;
     SCOPED_TRACE(describe(layer));
+    auto int8_activations = layer;
+    int8_activations.set_activations(crew_activations::int8);
     for (const index_t batch : {1, 3, 8, 19}) {
       const auto x = random_matrix<float>(900, batch, 3).cwiseMax(0.f).eval();  // relu-like: inactive inputs
       expect_same_in_scope([&] {
@@ -56,6 +58,11 @@ TEST(parallel_inference, large_crew_layer_cuts_its_outputs_bit_identically) {
         layer.forward(x, y);
         return y;
       }, "crew forward");
+      expect_same_in_scope([&] {
+        matrix<float> y;
+        int8_activations.forward(x, y);
+        return y;
+      }, "crew forward with int8 activations");
       const int8_matrix xq = layer.quantize_activations(x, 0.05f);
       expect_same_in_scope([&] {
         int32_matrix acc;

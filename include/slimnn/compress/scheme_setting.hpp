@@ -4,7 +4,7 @@
 // Each scheme's settings type parses and prints its own setting string (str / parse):
 //   block_circulant  block_circulant_settings  k<block>                       (circulant/settings.hpp)
 //   smartdeal        smartdeal_settings        s<width>[-seg%][-p<bits>][-r<rows>]  (smartdeal/settings.hpp)
-//   crew             crew_settings             u<values> | q<bits>            (crew/settings.hpp)
+//   crew             crew_settings             u<values> | q<bits>, [-a8]     (crew/settings.hpp)
 //   kdconv           kdconv_settings           m<bases>[-d%][-g<size>][-p|km<bits>|-f32][-b<bits>]
 //                                                                             (kdconv/settings.hpp)
 // A scheme_setting holds one of them; parse("scheme:setting") picks the type by the scheme

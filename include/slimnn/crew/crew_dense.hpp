@@ -14,6 +14,10 @@
 // acc_j = sum_i xq_i * code(j, i) in int32, bit-exact with the dense integer GEMV of the
 // code matrix; forward_int8(x, scale, y) quantizes x / scale first (values outside the
 // int8 range raise config_error) and returns y_j = scale * s_j * acc_j + b_j.
+// With activations() == crew_activations::int8 (settings "a8"), forward() itself runs
+// the int8 path: each sample b quantized as q_b = round(x_b / scale_b) with its own
+// scale_b = max_i |x_ib| / 127 (1 for an all-zero sample), and
+// y_jb = scale_b * s_j * sum_i q_ib * code(j, i) + b_j. Training stays in float.
 //
 // Stored (cost().param_bytes: the bytes of the file's tensors, below): the index stream
 // of the chosen layout (crew_index_layout; lanes: ceil(outputs / (32 * 8 / w)) * inputs *
@@ -54,8 +58,8 @@
 // U8, the index stream of the layout (lanes: [blocks, inputs, 32], group 1; packed:
 // input by input, each to_bytes() of detail/bitpack.hpp), "<prefix>row_scale" and
 // "<prefix>bias" [outputs]; settings inputs, outputs, max_code, layout (lanes, per_input,
-// per_layer) and index_bits (lanes: 1, 2 or 4; per_layer: up to 8; per_input has
-// ceil(log2 u_i) bits per input). load checks every count, value and index (below u_i;
+// per_layer), index_bits (lanes: 1, 2 or 4; per_layer: up to 8; per_input has
+// ceil(log2 u_i) bits per input) and activations (float or int8; float when absent). load checks every count, value and index (below u_i;
 // lanes padding 0).
 // Thread safety: forward/forward_int8 are const and reentrant (grow-only per-thread buffers);
 // training members are single-threaded.
@@ -120,8 +124,13 @@ class crew_dense {
   shape output_shape() const { return shape::flat(outputs_); }
   std::string name() const { return std::string("crew_dense<") + scalar_name<T>() + ">"; }
   std::string settings() const {
-    return detail::cat(inputs_, "->", outputs_, ", u<=", max_unique_, ", ", layout_name());
+    return detail::cat(inputs_, "->", outputs_, ", u<=", max_unique_, ", ", layout_name(),
+                       activations_ == crew_activations::int8 ? ", int8 activations" : "");
   }
+
+  /// What forward() multiplies the codes by (crew/settings.hpp).
+  crew_activations activations() const { return activations_; }
+  void set_activations(crew_activations a) { activations_ = a; }
 
   // --- inference ---------------------------------------------------------------------
 
@@ -132,6 +141,7 @@ class crew_dense {
   void forward(const_matrix_ref<T> x, matrix_view<T> y, crew_kernel kernel = crew_kernel::best) const {
     detail::check_input_rows(*this, x.rows());
     detail::check_output(*this, y, x.cols());
+    if (activations_ == crew_activations::int8) return forward_int8_per_sample(x, y, kernel);
     const isa path = kernel == crew_kernel::best ? active_isa() : isa::portable;
     if (x.cols() >= decoded_min_batch) return forward_decoded(x, y, path);
     for (index_t b = 0; b < x.cols(); ++b)
@@ -164,6 +174,14 @@ class crew_dense {
   /// the list of inputs, their rows of x and one decoded tile.
   std::uint64_t workspace_bytes(index_t batch) const {
     const std::uint64_t inputs = std::uint64_t(inputs_) * sizeof(std::int32_t);
+    if (activations_ == crew_activations::int8) {  // the int8 activations, scales and sums, then the int8 path's
+      const std::uint64_t own = std::uint64_t(inputs_ * batch) + std::uint64_t(batch) * sizeof(T) +
+                                std::uint64_t(outputs_ * batch) * sizeof(std::int32_t);
+      if (batch >= decoded_min_batch && layout_ == crew_index_layout::lanes)
+        return own + std::uint64_t(lanes_.groups_of_4() * 4 * batch) + std::uint64_t(batch) * sizeof(std::int32_t) +
+               kernels::crew_code_table_bytes(lanes_) + kernels::crew_gemm_int8_workspace_bytes(lanes_, batch);
+      return own + inputs + kernels::crew_int8_workspace_bytes(lanes_, values_.size());
+    }
     if (batch < decoded_min_batch)
       return (values_.size() + 16 + std::uint64_t(outputs_)) * sizeof(T) + inputs +
              kernels::crew_gather_workspace_bytes(lanes_);
@@ -274,6 +292,7 @@ class crew_dense {
     out.put_setting(prefix + "outputs", outputs_);
     out.put_setting(prefix + "max_code", max_code_);
     out.put_setting(prefix + "layout", layout_key(layout_));
+    out.put_setting(prefix + "activations", activations_ == crew_activations::int8 ? "int8" : "float");
     if (layout_ != crew_index_layout::per_input) out.put_setting(prefix + "index_bits", index_width(0));
     const std::vector<std::uint8_t> counts(unique_.begin(), unique_.end());  // u_i <= 255 (int8 codes)
     out.put_array(prefix + "unique_counts", {std::uint64_t(inputs_)}, counts);
@@ -304,6 +323,11 @@ class crew_dense {
       if (layout == layout_key(c)) l.layout_ = c;
     if (layout != layout_key(l.layout_))
       in.fail_setting(prefix + "layout", detail::cat("'", layout, "' is not lanes, per_input or per_layer"));
+    if (const std::string* a = in.find_setting(prefix + "activations")) {
+      if (*a != "float" && *a != "int8")
+        in.fail_setting(prefix + "activations", detail::cat("'", *a, "' is not float or int8"));
+      l.activations_ = *a == "int8" ? crew_activations::int8 : crew_activations::as_is;
+    }
     const bool lanes = l.layout_ == crew_index_layout::lanes;
     // u_i: at most one index per output, per code of the grid, and 16 for lanes.
     const std::string counts = prefix + "unique_counts", values = prefix + "values", index = prefix + "index";
@@ -544,6 +568,34 @@ class crew_dense {
     });
   }
 
+  /// forward() with int8 activations: sample b quantized with scale_b = max |x_b| / 127,
+  /// the codes multiplied exactly (accumulate_int8), y_jb = scale_b * s_j * acc_jb + b_j.
+  void forward_int8_per_sample(const_matrix_ref<T> x, matrix_view<T> y, crew_kernel kernel) const {
+    const index_t batch = x.cols();
+    require_int8_range();
+    auto xq = detail::scratch<crew_dense, std::int8_t>(inputs_, batch);
+    T* scale = buffer<T, 2>(std::size_t(batch));
+    for (index_t b = 0; b < batch; ++b) {
+      const T* xb = x.col(b).data();
+      T largest = 0;
+      for (index_t i = 0; i < inputs_; ++i) {
+        if (!std::isfinite(xb[i]))  // (the message is built only on failure)
+          throw config_error(detail::cat(describe(*this), ": activation ", xb[i], " (input ", i, ", sample ", b,
+                                         ") is not finite; int8 activations need finite inputs"));
+        largest = std::max(largest, std::abs(xb[i]));
+      }
+      scale[b] = largest > T(0) ? largest / T(127) : T(1);
+      const T inverse = T(1) / scale[b];
+      std::int8_t* q = xq.col(b).data();
+      for (index_t i = 0; i < inputs_; ++i) q[i] = std::int8_t(std::clamp<T>(std::nearbyint(xb[i] * inverse), -127, 127));
+    }
+    std::int32_t* acc = buffer<std::int32_t, 2>(std::size_t(outputs_ * batch));
+    accumulate_int8(xq, acc, kernel);
+    for (index_t b = 0; b < batch; ++b)
+      for (index_t j = 0; j < outputs_; ++j)
+        y(j, b) = scale[b] * row_scale_[j] * T(acc[b * outputs_ + j]) + bias_[j];
+  }
+
   /// q (x's shape) = round(x / scale) as int8; config_error outside -127..127.
   template <class Q>
   void quantize_into(const_matrix_ref<T> x, T activation_scale, Q& q) const {
@@ -677,6 +729,7 @@ class crew_dense {
   index_t inputs_ = 0, outputs_ = 0, max_unique_ = 0;
   int max_code_ = 127;
   crew_index_layout layout_ = crew_index_layout::lanes;
+  crew_activations activations_ = crew_activations::as_is;
   std::vector<std::uint32_t> offsets_, unique_;
   std::vector<std::int8_t> codes_;  // sum u_i codes + 16 bytes of padding
   std::vector<T> values_, values_grad_;
@@ -702,6 +755,7 @@ conversion<crew_dense<T>> compress(const dense<T>& layer, const crew_settings& s
                                   ? quantize_uniform(layer.weight(), settings.bits, settings.granularity)
                                   : quantize_kmeans(layer.weight(), clusters, settings.scope);
   crew_dense<T> out(q, layer.bias(), settings.layout);
+  out.set_activations(settings.activations);
   auto report = make_conversion_report(layer, out);
   return {std::move(out), std::move(report)};
 }

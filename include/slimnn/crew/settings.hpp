@@ -5,11 +5,17 @@
 // each input once by each of its unique weights. "bits" are total bits per code.
 // k-means values are capped at the layer's outputs (a column has no more distinct weights).
 //
-// Canonical string (str / parse): exactly one token,
+// Activations: as_is multiplies the float activations by the shared values; int8 runs
+// the int8 path (crew_dense::forward_int8) on every forward, each sample quantized with
+// its own scale max_i |x_i| / 127, so y_j = scale_b * s_j * sum_i q_i * code(j, i) + b_j.
+//
+// Canonical string (str / parse): one of
 //   u<values>   k-means per input, at most <values> unique weights per input (1..256)
 //   q<bits>     uniform <bits>-bit codes, one scale per output row (2..8)
-// e.g. "u16", "q8". The other fields (layout, per-layer scopes) have no token and keep
-// their defaults. Plain values: thread-safe to share.
+// optionally followed by
+//   a8          int8 activations (crew_activations::int8)
+// e.g. "u16", "q8", "u16-a8". The other fields (layout, per-layer scopes) have no token
+// and keep their defaults. Plain values: thread-safe to share.
 //
 // Component: slimnn::core (Eigen only).
 #pragma once
@@ -31,6 +37,12 @@ enum class crew_index_layout {
   per_layer,  ///< ceil(log2 max u_i) bits per weight, bit-packed per input
 };
 
+/// What the inference forward multiplies the codes by.
+enum class crew_activations {
+  as_is,  ///< the float activations, times the shared values V_i
+  int8,   ///< each sample quantized to int8 with scale max |x| / 127, times the int8 codes
+};
+
 struct crew_settings {
   enum class quantizer { uniform, kmeans };
   quantizer method = quantizer::kmeans;
@@ -39,6 +51,7 @@ struct crew_settings {
   int clusters = 16;                                              ///< kmeans: unique values, 1..256
   kmeans_scope scope = kmeans_scope::per_input;                   ///< kmeans
   crew_index_layout layout = crew_index_layout::automatic;
+  crew_activations activations = crew_activations::as_is;
 
   /// Throws config_error naming the bad setting.
   void validate() const {
@@ -48,14 +61,24 @@ struct crew_settings {
       detail::require<config_error>(clusters >= 1 && clusters <= 256, "crew: unique values must be in 1..256, got ",
                                     clusters);
   }
-  /// "u16" or "q8".
-  std::string str() const { return method == quantizer::kmeans ? detail::cat("u", clusters) : detail::cat("q", bits); }
-  /// From "u16" or "q8"; config_error naming the string when it is malformed or invalid.
+  /// "u16", "q8" or "u16-a8".
+  std::string str() const {
+    return detail::cat(method == quantizer::kmeans ? detail::cat("u", clusters) : detail::cat("q", bits),
+                       activations == crew_activations::int8 ? "-a8" : "");
+  }
+  /// From "u16", "q8" or "u16-a8"; config_error naming the string when it is malformed or
+  /// invalid.
   static crew_settings parse(std::string_view text) {
-    const detail::setting_tokens tokens("crew", text, {"u", "q"}, "", "u16");
-    tokens.require_that(tokens.size() == 1, "needs exactly one of u<values> or q<bits> (e.g. u16)");
+    const detail::setting_tokens tokens("crew", text, {"u", "q", "a"}, "", "u16");
+    const std::size_t weights = std::size_t(tokens.has("u")) + std::size_t(tokens.has("q"));
+    tokens.require_that(weights == 1 && tokens.size() == weights + tokens.has("a"),
+                        "needs exactly one of u<values> or q<bits>, then optionally a8 (e.g. u16-a8)");
     crew_settings c;
-    if (tokens.prefix(0) == "u") {
+    if (const auto a = tokens.whole<int>("a")) {
+      tokens.require_that(*a == 8, "a", *a, ": the activations can only be int8 (a8)");
+      c.activations = crew_activations::int8;
+    }
+    if (tokens.has("u")) {
       c.method = quantizer::kmeans;
       c.scope = kmeans_scope::per_input;
       c.clusters = *tokens.whole<int>("u");
