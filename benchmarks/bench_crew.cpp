@@ -17,6 +17,10 @@
 //   crew_float/<n>x<n>/u16/b<B>        crew_dense::forward: at b1 float tables and vpermps
 //                                      gathers; from b4, weight tiles decoded with vpermps
 //                                      and multiplied by Eigen's GEMM (>= 1.0x dense_gemm)
+//   crew_a8/<n>x<n>/u16/b<B>           crew_dense::forward with int8 activations (settings
+//                                      "a8"): float in, each sample quantized with its own
+//                                      scale, the int8 path above, float out (vs dense_gemv
+//                                      at b1, dense_gemm at b64)
 //   .../t2                             the same on 2 threads (a parallel_scope): b64 cuts
 //                                      the batch, b1 each sample's outputs (>= 1.7x at
 //                                      4096 b64, >= 1.4x at 8192 b1)
@@ -183,6 +187,15 @@ void register_crew_float(const int8_matrix& codes, const std::string& unique, in
                           std::move(layer), batch);
 }
 
+/// forward() of a layer set to int8 activations: what a network with "u16-a8" runs.
+void register_crew_a8(const int8_matrix& codes, const std::string& unique, index_t batch) {
+  crew_dense<float> layer(quantized_weights{codes, std::vector<double>(std::size_t(codes.rows()), 0.01), 127},
+                          vector<float>::Zero(codes.rows()));
+  layer.set_activations(crew_activations::int8);
+  bench::register_forward(detail::cat("crew_a8/", codes.cols(), 'x', codes.rows(), '/', unique, "/b", batch),
+                          std::move(layer), batch);
+}
+
 #ifdef SLIMNN_BENCH_WITH_DNNL
 /// oneDNN's int8 inner product, u8 activations x s8 weights -> s32, on the codes: weights
 /// reordered once into oneDNN's own blocked layout, one thread, and on the AVX2 path
@@ -254,6 +267,8 @@ int main(int argc, char** argv) {
     bench::register_dense_gemm(4096, 4096, 64);
     register_crew_float(codes, "u16", 8);
     register_crew_float(codes, "u16", 64);
+    register_crew_a8(codes, "u16", 1);
+    register_crew_a8(codes, "u16", 64);
     register_crew_int8(random_codes(4096, 4096, 4, 12), "u4", 1);
   }
   {
