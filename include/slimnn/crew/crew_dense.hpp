@@ -59,8 +59,8 @@
 // input by input, each to_bytes() of detail/bitpack.hpp), "<prefix>row_scale" and
 // "<prefix>bias" [outputs]; settings inputs, outputs, max_code, layout (lanes, per_input,
 // per_layer), index_bits (lanes: 1, 2 or 4; per_layer: up to 8; per_input has
-// ceil(log2 u_i) bits per input) and activations (float or int8; float when absent). load checks every count, value and index (below u_i;
-// lanes padding 0).
+// ceil(log2 u_i) bits per input) and activations (float or int8; float when absent).
+// load checks every count, value and index (below u_i; lanes padding 0).
 // Thread safety: forward/forward_int8 are const and reentrant (grow-only per-thread buffers);
 // training members are single-threaded.
 //
@@ -587,7 +587,8 @@ class crew_dense {
       scale[b] = largest > T(0) ? largest / T(127) : T(1);
       const T inverse = T(1) / scale[b];
       std::int8_t* q = xq.col(b).data();
-      for (index_t i = 0; i < inputs_; ++i) q[i] = std::int8_t(std::clamp<T>(std::nearbyint(xb[i] * inverse), -127, 127));
+      for (index_t i = 0; i < inputs_; ++i)
+        q[i] = std::int8_t(std::clamp<T>(std::nearbyint(xb[i] * inverse), -127, 127));
     }
     std::int32_t* acc = buffer<std::int32_t, 2>(std::size_t(outputs_ * batch));
     accumulate_int8(xq, acc, kernel);
