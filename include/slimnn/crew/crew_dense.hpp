@@ -208,9 +208,7 @@ class crew_dense {
     std::int32_t* acc = buffer<std::int32_t, 2>(std::size_t(outputs_ * x.cols()));
     accumulate_int8(xq, acc, kernel);
     y.resize(outputs_, x.cols());
-    for (index_t b = 0; b < x.cols(); ++b)
-      for (index_t j = 0; j < outputs_; ++j)
-        y(j, b) = T(double(activation_scale) * double(row_scale_[j]) * double(acc[b * outputs_ + j]) + double(bias_[j]));
+    dequantize(acc, x.cols(), [&](index_t) { return activation_scale; }, y);
   }
 
   /// round(x / scale) as int8; raises config_error when a value falls outside -127..127.
@@ -592,9 +590,18 @@ class crew_dense {
     }
     std::int32_t* acc = buffer<std::int32_t, 2>(std::size_t(outputs_ * batch));
     accumulate_int8(xq, acc, kernel);
-    for (index_t b = 0; b < batch; ++b)
+    dequantize(acc, batch, [&](index_t b) { return scale[b]; }, y);
+  }
+
+  /// The int8 paths' epilogue: y_jb = scale(b) * s_j * acc_jb + b_j (acc: outputs x batch,
+  /// column-major), with sample b's activation scale.
+  template <class SampleScale, class Y>
+  void dequantize(const std::int32_t* acc, index_t batch, SampleScale scale, Y& y) const {
+    for (index_t b = 0; b < batch; ++b) {
+      const T sample_scale = scale(b);
       for (index_t j = 0; j < outputs_; ++j)
-        y(j, b) = scale[b] * row_scale_[j] * T(acc[b * outputs_ + j]) + bias_[j];
+        y(j, b) = sample_scale * row_scale_[j] * T(acc[b * outputs_ + j]) + bias_[j];
+    }
   }
 
   /// q (x's shape) = round(x / scale) as int8; config_error outside -127..127.
