@@ -5,9 +5,9 @@
 
 One row of panels per network (mlp, cnn): test accuracy against parameter bytes (log x)
 and against single-thread batch-1 latency (log x). Every variant is one marker, labelled
-with its setting and coloured by scheme; the grey staircase is the Pareto front (no other
-variant is both smaller, or faster, and more accurate). Needs matplotlib (Debian:
-python3-matplotlib).
+with its setting (a label that would overlap another moves down a line) and coloured by
+scheme; the grey staircase is the Pareto front (no other variant is both smaller, or
+faster, and more accurate). Needs matplotlib (Debian: python3-matplotlib).
 """
 
 import argparse
@@ -53,6 +53,24 @@ def pareto_front(points):
     return front
 
 
+def place_labels(ax, points):
+    """Label each (x, y, text) to the upper right of its marker; a label that would overlap
+    one placed before it (the points sharply above first) moves down a line at a time."""
+    renderer = ax.figure.canvas.get_renderer()
+    placed = []
+    for x, y, text in sorted(points, key=lambda p: (-p[1], p[0])):
+        for line in range(8):
+            label = ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 3 - 8 * line), fontsize=7)
+            box = label.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            label.remove()
+        else:
+            label = ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+            box = label.get_window_extent(renderer)
+        placed.append(box)
+
+
 def plot(rows, out_base):
     networks = list(dict.fromkeys(r["network"] for r in rows))
     schemes = list(dict.fromkeys(r["scheme"] for r in rows))
@@ -73,10 +91,8 @@ def plot(rows, out_base):
                     continue
                 ax.scatter([r[key] for r in pts], [r["accuracy"] for r in pts], color=colours[s], s=40,
                            zorder=2, label=s, edgecolors="black", linewidths=0.4)
-                for r in pts:
-                    ax.annotate(r["setting"], (r[key], r["accuracy"]), textcoords="offset points", xytext=(4, 3),
-                                fontsize=7)
             ax.set_xscale("log")
+            place_labels(ax, [(r[key], r["accuracy"], r["setting"]) for r in mine])
             # Readable ticks: engineering notation (1.6M, 200k); evenly spaced ones when the
             # values span less than 4x, and more ticks per decade when they span less than 30x.
             values = [r[key] for r in mine]

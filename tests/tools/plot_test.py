@@ -4,8 +4,8 @@
     /usr/bin/python3 tests/tools/plot_test.py WORKDIR
 
 The Pareto front is checked against a brute-force dominance test on random points; the
-plot is drawn from a small CSV in the format compare_schemes writes; bad files give the
-documented errors.
+plot is drawn from a small CSV in the format compare_schemes writes; the labels of points
+at one place do not overlap; bad files give the documented errors.
 """
 
 import os
@@ -57,6 +57,21 @@ class Plot(unittest.TestCase):
         self.assertIn("</svg>", svg)
         with open(base + ".png", "rb") as f:
             self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+
+    def test_labels_of_coincident_points_do_not_overlap(self):
+        fig, ax = plot.plt.subplots()
+        points = [(1e6, 89.95, "u16"), (1e6, 89.94, "u16-a8"), (1e6, 89.95, "u16-a8-again"), (3e5, 88.0, "k64")]
+        ax.scatter([p[0] for p in points], [p[1] for p in points])
+        ax.set_xscale("log")
+        plot.place_labels(ax, points)
+        renderer = fig.canvas.get_renderer()
+        boxes = {t.get_text(): t.get_window_extent(renderer) for t in ax.texts}
+        self.assertEqual(sorted(boxes), sorted(p[2] for p in points))
+        names = sorted(boxes)
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                self.assertFalse(boxes[a].overlaps(boxes[b]), (a, b))
+        plot.plt.close(fig)
 
     def test_bad_files(self):
         with self.assertRaises(ValueError) as e:
