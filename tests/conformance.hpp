@@ -2,8 +2,12 @@
 //
 // A layer joins by defining a case type with
 //   template <class T> static L<T> make();   // the same layer for float and double
-// and optionally `static constexpr double float_tolerance` (relative, default 1e-4) and
-// `static slimnn::gradient_check_config gradient_config()`; then, in its own test file:
+// and optionally `static constexpr double float_tolerance` (relative, default 1e-4),
+// `static constexpr double reference_tolerance` (relative, against to_reference(); default
+// 1e-9, more for a layer that rounds its activations),
+// `static slimnn::gradient_check_config gradient_config()` and `template <class L> static
+// void as_trained(L&)` (the layer whose function the gradient checks differentiate, for a
+// layer whose forward() rounds what forward_train keeps exact); then, in its own test file:
 //   INSTANTIATE_TYPED_TEST_SUITE_P(dense, conformance, ::testing::Types<dense_case>);
 // A layer with save/load (a SaveableLayer, core/tensor_io.hpp) also round-trips through a
 // safetensors buffer to bit-identical outputs (layer_file.hpp); others skip that test.
@@ -29,6 +33,17 @@ template <class Case>
 constexpr double float_tolerance() {
   if constexpr (requires { Case::float_tolerance; }) return Case::float_tolerance;
   else return 1e-4;
+}
+
+template <class Case>
+constexpr double reference_tolerance() {
+  if constexpr (requires { Case::reference_tolerance; }) return Case::reference_tolerance;
+  else return 1e-9;
+}
+
+template <class Case, class L>
+void as_trained(L& layer) {
+  if constexpr (requires { Case::as_trained(layer); }) Case::as_trained(layer);
 }
 
 template <class Case>
@@ -209,6 +224,7 @@ TYPED_TEST_P(conformance, gradients_match_finite_differences) {
   using layer_d = typename TestFixture::layer_d;
   if constexpr (slimnn::TrainableLayer<layer_d>) {
     auto layer = TypeParam::template make<double>();
+    slimnn::testing::as_trained<TypeParam>(layer);
     const auto result = slimnn::check_gradients(layer, slimnn::testing::gradient_config<TypeParam>());
     EXPECT_TRUE(result.ok) << result.worst << " (error ratio " << result.worst_error << ")";
     EXPECT_GT(result.checked, 0);
@@ -224,6 +240,7 @@ TYPED_TEST_P(conformance, gradients_match_with_a_lossless_store) {
   if constexpr (slimnn::TrainableLayer<layer_d> &&
                 requires(layer_d& l, const slimnn::activation_store& s) { l.set_activation_store(s); }) {
     auto layer = TypeParam::template make<double>();
+    slimnn::testing::as_trained<TypeParam>(layer);
     layer.set_activation_store({slimnn::activation_mode::lossless});
     const auto result = slimnn::check_gradients(layer, slimnn::testing::gradient_config<TypeParam>());
     EXPECT_TRUE(result.ok) << result.worst << " (error ratio " << result.worst_error << ")";
@@ -282,7 +299,7 @@ TYPED_TEST_P(conformance, to_reference_computes_the_same_function) {
     slimnn::matrix<double> y, expected;
     layer.forward(x, y);
     reference.forward(x, expected);
-    EXPECT_LT(slimnn::testing::relative_error(y, expected), 1e-9);
+    EXPECT_LT(slimnn::testing::relative_error(y, expected), slimnn::testing::reference_tolerance<TypeParam>());
   } else {
     GTEST_SKIP() << "not a compressed layer";
   }

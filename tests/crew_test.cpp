@@ -65,13 +65,30 @@ struct crew_packed_case {
     return compress(dense<T>(9, 40, rng), {.method = crew_settings::quantizer::uniform, .bits = 8}).layer;
   }
 };
-using cases = ::testing::Types<crew_lanes_case, crew_packed_case>;
+/// Int8 activations ("a8"): forward() rounds each sample to steps of max |x| / 127, so it
+/// matches the dense expansion only to that rounding, and its finite differences are 0
+/// almost everywhere; it trains in float (forward_train), whose gradients are checked.
+struct crew_int8_activations_case {
+  static constexpr double reference_tolerance = 0.02;
+  template <class L>
+  static void as_trained(L& layer) {
+    layer.set_activations(crew_activations::as_is);
+  }
+  template <class T>
+  static crew_dense<T> make() {
+    rng_t rng(44);
+    return compress(dense<T>(40, 9, rng), {.clusters = 16, .activations = crew_activations::int8}).layer;
+  }
+};
+using cases = ::testing::Types<crew_lanes_case, crew_packed_case, crew_int8_activations_case>;
 INSTANTIATE_TYPED_TEST_SUITE_P(crew_dense, conformance, cases);
 
 TEST(crew_dense, conformance_cases_use_both_layouts) {
   EXPECT_EQ(crew_lanes_case::make<float>().layout(), crew_index_layout::lanes);
   EXPECT_EQ(crew_packed_case::make<float>().layout(), crew_index_layout::per_input);
   EXPECT_EQ(crew_lanes_case::make<float>().name(), "crew_dense<float>");
+  EXPECT_EQ(crew_int8_activations_case::make<float>().activations(), crew_activations::int8);
+  EXPECT_EQ(crew_lanes_case::make<float>().activations(), crew_activations::as_is);
 }
 
 // --- int8 path: bit-exact against the dense integer GEMV -----------------------------
