@@ -83,7 +83,7 @@ struct crew_int8_activations_case {
 using cases = ::testing::Types<crew_lanes_case, crew_packed_case, crew_int8_activations_case>;
 INSTANTIATE_TYPED_TEST_SUITE_P(crew_dense, conformance, cases);
 
-TEST(crew_dense, conformance_cases_use_both_layouts) {
+TEST(crew_dense, conformance_cases_cover_layouts_and_activations) {
   EXPECT_EQ(crew_lanes_case::make<float>().layout(), crew_index_layout::lanes);
   EXPECT_EQ(crew_packed_case::make<float>().layout(), crew_index_layout::per_input);
   EXPECT_EQ(crew_lanes_case::make<float>().name(), "crew_dense<float>");
