@@ -152,7 +152,7 @@ class row_block_walk {
   /// offsets, which come from L3 or memory: a row's slots in a block are a few hundred
   /// cycles of work, memory about as far. (Two rows ahead and 2 slots' worth, a third of
   /// AVX2's batch-64 profile waited on a row's first coefficient, a fifth now: 4096 x 4096
-  /// at seg10 runs about 15 % faster on AVX2 and 10 % on AVX-512 (medians of 7-11 runs
+  /// at seg10 runs about 15 % faster on AVX2 and 10 % on AVX-512 (medians of 7-15 runs
   /// each, on a noisy host).) Always inlined: GCC takes a function that only prefetches for
   /// pure and drops the call.
   [[gnu::always_inline]] void prefetch_upcoming(const float* coef, index_t width) const {
