@@ -144,10 +144,6 @@ class row_block_walk {
   row_block_walk(index_t rows, const index_t* start, const std::uint32_t* offset, index_t block)
       : rows_(rows), block_(block), start_(start), offset_(offset) {}
 
-  /// The first slot that the fourth row after the one just yielded will take in this
-  /// block (-1 near a group's end).
-  index_t upcoming() const { return row_ + 3 < o1_ ? cursor_[row_ + 3 - o0_] : -1; }
-
   /// Prefetches the coefficients of upcoming()'s first 8 slots of `width` and their
   /// offsets, which come from L3 or memory: a row's slots in a block are a few hundred
   /// cycles of work, memory about as far. (Two rows ahead and 2 slots' worth, a third of
@@ -194,6 +190,9 @@ class row_block_walk {
 
  private:
   static constexpr index_t group = 256;
+  /// The first slot that the fourth row after the one just yielded will take in this
+  /// block (-1 near a group's end).
+  index_t upcoming() const { return row_ + 3 < o1_ ? cursor_[row_ + 3 - o0_] : -1; }
   void start_group() {
     o1_ = std::min(rows_, o0_ + group), pending_ = 0, row_ = o0_, end_ = block_;
     for (index_t r = o0_; r < o1_; ++r) {
