@@ -21,6 +21,10 @@
 //                                      "a8"): float in, each sample quantized with its own
 //                                      scale, the int8 path above, float out (vs dense_gemv
 //                                      at b1, dense_gemm at b64)
+//   vnni_peak/<n>x<n>/b64              the n n 64 / 64 vpdpbusd of a b64 int8 product,
+//                                      from registers alone (16 independent accumulators,
+//                                      no loads): the core's ceiling for int8_gemm and
+//                                      crew_int8 at b64 (AVX-512 path, VNNI builds only)
 //   .../t2                             the same on 2 threads (a parallel_scope): b64 cuts
 //                                      the batch, b1 each sample's outputs (>= 1.7x at
 //                                      4096 b64, >= 1.4x at 8192 b1)
@@ -196,6 +200,38 @@ void register_crew_a8(const int8_matrix& codes, const std::string& unique, index
                           std::move(layer), batch);
 }
 
+#if defined(__AVX512VNNI__) && defined(__GNUC__)
+/// 16 independent vpdpbusd on registers alone (zmm0-15 += zmm17 x zmm16).
+inline void sixteen_vpdpbusd() {
+  __asm__ volatile(
+      "vpdpbusd %%zmm16, %%zmm17, %%zmm0\n\tvpdpbusd %%zmm16, %%zmm17, %%zmm1\n\t"
+      "vpdpbusd %%zmm16, %%zmm17, %%zmm2\n\tvpdpbusd %%zmm16, %%zmm17, %%zmm3\n\t"
+      "vpdpbusd %%zmm16, %%zmm17, %%zmm4\n\tvpdpbusd %%zmm16, %%zmm17, %%zmm5\n\t"
+      "vpdpbusd %%zmm16, %%zmm17, %%zmm6\n\tvpdpbusd %%zmm16, %%zmm17, %%zmm7\n\t"
+      "vpdpbusd %%zmm16, %%zmm17, %%zmm8\n\tvpdpbusd %%zmm16, %%zmm17, %%zmm9\n\t"
+      "vpdpbusd %%zmm16, %%zmm17, %%zmm10\n\tvpdpbusd %%zmm16, %%zmm17, %%zmm11\n\t"
+      "vpdpbusd %%zmm16, %%zmm17, %%zmm12\n\tvpdpbusd %%zmm16, %%zmm17, %%zmm13\n\t"
+      "vpdpbusd %%zmm16, %%zmm17, %%zmm14\n\tvpdpbusd %%zmm16, %%zmm17, %%zmm15" ::
+          : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
+            "xmm12", "xmm13", "xmm14", "xmm15");
+}
+
+/// As many vpdpbusd as an n x n int8 product at `batch` samples (64 multiply-adds each),
+/// with no loads: the time is the core's issue rate for the instruction and nothing else.
+void register_vnni_peak(index_t n, index_t batch) {
+  benchmark::RegisterBenchmark(detail::cat("vnni_peak/", n, 'x', n, "/b", batch).c_str(),
+                               [n, batch](benchmark::State& state) {
+                                 const std::int64_t steps = std::int64_t(n) * n * batch / 64 / 16;
+                                 for (auto _ : state)
+                                   for (std::int64_t k = 0; k < steps; ++k) sixteen_vpdpbusd();
+                                 state.counters["vpdpbusd"] = benchmark::Counter(
+                                     double(steps * 16), benchmark::Counter::kIsIterationInvariantRate,
+                                     benchmark::Counter::OneK::kIs1000);
+                               })
+      ->Unit(benchmark::kMicrosecond);
+}
+#endif
+
 #ifdef SLIMNN_BENCH_WITH_DNNL
 /// oneDNN's int8 inner product, u8 activations x s8 weights -> s32, on the codes: weights
 /// reordered once into oneDNN's own blocked layout, one thread, and on the AVX2 path
@@ -261,6 +297,9 @@ int main(int argc, char** argv) {
     register_int8_gemm(codes, 64);
 #endif
     register_crew_int8(codes, "u16", 64);
+#if defined(__AVX512VNNI__) && defined(__GNUC__)
+    if (active_isa() == isa::avx512) register_vnni_peak(4096, 64);
+#endif
     register_crew_int8(codes, "u16", 64, 1, /*signed_=*/true);
     register_crew_int8(codes, "u16", 64, 2);
     register_crew_float(codes, "u16");
