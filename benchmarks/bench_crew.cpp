@@ -133,11 +133,6 @@ struct int8_dense {
   }
 };
 
-void set_bytes(benchmark::State& state, double bytes) {
-  state.counters["bytes"] =
-      benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::OneK::kIs1000);
-}
-
 void register_int8_gemv(const int8_matrix& codes) {
   auto layer = std::make_shared<int8_dense>(codes);
   benchmark::RegisterBenchmark(detail::cat("int8_gemv/", codes.cols(), 'x', codes.rows()).c_str(),
@@ -149,7 +144,7 @@ void register_int8_gemv(const int8_matrix& codes) {
                                    benchmark::DoNotOptimize(y.data());
                                    benchmark::ClobberMemory();
                                  }
-                                 set_bytes(state, double(layer->w.size()));
+                                 bench::set_rate(state, "bytes", double(layer->w.size()));
                                })
       ->Unit(benchmark::kMicrosecond);
 }
@@ -179,7 +174,7 @@ void register_crew_int8(const int8_matrix& codes, const std::string& unique, ind
                                    benchmark::DoNotOptimize(y.data());
                                    benchmark::ClobberMemory();
                                  }
-                                 set_bytes(state, double(layer->cost().param_bytes));
+                                 bench::set_rate(state, "bytes", double(layer->cost().param_bytes));
                                })
       ->Unit(benchmark::kMicrosecond);
 }
@@ -224,9 +219,7 @@ void register_vnni_peak(index_t n, index_t batch) {
                                  const std::int64_t steps = std::int64_t(n) * n * batch / 64 / 16;
                                  for (auto _ : state)
                                    for (std::int64_t k = 0; k < steps; ++k) sixteen_vpdpbusd();
-                                 state.counters["vpdpbusd"] = benchmark::Counter(
-                                     double(steps * 16), benchmark::Counter::kIsIterationInvariantRate,
-                                     benchmark::Counter::OneK::kIs1000);
+                                 bench::set_rate(state, "vpdpbusd", double(steps * 16));
                                })
       ->Unit(benchmark::kMicrosecond);
 }
@@ -277,7 +270,7 @@ void register_int8_gemm(const int8_matrix& codes, index_t batch) {
           ip.execute(s, args);
           s.wait();
         }
-        set_bytes(state, double(m * n));
+        bench::set_rate(state, "bytes", double(m * n));
       })
       ->Unit(benchmark::kMicrosecond);
 }

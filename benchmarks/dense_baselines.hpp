@@ -37,14 +37,17 @@ inline matrix<float> random_input(index_t rows, index_t cols, std::uint64_t seed
   return x;
 }
 
+/// Counter `name`: `per_call` units per call, shown as a rate (e.g. "bytes=6.08G/s").
+inline void set_rate(benchmark::State& state, const char* name, double per_call) {
+  state.counters[name] = benchmark::Counter(per_call, benchmark::Counter::kIsIterationInvariantRate,
+                                            benchmark::Counter::OneK::kIs1000);
+}
+
 /// Sets the FLOP rate (2 per MAC) and byte rate (parameters once, activations per
 /// sample) of one forward pass over `batch` samples; shown as e.g. "FLOPs=32.7G/s".
 inline void set_counters(benchmark::State& state, const cost& c, index_t batch) {
-  using counter = benchmark::Counter;
-  state.counters["FLOPs"] = counter(2.0 * double(c.macs) * double(batch), counter::kIsIterationInvariantRate,
-                                    counter::OneK::kIs1000);
-  const double bytes = double(c.param_bytes) + double(c.bytes_read - c.param_bytes) * double(batch);
-  state.counters["bytes"] = counter(bytes, counter::kIsIterationInvariantRate, counter::OneK::kIs1000);
+  set_rate(state, "FLOPs", 2.0 * double(c.macs) * double(batch));
+  set_rate(state, "bytes", double(c.param_bytes) + double(c.bytes_read - c.param_bytes) * double(batch));
 }
 
 /// "<name>" on one thread, "<name>/t<threads>" on more.
